@@ -1,0 +1,237 @@
+"""Loading MNIST-style images and labels, checking them, and feeding them to training.
+
+Sources: Keras' standard download (hash-checked, cached in ~/.keras/datasets), a Keras-layout
+`.npz`, or a folder of the original IDX files (plain or gzipped). Every problem with a file
+becomes a DataError whose message is one line naming the file and what is wrong with it.
+"""
+import gzip
+import math
+import os
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+IDX_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+IDX_UINT8 = 0x08
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DataError(Exception):
+    """A data source is missing, unreadable or not what it should be (message: one line)."""
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray  # uint8 (N, 28, 28, 1)
+    y_train: np.ndarray  # uint8 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    note: str = ""  # e.g. how the test set was carved out
+
+
+# ---------------------------------------------------------------- IDX files
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if path.endswith(".gz"):
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    return raw
+
+
+def parse_idx(raw, name="<bytes>"):
+    """Decode IDX bytes (big-endian header, then uint8 data in C order) into an array."""
+    if len(raw) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or dtype_code != IDX_UINT8 or ndim == 0:
+        raise DataError(
+            f"{name}: bad magic number 0x{int.from_bytes(raw[:4], 'big'):08x} "
+            "(expected 0x00000803 for images or 0x00000801 for labels)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: truncated header ({len(raw)} bytes, need {header})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DataError(f"{name}: {problem}: header says {shape} ({expected} bytes), file has {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def write_idx(path, array):
+    """Write a uint8 array as an IDX file (gzipped when path ends in .gz). Used by tests and tools."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, IDX_UINT8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw += array.tobytes()
+    with open(path, "wb") as f:
+        f.write(gzip.compress(raw) if path.endswith(".gz") else raw)
+
+
+def _find_idx(folder, stem):
+    for name in (stem, stem + ".gz"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
+
+
+def load_idx_folder(folder):
+    """{split: (images, labels)} for every split whose files are in the folder."""
+    found = {}
+    for split in ("train", "test"):
+        images_path = _find_idx(folder, IDX_FILES[split, "images"])
+        labels_path = _find_idx(folder, IDX_FILES[split, "labels"])
+        if images_path is None and labels_path is None:
+            continue
+        if images_path is None or labels_path is None:
+            missing = IDX_FILES[split, "images" if images_path is None else "labels"]
+            raise DataError(f"{folder}: has the {split} {'labels' if images_path is None else 'images'} "
+                            f"but not {missing}[.gz]")
+        images = parse_idx(_read_bytes(images_path), images_path)
+        labels = parse_idx(_read_bytes(labels_path), labels_path)
+        found[split] = check_arrays(images, labels, images_path, labels_path)
+    if not found:
+        raise DataError(f"{folder}: no MNIST IDX files found (expected {IDX_FILES['train', 'images']}[.gz] "
+                        f"and/or {IDX_FILES['test', 'images']}[.gz] with their labels)")
+    return found
+
+
+# ---------------------------------------------------------------- npz and download
+
+def load_npz(path):
+    """{split: (images, labels)} from a Keras-layout .npz (x_train, y_train, x_test, y_test)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e.__class__.__name__}: {e})") from None
+    except Exception as e:  # zipfile.BadZipFile and friends: the file is not what its name says
+        raise DataError(f"{path}: not a readable .npz file ({e.__class__.__name__}: {e})") from None
+    found = {}
+    for split in ("train", "test"):
+        xk, yk = f"x_{split}", f"y_{split}"
+        if xk in arrays or yk in arrays:
+            if xk not in arrays or yk not in arrays:
+                raise DataError(f"{path}: has {xk if xk in arrays else yk} but not {yk if xk in arrays else xk}")
+            found[split] = check_arrays(arrays[xk], arrays[yk], f"{path}[{xk}]", f"{path}[{yk}]")
+    if not found:
+        raise DataError(f"{path}: none of the keys {', '.join(NPZ_KEYS)} (has: {', '.join(arrays) or 'nothing'})")
+    return found
+
+
+def download(dataset="mnist"):
+    """Keras' standard download (cached, verified against its known hash)."""
+    import keras
+
+    loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[dataset]
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise DataError(f"could not download {dataset} ({reason}); without internet, pass --data PATH "
+                        "(a folder of the IDX files or a Keras-layout .npz)") from None
+    return {
+        "train": check_arrays(x_train, y_train, f"{dataset} x_train", f"{dataset} y_train"),
+        "test": check_arrays(x_test, y_test, f"{dataset} x_test", f"{dataset} y_test"),
+    }
+
+
+# ---------------------------------------------------------------- checks and splits
+
+def check_arrays(images, labels, images_name, labels_name):
+    """Validate one split; returns (uint8 images (N, 28, 28, 1), uint8 labels (N,))."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{images_name}: expected images shaped (N, 28, 28), got {images.shape}")
+    if images.shape[0] == 0:
+        raise DataError(f"{images_name}: no images")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_name}: expected labels shaped (N,), got {labels.shape}")
+    if labels.shape[0] != images.shape[0]:
+        raise DataError(f"{labels_name}: {labels.shape[0]} labels for {images.shape[0]} images in {images_name}")
+    for arr, name, top in ((images, images_name, 255), (labels, labels_name, 9)):
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+            raise DataError(f"{name}: expected integer values (uint8), got dtype {arr.dtype}")
+        if arr.min() < 0 or arr.max() > top:
+            raise DataError(f"{name}: values must lie in 0..{top}, found {arr.min()}..{arr.max()}")
+    return images.astype(np.uint8)[..., None], labels.astype(np.uint8)
+
+
+def load(data=None, dataset="mnist", val_split=0.2, limit=None):
+    """Train and test splits from --data (file or folder) or the standard download."""
+    if data is None:
+        found, source = download(dataset), f"keras.datasets.{dataset}"
+    elif os.path.isdir(data):
+        found, source = load_idx_folder(data), os.path.abspath(data)
+    elif os.path.isfile(data):
+        found, source = load_npz(data), os.path.abspath(data)
+    else:
+        raise DataError(f"{data}: no such file or folder (--data takes a folder of IDX files or a .npz)")
+
+    note = ""
+    if "train" in found and "test" in found:
+        (x_train, y_train), (x_test, y_test) = found["train"], found["test"]
+    else:
+        (only,) = found
+        x, y = found[only]
+        n_test = int(round(len(x) * val_split))
+        if not 0 < n_test < len(x):
+            raise DataError(f"{source}: only a {only} split with {len(x)} images; --val-split {val_split} "
+                            "leaves no training or no test images")
+        x_train, y_train, x_test, y_test = x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:]
+        note = (f"only the {only} split was found: training on its first {len(x_train)} images, "
+                f"testing on the last {n_test} (--val-split {val_split})")
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        x_test, y_test = x_test[:max(1, limit // 4)], y_test[:max(1, limit // 4)]
+    return Splits(x_train, y_train, x_test, y_test, source, note)
+
+
+# ---------------------------------------------------------------- tf.data pipeline
+
+def to_float(images):
+    """uint8 pixels -> float32 in [0, 1]."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def epoch_permutation(n, seed, epoch):
+    """The order of the n training images in a given epoch: a function of (seed, epoch) only,
+    so an interrupted run that resumes at epoch k sees exactly the batches it would have."""
+    keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+    return tf.argsort(keys)
+
+
+def train_dataset(images, batch_size, seed, epochs, initial_epoch=0):
+    """(dataset over epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit.
+
+    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices.
+    """
+    n = len(images)
+    images = tf.constant(images)
+    steps = math.ceil(n / batch_size)
+
+    def batches_of_epoch(epoch):
+        return tf.data.Dataset.from_tensor_slices(epoch_permutation(n, seed, epoch)).batch(batch_size)
+
+    ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of_epoch)
+    ds = ds.map(lambda idx: to_float(tf.gather(images, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE), steps
+
+
+def test_dataset(images, batch_size):
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

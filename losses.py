@@ -1,0 +1,54 @@
+"""The VAE's loss terms as pure functions: tensors in, one value per example out.
+
+Everything is computed in float32, whatever the model's compute dtype, so that mixed
+precision never changes what the loss means.
+"""
+import math
+
+from keras import ops
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _float32(*tensors):
+    return [ops.cast(t, "float32") for t in tensors]
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per example, in nats.
+
+    Closed form, SUMMED over the latent dimensions: each dimension is an independent
+    Gaussian and KL of independent factors adds up. Averaging here instead would divide
+    the KL's weight by latent_dim (the classic mistake).
+    """
+    z_mean, z_log_var = _float32(z_mean, z_log_var)
+    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+
+
+def reconstruction_loss(x, logits):
+    """Binary cross-entropy between targets x in [0, 1] and Bernoulli logits, summed over
+    every pixel: -log p(x|z) per example, in nats.
+
+    Uses max(l, 0) - l*x + log(1 + exp(-|l|)), which is exact and finite for any logit,
+    instead of clipping sigmoid probabilities.
+    """
+    x, logits = _float32(x, logits)
+    per_pixel = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
+
+
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) summed over the last axis (the latent dimensions)."""
+    z, mean, log_var = _float32(z, mean, log_var)
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1)
+
+
+def standard_normal_log_density(z):
+    """log N(z; 0, I) summed over the last axis."""
+    (z,) = _float32(z)
+    return -0.5 * ops.sum(LOG_2PI + ops.square(z), axis=-1)
+
+
+def negative_elbo(reconstruction, kl, beta=1.0):
+    """Per-example loss the model minimises: reconstruction + beta * KL (nats)."""
+    return reconstruction + beta * kl

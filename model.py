@@ -1,0 +1,167 @@
+"""The whole model: a Sampling layer, the encoder, the decoder and the VAE that trains them.
+
+Images are (N, 28, 28, 1) floats in [0, 1]. `vae.encoder(x)` gives (z_mean, z_log_var);
+`vae.decoder(z)` gives Bernoulli logits shaped like the images (sigmoid them to see pixels).
+"""
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+import losses
+
+IMAGE_SHAPE = (28, 28, 1)
+ARCHITECTURES = ("dense", "conv")
+
+
+@keras.saving.register_keras_serializable(package="mnist_vae")
+class Sampling(layers.Layer):
+    """Reparameterised draw z = z_mean + exp(0.5 * z_log_var) * eps, eps ~ N(0, I).
+
+    Written this way the randomness sits in eps, so gradients flow to z_mean and z_log_var.
+    The seeded generator's state is a layer variable: it is saved and restored with the weights.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def build_encoder(arch="dense", latent_dim=2, hidden=512):
+    x = inputs = keras.Input(IMAGE_SHAPE, name="image")
+    if arch == "dense":
+        x = layers.Flatten()(x)
+        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+    elif arch == "conv":
+        x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)  # 14x14
+        x = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(x)  # 7x7
+        x = layers.Flatten()(x)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    # The Dense heads keep the compute dtype; the losses cast to float32 themselves.
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
+
+
+def build_decoder(arch="dense", latent_dim=2, hidden=512):
+    z = inputs = keras.Input((latent_dim,), name="z")
+    if arch == "dense":
+        x = layers.Dense(hidden, activation="relu", name="hidden")(z)
+        x = layers.Dense(28 * 28, name="pixel_logits")(x)
+        logits = layers.Reshape(IMAGE_SHAPE)(x)
+    elif arch == "conv":
+        x = layers.Dense(7 * 7 * 64, activation="relu")(z)
+        x = layers.Reshape((7, 7, 64))(x)
+        x = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(x)  # 14x14
+        x = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(x)  # 28x28
+        logits = layers.Conv2DTranspose(1, 3, padding="same", name="pixel_logits")(x)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    # Logits, not probabilities: the loss is computed stably from them.
+    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    return keras.Model(inputs, logits, name="decoder")
+
+
+def _global_batch_size(local_batch_size):
+    """Examples in this step across all replicas (just the local count on one device)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return local_batch_size
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_batch_size)
+
+
+@keras.saving.register_keras_serializable(package="mnist_vae")
+class VAE(keras.Model):
+    """Variational autoencoder: loss = mean over the batch of reconstruction + beta * KL."""
+
+    def __init__(self, encoder, decoder, beta=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.beta = float(beta)
+        self.seed = seed
+        self.sampling = Sampling(seed=seed, name="sampling")
+        # The KL weight in force; a warm-up schedule may move it from 0 up to beta.
+        self.kl_weight = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.beta),
+            trainable=False, name="kl_weight",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.built = True  # encoder and decoder are functional models, built already
+
+    @property
+    def metrics(self):
+        # Listed here so that Keras resets them at the start of every epoch.
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def call(self, x, training=False):
+        z_mean, z_log_var = self.encoder(x, training=training)
+        z = self.sampling([z_mean, z_log_var])
+        return self.decoder(z, training=training)
+
+    def per_example_losses(self, x, training=False):
+        """(reconstruction, kl) per image for one z drawn from q(z|x): the single-sample ELBO."""
+        z_mean, z_log_var = self.encoder(x, training=training)
+        z = self.sampling([z_mean, z_log_var])
+        logits = self.decoder(z, training=training)
+        return losses.reconstruction_loss(x, logits), losses.kl_divergence(z_mean, z_log_var)
+
+    def _update_metrics(self, reconstruction, kl):
+        self.loss_tracker.update_state(losses.negative_elbo(reconstruction, kl, self.kl_weight))
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        with tf.GradientTape() as tape:
+            reconstruction, kl = self.per_example_losses(x, training=True)
+            per_example = losses.negative_elbo(reconstruction, kl, self.kl_weight)
+            # Divide by the GLOBAL batch: replicas' gradients are summed, so every device count
+            # (and an uneven last batch) gives exactly the single-device mean.
+            batch = ops.cast(_global_batch_size(ops.shape(x)[0]), "float32")
+            loss = ops.sum(per_example) / batch
+            scaled_loss = self.optimizer.scale_loss(loss)  # loss scaling under float16
+        grads = tape.gradient(scaled_loss, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self._update_metrics(reconstruction, kl)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        # Same single-sample estimate as in training, so train and test numbers compare.
+        return self._update_metrics(*self.per_example_losses(x))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "beta": self.beta,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
+
+
+def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None):
+    return VAE(
+        build_encoder(arch, latent_dim, hidden),
+        build_decoder(arch, latent_dim, hidden),
+        beta=beta, seed=seed, name="vae",
+    )

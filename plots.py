@@ -1,0 +1,105 @@
+"""Every figure the program saves. Each function takes NumPy arrays (never a model) and a path."""
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+TERMS = (("loss", "loss = reconstruction + β·KL"), ("reconstruction_loss", "reconstruction (BCE)"),
+         ("kl_loss", "KL(q(z|x) ‖ N(0, I))"))
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _tile(images, rows, cols):
+    """(rows*cols, 28, 28[, 1]) -> one (rows*28, cols*28) image."""
+    images = np.asarray(images).reshape(rows, cols, 28, 28)
+    return images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
+
+
+def loss_curves(history, path, units="nats per image"):
+    """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, (key, title) in zip(axes, TERMS):
+        epochs = np.arange(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], "o-", label="train")
+        if "val_" + key in history:
+            ax.plot(epochs, history["val_" + key], "s--", label="test")
+        ax.set(title=title, xlabel="epoch", ylabel=units)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training curves (single-sample ELBO terms, averaged over images)")
+    return _save(fig, path)
+
+
+def reconstructions(originals, reconstructed, path):
+    """Top row: test digits; bottom row: their reconstructions (pixel probabilities)."""
+    n = len(originals)
+    fig, ax = plt.subplots(figsize=(n * 0.9, 2.2))
+    ax.imshow(_tile(np.concatenate([originals, reconstructed]), 2, n), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_yticks([14, 42], ["test digit", "reconstruction"])
+    ax.set_xticks([])
+    ax.set_title("Test digits (top) and their reconstructions from z_mean (bottom)")
+    return _save(fig, path)
+
+
+def samples(images, path, title="Samples: decoded draws z ~ N(0, I)"):
+    """A square grid of generated images (pixel probabilities)."""
+    side = int(np.sqrt(len(images)))
+    fig, ax = plt.subplots(figsize=(side * 0.7, side * 0.7 + 0.4))
+    ax.imshow(_tile(images[: side * side], side, side), cmap="gray_r", vmin=0, vmax=1)
+    ax.axis("off")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def principal_components(points, k=2):
+    """(projection onto the top-k principal directions, those directions (k, d), explained variance ratios)."""
+    centred = points - points.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    ratios = s**2 / max(np.sum(s**2), 1e-12)
+    return centred @ vt[:k].T, vt[:k], ratios[:k]
+
+
+def latent_scatter(z_mean, labels, path):
+    """Test images' posterior means coloured by digit (first two principal components if d > 2)."""
+    d = z_mean.shape[1]
+    if d == 1:
+        points, axis_names = np.column_stack([z_mean[:, 0], np.zeros(len(z_mean))]), ("z[0]", "")
+    elif d == 2:
+        points, axis_names = z_mean, ("z[0]", "z[1]")
+    else:
+        points, _, ratios = principal_components(z_mean)
+        axis_names = tuple(f"principal component {i + 1} ({r:.0%} of variance)" for i, r in enumerate(ratios))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.7)
+    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
+           title=f"Latent space: z_mean of {len(z_mean)} test images" + (f" ({d}-D, PCA)" if d > 2 else ""))
+    return _save(fig, path)
+
+
+def gaussian_grid(n=20):
+    """n evenly spaced quantiles (5%..95%) of N(0, 1): latent values to decode along each axis."""
+    normal = statistics.NormalDist()
+    return np.array([normal.inv_cdf(p) for p in np.linspace(0.05, 0.95, n)], dtype=np.float32)
+
+
+def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]")):
+    """images: (n*n, 28, 28) decoded at grid[j] (x) and grid[i] (y), row i from the top = largest y."""
+    n = len(grid)
+    fig, ax = plt.subplots(figsize=(9, 9))
+    ax.imshow(_tile(images, n, n), cmap="gray_r", vmin=0, vmax=1)
+    ticks = np.arange(n) * 28 + 14
+    labels = [f"{v:.1f}" for v in grid]
+    ax.set_xticks(ticks[::2], labels[::2])
+    ax.set_yticks(ticks[::2], labels[::-1][::2])
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
+           title="Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)")
+    return _save(fig, path)

@@ -1,0 +1,70 @@
+"""Run folders: creating a fresh one, and writing files into it safely.
+
+Files are written to a temporary name in the same folder and renamed into place, so a crash
+at any moment leaves either the previous complete file or the new complete one.
+"""
+import json
+import os
+import tempfile
+import time
+
+
+class RunError(Exception):
+    """A problem with the output folder or a run folder (message: one line)."""
+
+
+def make_run_dir(out, run_name=None, label=""):
+    """Create <out>/<run_name> (or a new unique name) and return its path; never reuses a folder."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"--out {out}: is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"--out {out}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"--out {out}: folder is not writable")
+    if run_name:
+        path = os.path.join(out, run_name)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            raise RunError(f"--run-name {run_name}: {path} already exists (runs are never overwritten)") from None
+        except OSError as e:
+            raise RunError(f"--run-name {run_name}: cannot create {path} ({e.strerror})") from None
+        return path
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{label}" if label else "")
+    for i in range(1, 1000):
+        path = os.path.join(out, stem if i == 1 else f"{stem}-{i}")
+        try:
+            os.mkdir(path)  # atomic: two runs started together never share a folder
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunError(f"--out {out}: cannot create a run folder there ({e.strerror})") from None
+    raise RunError(f"--out {out}: could not find a free run name for {stem}")
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    # Keep the extension: some writers (keras' save) insist on it.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp" + os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+    return atomic_write(path, write)
