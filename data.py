@@ -11,7 +11,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 IDX_FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -201,16 +200,24 @@ def load(data=None, dataset="mnist", val_split=0.2, limit=None):
     return Splits(x_train, y_train, x_test, y_test, source, note)
 
 
-# ---------------------------------------------------------------- tf.data pipeline
+def as_float(images):
+    """uint8 pixels -> float32 in [0, 1] (NumPy or TensorFlow tensors alike)."""
+    return images.astype(np.float32) / 255.0 if isinstance(images, np.ndarray) else _tf().cast(images, "float32") / 255.0
 
-def to_float(images):
-    """uint8 pixels -> float32 in [0, 1]."""
-    return tf.cast(images, tf.float32) / 255.0
+
+# ---------------------------------------------------------------- tf.data pipeline
+# TensorFlow is imported on first use only, so that loading and checking data (and reporting a
+# bad file) happens in a fraction of a second, before TensorFlow's slow start-up.
+
+def _tf():
+    import tensorflow as tf
+    return tf
 
 
 def epoch_permutation(n, seed, epoch):
     """The order of the n training images in a given epoch: a function of (seed, epoch) only,
     so an interrupted run that resumes at epoch k sees exactly the batches it would have."""
+    tf = _tf()
     keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
     return tf.argsort(keys)
 
@@ -220,6 +227,7 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0):
 
     The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices.
     """
+    tf = _tf()
     n = len(images)
     images = tf.constant(images)
     steps = math.ceil(n / batch_size)
@@ -228,10 +236,11 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0):
         return tf.data.Dataset.from_tensor_slices(epoch_permutation(n, seed, epoch)).batch(batch_size)
 
     ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of_epoch)
-    ds = ds.map(lambda idx: to_float(tf.gather(images, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: as_float(tf.gather(images, idx)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE), steps
 
 
 def test_dataset(images, batch_size):
+    tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(as_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

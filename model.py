@@ -4,6 +4,7 @@ Images are (N, 28, 28, 1) floats in [0, 1]. `vae.encoder(x)` gives (z_mean, z_lo
 `vae.decoder(z)` gives Bernoulli logits shaped like the images (sigmoid them to see pixels).
 """
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -30,6 +31,16 @@ class Sampling(layers.Layer):
         z_mean, z_log_var = inputs
         eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    # Keras saves a layer's weights but not its seed generator's state; without it a reloaded
+    # model (or a resumed run) would repeat draws it already made instead of continuing the stream.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["seed_generator_state"] = np.asarray(self.seed_generator.state.value)
+
+    def load_own_variables(self, store):
+        if "seed_generator_state" in store.keys():
+            self.seed_generator.state.assign(store["seed_generator_state"][...])
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}

@@ -74,21 +74,22 @@ def train(args):
 
 
 def _train_in(run_dir, args, atomic_write, write_json):
-    import platform
-
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import data
-    import figures
-    from model import build_vae
+    import data  # NumPy only: bad data is reported before TensorFlow starts
 
     started = time.time()
     splits = data.load(args.data, args.dataset, args.val_split, args.limit)
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
+
+    import platform
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import figures
+    from model import build_vae
 
     config = {**vars(args), "run_dir": run_dir, "data_source": splits.source,
               "train_images": len(splits.x_train), "test_images": len(splits.x_test),
@@ -119,7 +120,7 @@ def _train_in(run_dir, args, atomic_write, write_json):
     model_path = os.path.join(run_dir, "model.keras")
     atomic_write(model_path, vae.save)
 
-    written = figures.save_all(vae, data.to_float(splits.x_test).numpy(), splits.y_test, fit.history,
+    written = figures.save_all(vae, data.as_float(splits.x_test), splits.y_test, fit.history,
                                run_dir, seed=args.seed)
 
     print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image): "

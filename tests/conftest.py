@@ -1,0 +1,30 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session")
+def mnist_test_split():
+    """The real MNIST test split (uint8 images (10000, 28, 28, 1), labels), or a skip."""
+    if not os.path.isdir(MNIST_DIR):
+        pytest.skip(f"real MNIST not found at {MNIST_DIR} (the project's shared data folder)")
+    import data
+
+    found = data.load_idx_folder(MNIST_DIR)
+    return found["test"]
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, mnist_test_split):
+    """A Keras-layout .npz of 320 real training and 80 real test digits."""
+    x, y = mnist_test_split
+    path = str(tmp_path_factory.mktemp("data") / "small.npz")
+    np.savez(path, x_train=x[:320, ..., 0], y_train=y[:320], x_test=x[-80:, ..., 0], y_test=y[-80:])
+    return path
