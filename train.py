@@ -53,12 +53,25 @@ def parse_args(argv=None):
                    help="fraction held out as the test set when the data has only one split")
     p.add_argument("--limit", type=_number(int, 1), default=None,
                    help="use only the first N training images (and N/4 test images) for a quick run")
+    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                   help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
+                        "conv on CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
     p.add_argument("--out", default="outputs", help="folder that receives one sub-folder per run")
     p.add_argument("--run-name", default=None, help="name of this run's folder (default: time, arch and latent size)")
     return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------ the run
+
+def speed_options(args, steps_per_epoch, tf):
+    """compile() options that measurably speed training up (see bench.py and the README)."""
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    jit = {"on": True, "off": False, "auto": args.arch == "dense" or gpu}[args.jit]
+    # Several steps per call into TensorFlow cut per-step Python overhead. It must divide the epoch:
+    # otherwise Keras would run the last call into the next epoch's batches.
+    per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0) if args.arch == "dense" else 1
+    return {"jit_compile": jit, "steps_per_execution": per_call}
+
 
 def train(args):
     from runs import atomic_write, make_run_dir, write_json
@@ -99,9 +112,8 @@ def _train_in(run_dir, args, atomic_write, write_json):
 
     keras.utils.set_random_seed(args.seed)  # weight initialisation
     vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
-    vae.compile(optimizer=keras.optimizers.Adam(args.lr))
-
     train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs)
+    vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
     test_ds = data.test_dataset(splits.x_test, args.batch_size)
     history_path = os.path.join(run_dir, "history.csv")
     fit = vae.fit(

@@ -1,0 +1,151 @@
+"""Measure training speed and memory: images per second, seconds per epoch, start-up time, peak
+memory, and achieved GFLOP/s against this machine's own float32 matrix-multiply peak.
+
+    python bench.py --data ../shared/data/mnist            # the three standard configurations
+    python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
+
+Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
+one JSON line; a table follows. Training only: no evaluation pass is timed.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+STARTED = time.time()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CONFIGS = {
+    "dense-512-2": ["--arch", "dense", "--hidden", "512", "--latent-dim", "2"],  # the default model
+    "dense-400-20": ["--arch", "dense", "--hidden", "400", "--latent-dim", "20"],  # the classic size
+    "conv": ["--arch", "conv", "--latent-dim", "2"],
+}
+
+
+def forward_flops(model):
+    """Multiply-adds x 2 of one image's forward pass through the Dense and convolution layers."""
+    import keras
+
+    total = 0
+    for sub in (model.encoder, model.decoder):
+        for layer in sub.layers:
+            if isinstance(layer, keras.layers.Dense):
+                total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+            elif isinstance(layer, keras.layers.Conv2DTranspose):
+                h, w = layer.input.shape[1:3]  # each input pixel is spread by a k x k x c_out kernel
+                total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
+                    layer.kernel.shape[2] * layer.kernel.shape[3]
+            elif isinstance(layer, keras.layers.Conv2D):
+                h, w = layer.output.shape[1:3]
+                total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
+                    layer.kernel.shape[2] * layer.kernel.shape[3]
+    return total
+
+
+def matmul_peak_gflops(n=2048, repeats=10):
+    import tensorflow as tf
+
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    matmul = tf.function(tf.matmul)
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def worker(name, argv, args):
+    """Train one configuration in this process and print its JSON line."""
+    import resource
+
+    import keras
+    import numpy as np
+
+    import data
+    import train as train_cli
+    from model import build_vae
+
+    import tensorflow as tf
+
+    options = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size)])
+    splits = data.load(args.data, val_split=0.2, limit=args.limit)
+    keras.utils.set_random_seed(0)
+    vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
+    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, 0, args.epochs)
+    speed = train_cli.speed_options(options, steps, tf)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.began)
+            if epoch == 0:
+                first_epoch_done.append(time.time() - STARTED)
+
+    seconds, first_epoch_done = [], []
+    vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Timer()])
+    n = len(splits.x_train)
+    per_epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+    images_per_s = n / per_epoch
+    train_flops = 3 * forward_flops(vae)  # forward + backward (about twice the forward) per image
+    print(json.dumps({
+        "config": name, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
+        "jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"],
+        "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
+        "s_to_first_epoch_end": round(first_epoch_done[0], 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "train_mflop_per_image": round(train_flops / 1e6, 2),
+        "achieved_gflops": round(images_per_s * train_flops / 1e9, 1),
+    }), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--epochs", type=int, default=5, help="epochs per configuration (the first is not timed)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick:
+        args.epochs = 3
+    if args.worker:
+        return worker(args.worker, CONFIGS[args.worker], args)
+
+    peak = matmul_peak_gflops()
+    print(json.dumps({"config": "float32 matmul 2048x2048", "peak_gflops": round(peak, 1),
+                      "cpus": os.cpu_count()}), flush=True)
+    rows = []
+    for name in args.configs:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--epochs", str(args.epochs),
+               "--batch-size", str(args.batch_size)] + (["--data", args.data] if args.data else []) + \
+              (["--limit", str(args.limit)] if args.limit else [])
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not lines:
+            print(f"{name}: failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            continue
+        print(lines[-1], flush=True)
+        rows.append(json.loads(lines[-1]))
+
+    print(f"\n{'config':<14}{'img/s':>9}{'s/epoch':>9}{'1st epoch at':>14}{'peak MB':>9}{'GFLOP/s':>9}"
+          f"{'% of peak':>10}  jit  steps/call")
+    for r in rows:
+        print(f"{r['config']:<14}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_to_first_epoch_end']:>13.1f}s"
+              f"{r['peak_rss_mb']:>9}{r['achieved_gflops']:>9.1f}{100 * r['achieved_gflops'] / peak:>9.0f}%"
+              f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
+    print(f"(float32 matmul peak measured here: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; "
+          f"{rows[0]['images'] if rows else 0} training images, batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
