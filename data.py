@@ -197,6 +197,8 @@ def load(data=None, dataset="mnist", val_split=0.2, limit=None):
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:max(1, limit // 4)], y_test[:max(1, limit // 4)]
+        note += ("; " if note else "") + f"--limit {limit}: using the first {len(x_train)} of those training " \
+                                         f"and {len(x_test)} test images"
     return Splits(x_train, y_train, x_test, y_test, source, note)
 
 

@@ -106,6 +106,13 @@ class VAE(keras.Model):
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, name="kl_weight",
         )
+        # Global step at which the loss first stopped being finite (-1: never), so a divergence can be
+        # named to the batch even when several steps run per call into TensorFlow.
+        self.first_nonfinite_step = self.add_weight(
+            shape=(), dtype="int64", initializer="zeros", trainable=False, name="first_nonfinite_step",
+            aggregation="only_first_replica",
+        )
+        self.first_nonfinite_step.assign(-1)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -145,6 +152,9 @@ class VAE(keras.Model):
             loss = ops.sum(per_example) / batch
             scaled_loss = self.optimizer.scale_loss(loss)  # loss scaling under float16
         grads = tape.gradient(scaled_loss, self.trainable_weights)
+        first_bad = ops.logical_and(ops.logical_not(ops.isfinite(loss)), self.first_nonfinite_step < 0)
+        self.first_nonfinite_step.assign(
+            ops.where(first_bad, ops.cast(self.optimizer.iterations, "int64"), self.first_nonfinite_step))
         self.optimizer.apply(grads, self.trainable_weights)
         return self._update_metrics(reconstruction, kl)
 

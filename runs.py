@@ -48,9 +48,10 @@ def make_run_dir(out, run_name=None, label=""):
 def atomic_write(path, write):
     """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic)."""
     folder = os.path.dirname(os.path.abspath(path))
-    # Keep the extension: some writers (keras' save) insist on it.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp" + os.path.splitext(path)[1])
+    # Keep the whole extension (".weights.h5"): Keras' writers insist on it.
+    name = os.path.basename(path)
+    extension = "." + name.split(".", 1)[1] if "." in name else ""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + extension)
     os.close(fd)
     try:
         write(tmp)
@@ -68,3 +69,22 @@ def write_json(path, obj):
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
     return atomic_write(path, write)
+
+
+def read_config(run_dir, expected_format):
+    """A run folder's config.json, checked: one clear RunError for anything that is not a usable run."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise RunError(f"{run_dir}: no such run folder")
+    if not os.path.isfile(path):
+        raise RunError(f"{run_dir}: not a run folder (no config.json)")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from None
+    if not isinstance(config, dict) or config.get("format") != expected_format:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise RunError(f"{path}: written by an unknown version of this program (format {found!r}; "
+                       f"this one reads format {expected_format})")
+    return config

@@ -1,64 +1,115 @@
 """Train a variational autoencoder on MNIST and save the model, its numbers and the plots that explain it.
 
-    python train.py                                   # downloads MNIST the standard Keras way
+    python train.py                                          # downloads MNIST the standard Keras way
     python train.py --data ../shared/data/mnist --epochs 5   # offline, from the IDX files
+    python train.py --resume outputs/RUN --epochs 50         # continue a run, interrupted or finished
 
-Every run writes a new folder <out>/<run-name>/ with config.json, history.csv, metrics.json,
-model.keras and the PNG figures. Losses are in nats per image.
+Every run writes a new folder <out>/<run-name>/: config.json, history.csv, metrics.json, model.keras,
+the PNG figures and a per-epoch checkpoint. Losses are in nats per image.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
 
+CONFIG_FORMAT = 1  # layout version of config.json; --resume and evaluate.py refuse others
+RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume"}  # flags that --resume takes anew
+
 
 # ------------------------------------------------------------------ flags
 
 def _number(kind, low, low_ok=True, high=None):
-    """An argparse type: kind(text) within [low, high] (low excluded unless low_ok)."""
+    """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}")
-        if value != value or value < low or (value == low and not low_ok) or (high is not None and value >= high):
+        if not (value >= low) or (value == low and not low_ok) or (high is not None and not value < high) \
+                or value == float("inf"):
             bound = f">= {low}" if low_ok else f"> {low}"
             raise argparse.ArgumentTypeError(f"must be {bound}{f' and < {high}' if high else ''}, got {text}")
         return value
     return parse
 
 
-def parse_args(argv=None):
+def build_parser(suppress_defaults=False):
     p = argparse.ArgumentParser(
         description="Train a VAE on MNIST; writes the model, metrics and plots to <out>/<run-name>/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=argparse.SUPPRESS if suppress_defaults else None,
     )
-    p.add_argument("--epochs", type=_number(int, 1), default=30, help="passes over the training images")
-    p.add_argument("--batch-size", type=_number(int, 1), default=128, help="images per step (global batch)")
-    p.add_argument("--latent-dim", type=_number(int, 1), default=2, help="size of z")
-    p.add_argument("--arch", choices=("dense", "conv"), default="dense",
-                   help="dense: 784-hidden-latent MLP; conv: two stride-2 convolutions (32, 64 filters)")
-    p.add_argument("--hidden", type=_number(int, 1), default=512, help="width of the dense hidden layer")
-    p.add_argument("--lr", type=_number(float, 0, low_ok=False), default=1e-3, help="Adam learning rate")
-    p.add_argument("--beta", type=_number(float, 0), default=1.0, help="weight of the KL term")
-    p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for weights, shuffling and sampling")
-    p.add_argument("--data", metavar="PATH", default=None,
-                   help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
-                        "default: download with keras.datasets")
-    p.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist",
-                   help="which dataset to download when --data is not given")
-    p.add_argument("--val-split", type=_number(float, 0, low_ok=False, high=1), default=0.2,
-                   help="fraction held out as the test set when the data has only one split")
-    p.add_argument("--limit", type=_number(int, 1), default=None,
-                   help="use only the first N training images (and N/4 test images) for a quick run")
-    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                   help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
-                        "conv on CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
-    p.add_argument("--out", default="outputs", help="folder that receives one sub-folder per run")
-    p.add_argument("--run-name", default=None, help="name of this run's folder (default: time, arch and latent size)")
-    return p.parse_args(argv)
+
+    def flag(name, default, **kwargs):
+        p.add_argument(name, **kwargs, **({} if suppress_defaults else {"default": default}))
+
+    flag("--epochs", 30, type=_number(int, 1), help="passes over the training images")
+    flag("--batch-size", 128, type=_number(int, 1), help="images per step (the global batch)")
+    flag("--latent-dim", 2, type=_number(int, 1), help="size of z")
+    flag("--arch", "dense", choices=("dense", "conv"),
+         help="dense: 784-hidden-latent MLP; conv: two stride-2 convolutions (32, 64 filters)")
+    flag("--hidden", 512, type=_number(int, 1), help="width of the dense hidden layer")
+    flag("--lr", 1e-3, type=_number(float, 0, low_ok=False), help="Adam learning rate")
+    flag("--beta", 1.0, type=_number(float, 0), help="weight of the KL term")
+    flag("--seed", 0, type=_number(int, 0), help="seed for weights, shuffling and sampling")
+    flag("--deterministic", False, action="store_true",
+         help="deterministic TensorFlow ops: runs and resumes repeat bit for bit")
+    flag("--data", None, metavar="PATH",
+         help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
+              "default: download with keras.datasets")
+    flag("--dataset", "mnist", choices=("mnist", "fashion_mnist"), help="which dataset to download without --data")
+    flag("--val-split", 0.2, type=_number(float, 0, low_ok=False, high=1),
+         help="fraction held out as the test set when the data has only one split")
+    flag("--limit", None, type=_number(int, 1),
+         help="use only the first N training images (and N/4 test images) for a quick run")
+    flag("--jit", "auto", choices=("auto", "on", "off"),
+         help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
+              "conv on a CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
+    flag("--out", "outputs", help="folder that receives one sub-folder per run")
+    flag("--run-name", None, help="name of this run's folder (default: time, arch and latent size)")
+    flag("--resume", None, metavar="RUN_DIR",
+         help="continue that run from its last completed epoch with its saved config (--epochs may be raised)")
+    return p
+
+
+def parse_args(argv=None):
+    """(flags, names of the flags given explicitly): --resume checks the latter against the saved config."""
+    argv = sys.argv[1:] if argv is None else argv
+    return build_parser().parse_args(argv), set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
+
+
+def resumed_args(args, given):
+    """The run's saved settings, updated by the flags --resume may change; refuses contradictions."""
+    from runs import RunError, read_config
+
+    saved = read_config(args.resume, CONFIG_FORMAT)
+    for name in sorted(given - RESUME_MAY_CHANGE):
+        if getattr(args, name) != saved.get(name):
+            flag = "--" + name.replace("_", "-")
+            raise RunError(f"{flag} {getattr(args, name)} contradicts the saved config of {args.resume} "
+                           f"({flag} {saved.get(name)}); --resume continues a run as configured")
+    return argparse.Namespace(**{**vars(args), **saved, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}})
+
+
+# ------------------------------------------------------------------ stopping safely
+
+class Interrupted(Exception):
+    """SIGINT (Ctrl-C) or SIGTERM: stop at once, keep what was earned, exit 128 + the signal number."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+class Diverged(Exception):
+    pass
 
 
 # ------------------------------------------------------------------ the run
@@ -67,33 +118,42 @@ def speed_options(args, steps_per_epoch, tf):
     """compile() options that measurably speed training up (see bench.py and the README)."""
     gpu = bool(tf.config.list_physical_devices("GPU"))
     jit = {"on": True, "off": False, "auto": args.arch == "dense" or gpu}[args.jit]
+    jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
     # Several steps per call into TensorFlow cut per-step Python overhead. It must divide the epoch:
     # otherwise Keras would run the last call into the next epoch's batches.
     per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0) if args.arch == "dense" else 1
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
-def train(args):
-    from runs import atomic_write, make_run_dir, write_json
+def train(args, given):
+    from runs import make_run_dir
 
-    # The output folder is checked before any data is loaded or any time is spent.
-    run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
+    if args.resume:
+        run_dir, args = args.resume, resumed_args(args, given)
+    else:  # the output folder is checked before any data is loaded or any time is spent
+        run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return _train_in(run_dir, args, atomic_write, write_json)
+        return _train_in(run_dir, args)
     except BaseException:
-        if os.path.isdir(run_dir) and not os.listdir(run_dir):
+        if not args.resume and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)  # nothing was earned: leave no empty folder behind
         raise
 
 
-def _train_in(run_dir, args, atomic_write, write_json):
+def _train_in(run_dir, args):
     import data  # NumPy only: bad data is reported before TensorFlow starts
+    from runs import RunError, write_json
 
     started = time.time()
     splits = data.load(args.data, args.dataset, args.val_split, args.limit)
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
+    if args.resume and (len(splits.x_train), len(splits.x_test)) != (args.train_images, args.test_images):
+        raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
+                             f"but the run was trained on {args.train_images}/{args.test_images}")
 
     import platform
 
@@ -101,56 +161,105 @@ def _train_in(run_dir, args, atomic_write, write_json):
     import numpy as np
     import tensorflow as tf
 
-    import figures
+    import checkpoints
     from model import build_vae
 
-    config = {**vars(args), "run_dir": run_dir, "data_source": splits.source,
-              "train_images": len(splits.x_train), "test_images": len(splits.x_test),
+    config = {**vars(args), "resume": None, "format": CONFIG_FORMAT, "run_dir": run_dir,
+              "data_source": splits.source, "train_images": len(splits.x_train), "test_images": len(splits.x_test),
               "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                            "keras": keras.__version__, "numpy": np.__version__}}
     write_json(os.path.join(run_dir, "config.json"), config)
 
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(args.seed)  # weight initialisation
     vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
-    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs)
-    vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
+    state = checkpoints.read_state(run_dir) if args.resume else None
+    done = state["epoch"] if state else 0
+    if done >= args.epochs:
+        raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
+    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done)
     test_ds = data.test_dataset(splits.x_test, args.batch_size)
-    history_path = os.path.join(run_dir, "history.csv")
-    fit = vae.fit(
-        train_ds, epochs=args.epochs, steps_per_epoch=steps, validation_data=test_ds, shuffle=False,  # the dataset shuffles itself
-        callbacks=[keras.callbacks.CSVLogger(history_path)],
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
+    if state:
+        checkpoints.restore(vae, run_dir, state)
+        checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
+        print(f"resuming {run_dir} after epoch {done}")
+    saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
 
-    # Held-out numbers: the same single-sample ELBO estimate as in training.
-    metrics = vae.evaluate(test_ds, return_dict=True, verbose=0)
-    metrics = {k: float(metrics[k]) for k in ("loss", "reconstruction_loss", "kl_loss")}
-    write_json(os.path.join(run_dir, "metrics.json"), {
-        **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
-        "epochs": args.epochs, "pixels": "grey levels in [0, 1] (not a likelihood)",
-    })
-    model_path = os.path.join(run_dir, "model.keras")
-    atomic_write(model_path, vae.save)
+    stopped = None
+    try:
+        vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
+                validation_data=test_ds, shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
+                callbacks=[keras.callbacks.TerminateOnNaN(), saver],
+                verbose=1 if sys.stdout.isatty() else 2)
+    except Interrupted as e:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish saving even if Ctrl-C is pressed again
+        stopped = e
+        print(f"\n{e}: stopping; saving what the completed epochs earned...", file=sys.stderr)
+    except OSError as e:
+        raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
+                       f"epoch {len(saver.rows)} is intact: free space, then python train.py --resume {run_dir}") \
+            from None
+    if saver.diverged:
+        epoch, batch = saver.diverged
+        stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
 
-    written = figures.save_all(vae, data.as_float(splits.x_test), splits.y_test, fit.history,
-                               run_dir, seed=args.seed)
+    written = finish(vae, run_dir, splits, test_ds, saver.rows, complete=stopped is None, seed=args.seed)
+    epochs_kept = len(saver.rows)
+    if isinstance(stopped, Interrupted):
+        print(f"interrupted by {stopped} after {epochs_kept} completed epochs, all saved; continue with: "
+              f"python train.py --resume {run_dir}", file=sys.stderr)
+        return 128 + stopped.signum
+    if isinstance(stopped, Diverged):
+        kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
+        raise RunError(f"{stopped}; {kept}; try a lower --lr than {args.lr}")
 
+    metrics = written.pop("metric_values")
     print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    for name in ("config.json", "history.csv", "metrics.json", "model.keras"):
-        print(f"  {os.path.join(run_dir, name)}")
+          + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("loss", "reconstruction_loss", "kl_loss")))
     for name, what in written.items():
-        print(f"  {what}" if what.endswith(".png") else f"  ({name} {what})")
-    return run_dir
+        print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
+    return 0
+
+
+def finish(vae, run_dir, splits, test_ds, rows, complete, seed):
+    """Write metrics.json, model.keras (complete runs) and the figures; partial runs use the last checkpoint."""
+    import checkpoints
+    import data
+    import figures
+    from runs import atomic_write, write_json
+
+    written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
+    if complete:
+        values = vae.evaluate(test_ds, return_dict=True, verbose=0)  # a fresh single-sample ELBO pass
+        metrics = {k: float(values[k]) for k in ("loss", "reconstruction_loss", "kl_loss")}
+        written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
+    else:
+        state = checkpoints.read_state(run_dir)
+        if state:  # the model of the last completed epoch, never a half-trained or diverged one
+            checkpoints.restore(vae, run_dir, state)
+        last = rows[-1] if rows else {}
+        metrics = {k: last.get("val_" + k) for k in ("loss", "reconstruction_loss", "kl_loss")}
+    written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
+        **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
+        "epochs": len(rows), "partial": not complete,
+        "pixels": "grey levels in [0, 1]: the loss is not a likelihood",
+    })
+    if rows:
+        written.update(figures.save_all(vae, data.as_float(splits.x_test), splits.y_test,
+                                        checkpoints.history_columns(rows), run_dir, seed=seed))
+    written["metric_values"] = metrics
+    return written
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, given = parse_args(argv)
     try:
-        train(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        return train(args, given)
+    except Interrupted as e:  # outside training (loading, final plots): completed epochs are checkpointed
+        print(f"\ninterrupted by {e}; every completed epoch is in the run's checkpoint", file=sys.stderr)
+        return 128 + e.signum
     except Exception as e:
         from data import DataError
         from runs import RunError
@@ -161,7 +270,6 @@ def main(argv=None):
             print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
             return 1
         raise
-    return 0
 
 
 if __name__ == "__main__":

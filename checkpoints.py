@@ -1,0 +1,103 @@
+"""Per-epoch checkpoints inside a run folder, written so that a crash at any moment loses nothing.
+
+Layout, in <run>/checkpoint/:
+    epoch-0007.weights.h5   model weights, optimizer state and the sampling stream after epoch 7
+    state.json              {"epoch": 7, "weights": "epoch-0007.weights.h5", "history": [...]}
+Each epoch writes the new weights file, then <run>/history.csv, then state.json, each to a temporary
+name renamed into place; state.json is the commit point and the older weights file goes last. Keras'
+BackupAndRestore and CSVLogger write in place, which a kill mid-write leaves half-written: hence this.
+"""
+import csv
+import io
+import json
+import math
+import os
+
+import keras
+
+from runs import RunError, atomic_write, write_json
+
+HISTORY_COLUMNS = ("epoch", "loss", "reconstruction_loss", "kl_loss",
+                   "val_loss", "val_reconstruction_loss", "val_kl_loss", "kl_weight")
+
+
+def _dir(run_dir):
+    return os.path.join(run_dir, "checkpoint")
+
+
+def read_state(run_dir):
+    """The last committed checkpoint's state, or None if no epoch has completed."""
+    path = os.path.join(_dir(run_dir), "state.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        weights = os.path.join(_dir(run_dir), state["weights"])
+        int(state["epoch"]), list(state["history"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: unreadable checkpoint state ({e.__class__.__name__})") from None
+    if not os.path.exists(weights):
+        raise RunError(f"{path}: names {state['weights']}, which is missing")
+    return state
+
+
+def restore(vae, run_dir, state):
+    """Load the checkpoint's weights, optimizer state and sampling stream into a compiled vae."""
+    if not vae.optimizer.built:
+        vae.optimizer.build(vae.trainable_variables)  # its variables must exist to receive the state
+    path = os.path.join(_dir(run_dir), state["weights"])
+    try:
+        vae.load_weights(path)
+    except Exception as e:  # h5py/OSError/ValueError: a damaged or mismatched file
+        raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+
+
+def history_columns(rows):
+    """{column: [values per epoch]} from history rows."""
+    return {key: [row[key] for row in rows] for key in HISTORY_COLUMNS if rows and key in rows[0]}
+
+
+def write_history(run_dir, rows):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or c in rows[0]])
+    writer.writeheader()
+    writer.writerows(rows)
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            f.write(text.getvalue())
+    atomic_write(os.path.join(run_dir, "history.csv"), write)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically."""
+
+    def __init__(self, run_dir, rows=()):
+        super().__init__()
+        self.run_dir = run_dir
+        self.rows = list(rows)  # history of the epochs completed so far, earlier sessions included
+        self.epoch = None
+        self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
+        os.makedirs(_dir(run_dir), exist_ok=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss")):
+            step = int(self.model.first_nonfinite_step.numpy())
+            self.diverged = (epoch + 1, step - epoch * self.params["steps"] + 1 if step >= 0 else None)
+            return  # never checkpoint a broken model
+        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:7] if k in logs},
+               "kl_weight": float(self.model.kl_weight.numpy())}
+        self.rows.append(row)
+        folder = _dir(self.run_dir)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        atomic_write(os.path.join(folder, name), self.model.save_weights)
+        write_history(self.run_dir, self.rows)
+        write_json(os.path.join(folder, "state.json"), {"epoch": epoch + 1, "weights": name, "history": self.rows})
+        for old in os.listdir(folder):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(folder, old))
