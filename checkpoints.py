@@ -14,8 +14,9 @@ import math
 import os
 
 import keras
+import numpy as np
 
-from runs import RunError, atomic_write, write_json
+from runs import RunError, atomic_write, ensure_space, write_json
 
 HISTORY_COLUMNS = ("epoch", "loss", "reconstruction_loss", "kl_loss",
                    "val_loss", "val_reconstruction_loss", "val_kl_loss", "kl_weight")
@@ -78,6 +79,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.run_dir = run_dir
         self.rows = list(rows)  # history of the epochs completed so far, earlier sessions included
         self.epoch = None
+        self.checkpoint_bytes = 0  # size of the last checkpoint: the room the next one needs
         self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
         os.makedirs(_dir(run_dir), exist_ok=True)
 
@@ -92,12 +94,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a broken model
         row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:7] if k in logs},
                "kl_weight": float(self.model.kl_weight.numpy())}
-        self.rows.append(row)
+        rows = self.rows + [row]
         folder = _dir(self.run_dir)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
-        atomic_write(os.path.join(folder, name), self.model.save_weights)
-        write_history(self.run_dir, self.rows)
-        write_json(os.path.join(folder, "state.json"), {"epoch": epoch + 1, "weights": name, "history": self.rows})
+        path = os.path.join(folder, name)
+        ensure_space(folder, self.checkpoint_bytes or sum(
+            int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.model.variables + self.model.optimizer.variables))
+        atomic_write(path, self.model.save_weights)
+        self.checkpoint_bytes = os.path.getsize(path)
+        write_history(self.run_dir, rows)
+        write_json(os.path.join(folder, "state.json"), {"epoch": epoch + 1, "weights": name, "history": rows})
+        self.rows = rows  # committed
         for old in os.listdir(folder):
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(folder, old))

@@ -3,8 +3,10 @@
 Files are written to a temporary name in the same folder and renamed into place, so a crash
 at any moment leaves either the previous complete file or the new complete one.
 """
+import errno
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -88,3 +90,24 @@ def read_config(run_dir, expected_format):
         raise RunError(f"{path}: written by an unknown version of this program (format {found!r}; "
                        f"this one reads format {expected_format})")
     return config
+
+
+def remove_stale_temporaries(run_dir):
+    """Delete temporary files that a killed process left behind (the real files are always complete)."""
+    for folder in (run_dir, os.path.join(run_dir, "checkpoint")):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(".") and ".tmp" in name:
+                    os.remove(os.path.join(folder, name))
+
+
+def ensure_space(folder, nbytes):
+    """Raise ENOSPC before writing nbytes (plus a margin) into folder if they will not fit.
+
+    HDF5 crashes the whole process (SIGSEGV) when the disk fills during a write, so a checkpoint's
+    room is checked up front, where the error can still be reported and the old checkpoint kept."""
+    needed = int(nbytes * 1.1) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (need about {needed >> 20} MB, "
+                                    f"{free >> 20} MB free)", folder)

@@ -126,10 +126,11 @@ def speed_options(args, steps_per_epoch, tf):
 
 
 def train(args, given):
-    from runs import make_run_dir
+    from runs import make_run_dir, remove_stale_temporaries
 
     if args.resume:
         run_dir, args = args.resume, resumed_args(args, given)
+        remove_stale_temporaries(run_dir)
     else:  # the output folder is checked before any data is loaded or any time is spent
         run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
     signal.signal(signal.SIGINT, _raise_interrupted)

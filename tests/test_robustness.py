@@ -1,0 +1,268 @@
+"""Never lose a run: exact resume, signals, divergence, unwritable or full disks, bad run folders."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--hidden", "64", "--batch-size", "64"]
+
+
+def train_cmd(*args):
+    return [sys.executable, os.path.join(ROOT, "train.py"), *args]
+
+
+def run_train(*args, timeout=300):
+    return subprocess.run(train_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def checkpoint_arrays(run_dir):
+    import h5py
+
+    state = json.load(open(os.path.join(run_dir, "checkpoint", "state.json")))
+    arrays = {}
+    with h5py.File(os.path.join(run_dir, "checkpoint", state["weights"])) as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_run(a, b):
+    ha, hb = history(a), history(b)
+    assert len(ha) == len(hb)
+    for ra, rb in zip(ha, hb):
+        for key in ra:
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5), (ra["epoch"], key)
+    wa, wb = checkpoint_arrays(a), checkpoint_arrays(b)
+    assert wa.keys() == wb.keys() and any("optimizer" in k for k in wa) and any("seed_generator" in k for k in wa)
+    for key in wa:
+        np.testing.assert_allclose(wa[key], wb[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def wait_for_epoch(run_dir, epoch, proc, timeout=120):
+    path = os.path.join(run_dir, "checkpoint", "state.json")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.load(open(path))["epoch"] >= epoch:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"epoch {epoch} was not checkpointed in time (exit code {proc.poll()})")
+
+
+@pytest.fixture(scope="module")
+def slow_npz(tmp_path_factory, mnist_test_split):
+    """Enough real digits that one conv epoch lasts about a second: a signal lands mid-training."""
+    x, y = mnist_test_split
+    path = str(tmp_path_factory.mktemp("data") / "slow.npz")
+    np.savez(path, x_train=x[:1500, ..., 0], y_train=y[:1500], x_test=x[-200:, ..., 0], y_test=y[-200:])
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, slow_npz):
+    out = str(tmp_path_factory.mktemp("ref"))
+    args = ["--data", slow_npz, "--arch", "conv", "--epochs", "3", "--seed", "7", "--deterministic", *TINY]
+    result = run_train(*args, "--out", out, "--run-name", "ref")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return os.path.join(out, "ref"), args
+
+
+def test_same_seed_gives_identical_history(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    result = run_train(*args, "--out", str(tmp_path), "--run-name", "again")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, str(tmp_path / "again"))
+
+
+def test_resume_after_a_finished_shorter_run_is_exact(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    short = [a if a != "3" else "1" for a in args]  # --epochs 1
+    assert run_train(*short, "--out", str(tmp_path), "--run-name", "r").returncode == 0
+    result = run_train("--resume", str(tmp_path / "r"), "--epochs", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming" in result.stdout
+    assert_same_run(ref_dir, str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_cleanly_and_resume_is_exact(tmp_path, reference_run, signum, code):
+    ref_dir, args = reference_run
+    run_dir = str(tmp_path / "s")
+    proc = subprocess.Popen(train_cmd(*args, "--out", str(tmp_path), "--run-name", "s"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epoch(run_dir, 1, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"python train.py --resume {run_dir}" in stderr.strip().splitlines()[-1]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    done = len(history(run_dir))
+    assert metrics["partial"] is True and metrics["epochs"] == done and done in (1, 2)
+    assert metrics["loss"] == history(run_dir)[-1]["val_loss"]
+    for plot in ("loss.png", "reconstructions.png", "samples.png", "latent_scatter.png"):
+        assert os.path.getsize(os.path.join(run_dir, plot)) > 0
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))  # only a finished run has one
+
+    result = run_train("--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, run_dir)
+    assert json.load(open(os.path.join(run_dir, "metrics.json")))["partial"] is False
+
+
+def test_sigkill_leaves_only_complete_files_and_resume_is_exact(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    run_dir = str(tmp_path / "k")
+    proc = subprocess.Popen(train_cmd(*args, "--out", str(tmp_path), "--run-name", "k"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_epoch(run_dir, 1, proc)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(timeout=60)
+    json.load(open(os.path.join(run_dir, "config.json")))
+    state = json.load(open(os.path.join(run_dir, "checkpoint", "state.json")))
+    assert len(history(run_dir)) >= state["epoch"]  # history.csv is rewritten whole, never half a line
+    result = run_train("--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, run_dir)
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+
+
+def test_divergence_stops_with_one_line_naming_epoch_and_batch(tmp_path, small_npz):
+    result = run_train("--data", small_npz, "--epochs", "3", "--lr", "1e30", *TINY,
+                       "--out", str(tmp_path), "--run-name", "nan")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became NaN or infinite in epoch 1, batch ")
+    assert "try a lower --lr" in last
+    assert not os.path.exists(tmp_path / "nan" / "model.keras")
+    assert not os.path.exists(tmp_path / "nan" / "checkpoint" / "state.json")  # nothing broken was saved
+
+
+def test_checkpoint_skips_a_non_finite_epoch_and_keeps_the_last_good_one(tmp_path):
+    import keras
+
+    import checkpoints
+    from model import build_vae
+
+    vae = build_vae("dense", 2, hidden=8, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam())
+    saver = checkpoints.EpochCheckpoint(str(tmp_path))
+    saver.set_model(vae)
+    saver.set_params({"steps": 10, "epochs": 3})
+    good = {"loss": 1.0, "reconstruction_loss": 0.5, "kl_loss": 0.5}
+    saver.on_epoch_end(0, good)
+    before = open(tmp_path / "checkpoint" / "epoch-0001.weights.h5", "rb").read()
+    vae.first_nonfinite_step.assign(13)  # as the train step records it: global step 13 is epoch 2, batch 4
+    saver.on_epoch_end(1, {**good, "loss": float("nan")})
+    assert saver.diverged == (2, 4)
+    assert checkpoints.read_state(str(tmp_path))["epoch"] == 1
+    assert open(tmp_path / "checkpoint" / "epoch-0001.weights.h5", "rb").read() == before
+    assert len(history(str(tmp_path))) == 1
+
+
+def _mount(*args):
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def test_unwritable_output_folder_is_refused_before_anything_else(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    if os.geteuid() == 0:  # root ignores permission bits: use a read-only bind mount instead
+        if not _mount("--bind", "-o", "ro", str(target), str(target)):
+            pytest.skip("running as root and cannot mount a read-only folder here")
+    else:
+        os.chmod(target, 0o500)
+    try:
+        start = time.time()
+        result = run_train("--out", str(target), "--data", str(tmp_path / "absent"), timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [f"error: --out {target}: folder is not writable"]
+        assert time.time() - start < 20  # refused at once: no data loaded, no TensorFlow start
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(target)])
+        else:
+            os.chmod(target, 0o700)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_full_disk_gives_a_clear_message_and_keeps_the_previous_checkpoint(tmp_path, small_npz):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # One checkpoint of this model is ~1.2 MB: the first fits, the second (written beside it, then swapped) does not.
+    if not _mount("-t", "tmpfs", "-o", "size=3000k", "tmpfs", str(disk)):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        result = run_train("--data", small_npz, "--epochs", "3", *TINY, "--out", str(disk), "--run-name", "full")
+        assert result.returncode == 1, result.stdout[-1000:]
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: cannot write") and "checkpoint of epoch 1 is intact" in last, last
+        state = json.load(open(disk / "full" / "checkpoint" / "state.json"))
+        assert state["epoch"] == 1 and len(checkpoint_arrays(str(disk / "full"))) > 10  # loads whole
+        assert not [n for n in os.listdir(disk / "full" / "checkpoint") if ".tmp" in n]
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_resume_refuses_bad_run_folders_with_one_line(tmp_path, reference_run):
+    ref_dir, _ = reference_run
+    cases = []
+    cases.append((str(tmp_path), "not a run folder (no config.json)"))
+    cases.append((str(tmp_path / "nowhere"), "no such run folder"))
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "config.json").write_text(json.dumps({"format": 99}))
+    cases.append((str(future), "written by an unknown version of this program (format 99"))
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "config.json").write_text("{not json")
+    cases.append((str(garbled), "unreadable"))
+    for run_dir, message in cases:
+        result = run_train("--resume", run_dir, timeout=60)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert message in line, line
+
+
+def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, reference_run):
+    import shutil
+
+    ref_dir, _ = reference_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(ref_dir, copy)
+    result = run_train("--resume", copy, "--epochs", "4", "--lr", "0.5", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --lr 0.5 contradicts the saved config")
+    result = run_train("--resume", copy, timeout=120)  # --epochs not raised: nothing to do
+    assert result.returncode == 1 and "pass --epochs N with N > 3" in result.stderr
+    state = json.load(open(os.path.join(copy, "checkpoint", "state.json")))
+    weights = os.path.join(copy, "checkpoint", state["weights"])
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    result = run_train("--resume", copy, "--epochs", "4", timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot load checkpoint" in result.stderr.strip().splitlines()[-1]
+
+
+def test_project_never_needs_unsafe_loading():
+    for name in os.listdir(ROOT):
+        if name.endswith(".py"):
+            text = open(os.path.join(ROOT, name)).read()
+            for unsafe in ("safe_mode=False", "import pickle", "allow_pickle=True", "eval("):
+                assert unsafe not in text, f"{name} uses {unsafe}"
