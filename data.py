@@ -20,6 +20,9 @@ IDX_FILES = {
 }
 IDX_UINT8 = 0x08
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+BINARIZE_MODES = ("none", "static", "dynamic")
+TEST_BINARIZE_SEED = 20150901  # fixed: every run and every evaluation sees the same binarized test set
+DYNAMIC_SEED_OFFSET = 1_000_003  # keeps the per-batch binarization stream apart from the shuffling one
 
 
 class DataError(Exception):
@@ -202,6 +205,25 @@ def load(data=None, dataset="mnist", val_split=0.2, limit=None):
     return Splits(x_train, y_train, x_test, y_test, source, note)
 
 
+def binarized(images, seed):
+    """Each pixel drawn once as Bernoulli(grey / 255): uint8 images of 0s and 255s."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(images.shape) < images / 255.0, 255, 0).astype(np.uint8)
+
+
+def apply_binarization(splits, mode, seed):
+    """Splits as training sees them: 'static' binarizes the training images once with the run's seed,
+    'dynamic' leaves them grey (the pipeline draws them anew per batch); the test images are binarized
+    once with a fixed seed in both modes, so evaluations repeat exactly."""
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"unknown binarization {mode!r}")
+    if mode == "none":
+        return splits
+    x_train = binarized(splits.x_train, seed) if mode == "static" else splits.x_train
+    return Splits(x_train, splits.y_train, binarized(splits.x_test, TEST_BINARIZE_SEED), splits.y_test,
+                  splits.source, splits.note)
+
+
 def as_float(images):
     """uint8 pixels -> float32 in [0, 1] (NumPy or TensorFlow tensors alike)."""
     return images.astype(np.float32) / 255.0 if isinstance(images, np.ndarray) else _tf().cast(images, "float32") / 255.0
@@ -224,10 +246,12 @@ def epoch_permutation(n, seed, epoch):
     return tf.argsort(keys)
 
 
-def train_dataset(images, batch_size, seed, epochs, initial_epoch=0):
+def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False):
     """(dataset over epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit.
 
-    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices.
+    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices. With
+    dynamic binarization each batch's pixels are drawn as Bernoulli(grey) from a seed that depends
+    only on (seed, epoch, step), so a resumed run draws exactly what the uninterrupted one would.
     """
     tf = _tf()
     n = len(images)
@@ -235,11 +259,18 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0):
     steps = math.ceil(n / batch_size)
 
     def batches_of_epoch(epoch):
-        return tf.data.Dataset.from_tensor_slices(epoch_permutation(n, seed, epoch)).batch(batch_size)
+        order = tf.data.Dataset.from_tensor_slices(epoch_permutation(n, seed, epoch)).batch(batch_size)
+        return order.enumerate().map(lambda step, idx: (epoch, step, idx))
+
+    def load(epoch, step, idx):
+        x = as_float(tf.gather(images, idx))
+        if dynamic_binarization:
+            draw_seed = tf.stack([tf.constant(seed + DYNAMIC_SEED_OFFSET, tf.int64), epoch * 2**20 + step])
+            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=draw_seed) < x, tf.float32)
+        return x
 
     ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of_epoch)
-    ds = ds.map(lambda idx: as_float(tf.gather(images, idx)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE), steps
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), steps
 
 
 def test_dataset(images, batch_size):

@@ -1,40 +1,89 @@
 """Turns a trained model and the test images into the arrays that plots.py draws, and saves the figures."""
 import os
 
+import keras
 import numpy as np
 from keras import ops
 
 import plots
+from evaluate import ACTIVE_THRESHOLD, posterior_summary
 
 
 def _pixels(logits):
     return np.asarray(ops.sigmoid(logits))[..., 0]
 
 
-def save_all(vae, x_test, y_test, history, run_dir, seed=0):
-    """Write every PNG into run_dir; returns {name: path, or a note saying why it was skipped}."""
+def fixed_latent_draws(latent_dim, seed, n=64):
+    """The same z ~ N(0, I) every time for a given seed: samples.png and each progress.gif frame use them."""
+    return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+
+
+def _interpolation_pairs(labels, pairs=6):
+    """Index pairs of test digits with different labels: first 0 with first 5, first 1 with first 6, ..."""
+    first = {int(d): int(np.argmax(labels == d)) for d in np.unique(labels)}
+    chosen = [(first[a], first[(a + 5) % 10]) for a in range(10) if a in first and (a + 5) % 10 in first]
+    chosen += [(i, i + 1) for i in range(0, len(labels) - 1, 2)]  # fallback for tiny label sets
+    return chosen[:pairs]
+
+
+def save_all(vae, x_test, y_test, history, run_dir, seed=0, posterior=None, frames=None):
+    """Write every figure into run_dir; returns {name: path, or a note saying why it was skipped}."""
     written = {}
     path = lambda name: os.path.join(run_dir, name)  # noqa: E731
+    x_test = np.asarray(x_test, dtype=np.float32)
+    y_test = np.asarray(y_test)
     if history and "loss" in history:
         written["loss"] = plots.loss_curves(history, path("loss.png"))
 
-    shown = np.asarray(x_test[:10], dtype=np.float32)
-    z_mean, _ = vae.encoder(shown)
-    written["reconstructions"] = plots.reconstructions(shown[..., 0], _pixels(vae.decoder(z_mean)),
+    if posterior is None:
+        z_mean, z_log_var = (np.asarray(t) for t in vae.encoder.predict(x_test, batch_size=1000, verbose=0))
+        posterior = {"z_mean": z_mean, "z_log_var": z_log_var, **posterior_summary(z_mean, z_log_var)}
+    z_mean = posterior["z_mean"]
+    latent_dim = z_mean.shape[1]
+
+    shown = x_test[:10]
+    written["reconstructions"] = plots.reconstructions(shown[..., 0], _pixels(vae.decoder(z_mean[:10])),
                                                        path("reconstructions.png"))
+    written["samples"] = plots.samples(_pixels(vae.decoder(fixed_latent_draws(latent_dim, seed))), path("samples.png"))
+    written["latent_scatter"] = plots.latent_scatter(z_mean, y_test, path("latent_scatter.png"))
 
-    latent_dim = vae.decoder.input_shape[-1]
-    z = np.random.default_rng(seed).standard_normal((64, latent_dim)).astype(np.float32)
-    written["samples"] = plots.samples(_pixels(vae.decoder(z)), path("samples.png"))
-
-    z_mean_all = np.asarray(vae.encoder.predict(np.asarray(x_test, np.float32), batch_size=1000, verbose=0)[0])
-    written["latent_scatter"] = plots.latent_scatter(z_mean_all, np.asarray(y_test), path("latent_scatter.png"))
-
+    grid = plots.gaussian_grid(20)
     if latent_dim == 2:
-        grid = plots.gaussian_grid(20)
-        zz = np.array([[x, y] for y in grid[::-1] for x in grid], dtype=np.float32)
+        zz, axis_names = np.array([[a, b] for b in grid[::-1] for a in grid], dtype=np.float32), ("z[0]", "z[1]")
+    elif latent_dim > 2:  # the plane of the two principal directions of the codes, scaled by their spread
+        projected, directions, _ = plots.principal_components(z_mean)
+        centre, spread = z_mean.mean(axis=0), projected.std(axis=0)
+        zz = np.array([centre + a * spread[0] * directions[0] + b * spread[1] * directions[1]
+                       for b in grid[::-1] for a in grid], dtype=np.float32)
+        axis_names = ("principal direction 1 (in its std)", "principal direction 2 (in its std)")
+    if latent_dim >= 2:
         written["latent_manifold"] = plots.latent_manifold(_pixels(vae.decoder(zz)), grid,
-                                                           path("latent_manifold.png"))
+                                                           path("latent_manifold.png"), axis_names)
     else:
-        written["latent_manifold"] = f"skipped: needs a 2-D latent space (this model has {latent_dim})"
+        written["latent_manifold"] = "skipped: needs at least 2 latent dimensions"
+
+    pairs = _interpolation_pairs(y_test)
+    if pairs:
+        t = np.linspace(0, 1, 10, dtype=np.float32)[None, :, None]
+        starts, ends = z_mean[[a for a, _ in pairs]][:, None], z_mean[[b for _, b in pairs]][:, None]
+        line = (1 - t) * starts + t * ends  # (pairs, 10, latent_dim)
+        decoded = _pixels(vae.decoder(line.reshape(-1, latent_dim))).reshape(len(pairs), 10, 28, 28)
+        written["interpolation"] = plots.interpolation(decoded, path("interpolation.png"))
+
+    written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["variances"], ACTIVE_THRESHOLD,
+                                             path("kl_per_dim.png"))
+    if frames:
+        written["progress"] = plots.progress_gif(frames, path("progress.gif"))
     return written
+
+
+class SampleFrames(keras.callbacks.Callback):
+    """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
+
+    def __init__(self, latent_dim, seed, n=36):
+        super().__init__()
+        self.z = fixed_latent_draws(latent_dim, seed, n)
+        self.frames = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.frames.append(_pixels(self.model.decoder(self.z)))

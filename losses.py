@@ -14,6 +14,12 @@ def _float32(*tensors):
     return [ops.cast(t, "float32") for t in tensors]
 
 
+def kl_divergence_per_dim(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, 1)) for each latent dimension separately, in nats."""
+    z_mean, z_log_var = _float32(z_mean, z_log_var)
+    return -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+
+
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per example, in nats.
 
@@ -21,8 +27,7 @@ def kl_divergence(z_mean, z_log_var):
     Gaussian and KL of independent factors adds up. Averaging here instead would divide
     the KL's weight by latent_dim (the classic mistake).
     """
-    z_mean, z_log_var = _float32(z_mean, z_log_var)
-    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+    return ops.sum(kl_divergence_per_dim(z_mean, z_log_var), axis=-1)
 
 
 def reconstruction_loss(x, logits):
@@ -47,6 +52,12 @@ def standard_normal_log_density(z):
     """log N(z; 0, I) summed over the last axis."""
     (z,) = _float32(z)
     return -0.5 * ops.sum(LOG_2PI + ops.square(z), axis=-1)
+
+
+def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
+    """log w = log p(x|z) + log p(z) - log q(z|x) per sample: E_q[w] = p(x), so E_q[log w] is the ELBO."""
+    return ops.cast(log_px_given_z, "float32") + standard_normal_log_density(z) \
+        - gaussian_log_density(z, z_mean, z_log_var)
 
 
 def negative_elbo(reconstruction, kl, beta=1.0):

@@ -186,3 +186,20 @@ def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None):
         build_decoder(arch, latent_dim, hidden),
         beta=beta, seed=seed, name="vae",
     )
+
+
+def kl_weight_at(epoch, beta, warmup_epochs):
+    """KL weight for a 0-based epoch: rises linearly from 0 (epoch 0) to beta (epoch warmup_epochs)."""
+    return beta if warmup_epochs <= 0 else beta * min(1.0, epoch / warmup_epochs)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Sets vae.kl_weight at the start of every epoch from the schedule (a function of the epoch only,
+    so resumed runs follow it exactly)."""
+
+    def __init__(self, beta, warmup_epochs):
+        super().__init__()
+        self.beta, self.warmup_epochs = beta, warmup_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.kl_weight.assign(kl_weight_at(epoch, self.beta, self.warmup_epochs))

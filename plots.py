@@ -101,5 +101,50 @@ def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]")):
     ax.set_xticks(ticks[::2], labels[::2])
     ax.set_yticks(ticks[::2], labels[::-1][::2])
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
-           title="Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)")
+           title="Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)" if axis_names[0] == "z[0]"
+           else "Latent manifold along the two principal directions of the test codes (5%–95% quantiles)")
     return _save(fig, path)
+
+
+def interpolation(images, path):
+    """images: (pairs, steps, 28, 28); each row walks a straight line in latent space between two test digits."""
+    pairs, steps = images.shape[:2]
+    fig, ax = plt.subplots(figsize=(steps * 0.8, pairs * 0.85 + 0.5))
+    ax.imshow(_tile(images.reshape(pairs * steps, 28, 28), pairs, steps), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_xticks([14, steps * 28 - 14], ["start: z_mean of\na test digit", "end: z_mean of\nanother"])
+    ax.set_yticks([])
+    ax.set_title("Interpolation: decoded points on straight lines between two test digits' codes")
+    return _save(fig, path)
+
+
+def kl_per_dim(kl, variances, threshold, path):
+    """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour."""
+    active = np.asarray(variances) > threshold
+    dims = np.arange(len(kl))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(kl) + 2), 4))
+    for mask, colour, name in ((active, "tab:blue", "active"), (~active, "lightgray", "inactive")):
+        if mask.any():
+            ax.bar(dims[mask], np.asarray(kl)[mask], color=colour, label=f"{name} ({mask.sum()})")
+    ax.set(xlabel="latent dimension", ylabel="mean KL (nats per image)",
+           title=f"KL per latent dimension; active: variance of z_mean over test images > {threshold}")
+    ax.set_xticks(dims if len(dims) <= 32 else dims[::max(1, len(dims) // 16)])
+    ax.legend()
+    return _save(fig, path)
+
+
+def progress_gif(frames, path, seconds_per_frame=0.5):
+    """frames: per epoch, (n, 28, 28) samples decoded from the same fixed latent draws; one GIF frame each."""
+    from PIL import Image, ImageDraw
+
+    side = int(np.sqrt(frames[0].shape[0]))
+    images = []
+    for epoch, frame in enumerate(frames, start=1):
+        pixels = (255 * (1 - _tile(frame[: side * side], side, side))).astype(np.uint8)  # dark digits on white
+        image = Image.fromarray(pixels, mode="L").resize((side * 28 * 2, side * 28 * 2), Image.NEAREST)
+        canvas = Image.new("L", (image.width, image.height + 20), 255)
+        canvas.paste(image, (0, 20))
+        ImageDraw.Draw(canvas).text((4, 4), f"samples after epoch {epoch} (same z each frame)", fill=0)
+        images.append(canvas)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000),
+                   loop=0)
+    return path

@@ -16,7 +16,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
 
 CONFIG_FORMAT = 1  # layout version of config.json; --resume and evaluate.py refuse others
-RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume"}  # flags that --resume takes anew
+RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples"}  # flags that --resume takes anew
 
 
 # ------------------------------------------------------------------ flags
@@ -54,6 +54,13 @@ def build_parser(suppress_defaults=False):
     flag("--hidden", 512, type=_number(int, 1), help="width of the dense hidden layer")
     flag("--lr", 1e-3, type=_number(float, 0, low_ok=False), help="Adam learning rate")
     flag("--beta", 1.0, type=_number(float, 0), help="weight of the KL term")
+    flag("--kl-warmup", 0, type=_number(int, 0),
+         help="epochs over which the KL weight rises linearly from 0 to --beta (0: no warm-up)")
+    flag("--binarize", "none", choices=("none", "static", "dynamic"),
+         help="none: grey pixels (the loss is then not a likelihood); static: binarized once; dynamic: "
+              "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)")
+    flag("--iw-samples", 1000, type=_number(int, 1),
+         help="importance samples per test image for the NLL estimate at the end (evaluate.py)")
     flag("--seed", 0, type=_number(int, 0), help="seed for weights, shuffling and sampling")
     flag("--deterministic", False, action="store_true",
          help="deterministic TensorFlow ops: runs and resumes repeat bit for bit")
@@ -95,6 +102,13 @@ def resumed_args(args, given):
 
 
 # ------------------------------------------------------------------ stopping safely
+
+PIXELS = {
+    "none": "grey levels (--binarize none): the losses are training objectives, not likelihoods",
+    "static": "binarized once (--binarize static): losses are bounds on a Bernoulli likelihood",
+    "dynamic": "re-binarized every batch (--binarize dynamic): losses are bounds on a Bernoulli likelihood",
+}
+
 
 class Interrupted(Exception):
     """SIGINT (Ctrl-C) or SIGTERM: stop at once, keep what was earned, exit 128 + the signal number."""
@@ -152,6 +166,8 @@ def _train_in(run_dir, args):
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
+    splits = data.apply_binarization(splits, args.binarize, args.seed)
+    print(f"pixels: {PIXELS[args.binarize]}")
     if args.resume and (len(splits.x_train), len(splits.x_test)) != (args.train_images, args.test_images):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
                              f"but the run was trained on {args.train_images}/{args.test_images}")
@@ -163,7 +179,8 @@ def _train_in(run_dir, args):
     import tensorflow as tf
 
     import checkpoints
-    from model import build_vae
+    import figures
+    from model import KLWarmup, build_vae
 
     config = {**vars(args), "resume": None, "format": CONFIG_FORMAT, "run_dir": run_dir,
               "data_source": splits.source, "train_images": len(splits.x_train), "test_images": len(splits.x_test),
@@ -179,7 +196,8 @@ def _train_in(run_dir, args):
     done = state["epoch"] if state else 0
     if done >= args.epochs:
         raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
-    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done)
+    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
+                                         dynamic_binarization=args.binarize == "dynamic")
     test_ds = data.test_dataset(splits.x_test, args.batch_size)
     vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
     if state:
@@ -187,12 +205,13 @@ def _train_in(run_dir, args):
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
         print(f"resuming {run_dir} after epoch {done}")
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
+    frames = figures.SampleFrames(args.latent_dim, args.seed)  # for progress.gif
 
     stopped = None
     try:
         vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
                 validation_data=test_ds, shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
-                callbacks=[keras.callbacks.TerminateOnNaN(), saver],
+                callbacks=[KLWarmup(args.beta, args.kl_warmup), frames, keras.callbacks.TerminateOnNaN(), saver],
                 verbose=1 if sys.stdout.isatty() else 2)
     except Interrupted as e:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish saving even if Ctrl-C is pressed again
@@ -206,7 +225,8 @@ def _train_in(run_dir, args):
         epoch, batch = saver.diverged
         stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
 
-    written = finish(vae, run_dir, splits, test_ds, saver.rows, complete=stopped is None, seed=args.seed)
+    written = finish(vae, run_dir, splits, test_ds, saver.rows, args, complete=stopped is None,
+                     frames=frames.frames)
     epochs_kept = len(saver.rows)
     if isinstance(stopped, Interrupted):
         print(f"interrupted by {stopped} after {epochs_kept} completed epochs, all saved; continue with: "
@@ -217,25 +237,34 @@ def _train_in(run_dir, args):
         raise RunError(f"{stopped}; {kept}; try a lower --lr than {args.lr}")
 
     metrics = written.pop("metric_values")
-    print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image): "
-          + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("loss", "reconstruction_loss", "kl_loss")))
+    print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image, "
+          f"binarize={args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("loss", "reconstruction_loss", "kl_loss")))
+    print(written.pop("eval_report"))
     for name, what in written.items():
         print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
     return 0
 
 
-def finish(vae, run_dir, splits, test_ds, rows, complete, seed):
-    """Write metrics.json, model.keras (complete runs) and the figures; partial runs use the last checkpoint."""
+def finish(vae, run_dir, splits, test_ds, rows, args, complete, frames=None):
+    """Write metrics.json, model.keras and eval.json (complete runs) and the figures; partial runs use
+    the model of the last completed epoch and report that epoch's test numbers."""
     import checkpoints
     import data
+    import evaluate
     import figures
     from runs import atomic_write, write_json
 
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
+    x_test = data.as_float(splits.x_test)
+    posterior = None
     if complete:
         values = vae.evaluate(test_ds, return_dict=True, verbose=0)  # a fresh single-sample ELBO pass
         metrics = {k: float(values[k]) for k in ("loss", "reconstruction_loss", "kl_loss")}
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
+        results, posterior = evaluate.evaluate_model(vae, x_test, args.iw_samples)
+        results.update({"binarize": args.binarize, "data": splits.source})
+        written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
+        written["eval_report"] = evaluate.report(results, args.binarize)
     else:
         state = checkpoints.read_state(run_dir)
         if state:  # the model of the last completed epoch, never a half-trained or diverged one
@@ -244,12 +273,12 @@ def finish(vae, run_dir, splits, test_ds, rows, complete, seed):
         metrics = {k: last.get("val_" + k) for k in ("loss", "reconstruction_loss", "kl_loss")}
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
         **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
-        "epochs": len(rows), "partial": not complete,
-        "pixels": "grey levels in [0, 1]: the loss is not a likelihood",
+        "epochs": len(rows), "partial": not complete, "binarize": args.binarize,
+        "pixels": PIXELS[args.binarize],
     })
     if rows:
-        written.update(figures.save_all(vae, data.as_float(splits.x_test), splits.y_test,
-                                        checkpoints.history_columns(rows), run_dir, seed=seed))
+        written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
+                                        seed=args.seed, posterior=posterior, frames=frames))
     written["metric_values"] = metrics
     return written
 

@@ -1,0 +1,184 @@
+"""Evaluate a trained run on its held-out images: ELBO terms, the importance-weighted NLL, active units.
+
+    python evaluate.py outputs/RUN                      # k = 1000 importance samples per image
+    python evaluate.py outputs/RUN --iw-samples 5000    # as in the papers
+    python evaluate.py outputs/RUN --max-images 500     # a quick look
+
+Reloads model.keras and the run's config (data source, binarization), writes eval.json and the
+figures into the run folder, and prints a table. All values are nats per image.
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds this (Burda et al. 2015)
+EVAL_SEED = 2015  # noise for the estimates: fixed, so the same model always gets the same numbers
+
+
+def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEED, 0)):
+    """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
+
+    A lower bound on log p(x) that tightens as k grows (k = 1: the single-sample ELBO). All k noise
+    draws are made first; `chunk` (samples decoded at once) only bounds memory and leaves the result
+    unchanged. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row. Float32, stable logsumexp.
+    """
+    import tensorflow as tf
+
+    import losses
+
+    x, z_mean, z_log_var = (tf.convert_to_tensor(t, tf.float32) for t in (x, z_mean, z_log_var))
+    b, d = z_mean.shape
+    eps = tf.random.stateless_normal((k, b, d), seed=seed)
+    chunk = chunk or k
+    partial_sums = []
+    for start in range(0, k, chunk):
+        e = eps[start:start + chunk]
+        c = e.shape[0]
+        rows = lambda t: tf.reshape(tf.broadcast_to(t[None], (c,) + tuple(t.shape)), (c * b,) + tuple(t.shape[1:]))  # noqa: E731
+        mean_rows, log_var_rows = rows(z_mean), rows(z_log_var)
+        z = mean_rows + tf.exp(0.5 * log_var_rows) * tf.reshape(e, (c * b, d))
+        log_w = losses.log_importance_weights(log_px_given_z(rows(x), z), z, mean_rows, log_var_rows)
+        partial_sums.append(tf.reduce_logsumexp(tf.reshape(log_w, (c, b)), axis=0))
+    return (tf.reduce_logsumexp(tf.stack(partial_sums), axis=0) - math.log(k)).numpy()
+
+
+def posterior_summary(z_mean, z_log_var):
+    """Per latent dimension: mean KL over images, variance over images of the posterior mean, activity."""
+    import numpy as np
+
+    import losses
+
+    kl_per_dim = np.asarray(losses.kl_divergence_per_dim(z_mean, z_log_var)).mean(axis=0)
+    variances = np.asarray(z_mean, dtype=np.float64).var(axis=0)
+    return {"kl_per_dim": kl_per_dim, "variances": variances, "active": variances > ACTIVE_THRESHOLD}
+
+
+def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=20000):
+    """The held-out numbers for images x (float32 in [0, 1], binarized or not), as a dict for eval.json."""
+    import numpy as np
+    import tensorflow as tf
+
+    import losses
+
+    started = time.time()
+    z_mean, z_log_var = (np.asarray(t) for t in vae.encoder.predict(x, batch_size=1000, verbose=0))
+
+    @tf.function
+    def log_px_given_z(x_rows, z):
+        return -losses.reconstruction_loss(x_rows, vae.decoder(z, training=False))
+
+    chunk = max(1, min(k, max_rows // batch_images))
+    reconstruction, nll = [], []
+    for i, start in enumerate(range(0, len(x), batch_images)):
+        xb, mb, lb = x[start:start + batch_images], z_mean[start:start + batch_images], z_log_var[start:start + batch_images]
+        # The single-sample estimate of the training loss: one z per image, as in train and test steps.
+        eps = tf.random.stateless_normal(mb.shape, seed=(EVAL_SEED + 1, i))
+        reconstruction.append(-log_px_given_z(tf.constant(xb), mb + np.exp(0.5 * lb) * eps).numpy())
+        nll.append(-iw_bound(xb, mb, lb, log_px_given_z, k, chunk, seed=(EVAL_SEED, i)))
+    reconstruction, nll = np.concatenate(reconstruction), np.concatenate(nll)
+    kl = np.asarray(losses.kl_divergence(z_mean, z_log_var))
+    summary = posterior_summary(z_mean, z_log_var)
+
+    def mean_and_stderr(values):
+        return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+    results = {}
+    for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
+                         ("kl_loss", kl), ("nll_iw", nll)):
+        results[name], results[name + "_stderr"] = mean_and_stderr(values)
+    results.update({
+        "iw_samples": k, "images": int(len(x)),
+        "active_units": int(summary["active"].sum()),
+        "active_unit_variances": [float(v) for v in summary["variances"]],
+        "active_threshold": ACTIVE_THRESHOLD,
+        "kl_per_dim": [float(v) for v in summary["kl_per_dim"]],
+        "seconds": round(time.time() - started, 2),
+    })
+    return results, {"z_mean": z_mean, "z_log_var": z_log_var, **summary}
+
+
+def report(results, binarize):
+    """A short table for the console."""
+    likelihood = binarize != "none"
+    note = "binarized pixels" if likelihood else "GREY pixels: these are not likelihoods"
+    lines = [f"held-out set: {results['images']} images, nats per image ({note}; binarize={binarize})",
+             f"  negative ELBO           {results['negative_elbo']:9.2f} ± {results['negative_elbo_stderr']:.2f}",
+             f"    reconstruction        {results['reconstruction_loss']:9.2f} ± {results['reconstruction_loss_stderr']:.2f}",
+             f"    KL                    {results['kl_loss']:9.2f} ± {results['kl_loss_stderr']:.2f}",
+             f"  NLL estimate, k={results['iw_samples']:<6} {results['nll_iw']:9.2f} ± {results['nll_iw_stderr']:.2f}"
+             + ("" if likelihood else "   (a bound on a 'likelihood' of grey targets)"),
+             f"  active units            {results['active_units']} of {len(results['kl_per_dim'])} "
+             f"(Var of z_mean > {results['active_threshold']})",
+             f"  ({results['seconds']:.1f} s)"]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate a trained run on its held-out images.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train.py")
+    p.add_argument("--iw-samples", type=int, default=1000, help="importance samples per image (papers: 5000)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N held-out images")
+    args = p.parse_args(argv)
+    if args.iw_samples < 1:
+        p.error(f"argument --iw-samples: must be >= 1, got {args.iw_samples}")
+    if args.max_images is not None and args.max_images < 1:
+        p.error(f"argument --max-images: must be >= 1, got {args.max_images}")
+    return args
+
+
+def run(args):
+    import data
+    import train
+    from runs import RunError, read_config, write_json
+
+    config = read_config(args.run_dir, train.CONFIG_FORMAT)
+    model_path = os.path.join(args.run_dir, "model.keras")
+    if not os.path.isfile(model_path):
+        raise RunError(f"{args.run_dir}: no model.keras (the run did not finish; "
+                       f"python train.py --resume {args.run_dir} completes it)")
+    binarize = config.get("binarize", "none")
+    splits = data.apply_binarization(
+        data.load(config.get("data"), config.get("dataset", "mnist"), config.get("val_split", 0.2), config.get("limit")),
+        binarize, config.get("seed", 0))
+    x_test = data.as_float(splits.x_test[:args.max_images])
+
+    import keras
+
+    import figures
+    import model  # noqa: F401  (registers the custom classes for loading)
+
+    try:
+        vae = keras.saving.load_model(model_path)  # safe mode
+    except Exception as e:
+        raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    results, posterior = evaluate_model(vae, x_test, args.iw_samples)
+    results.update({"binarize": binarize, "data": config.get("data_source", config.get("data"))})
+    write_json(os.path.join(args.run_dir, "eval.json"), results)
+    print(report(results, binarize))
+    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], None, args.run_dir,
+                               seed=config.get("seed", 0), posterior=posterior)
+    print(f"wrote {os.path.join(args.run_dir, 'eval.json')} and " + ", ".join(
+        os.path.basename(p) for p in written.values() if p.endswith(".png")))
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except Exception as e:
+        from data import DataError
+        from runs import RunError
+        if isinstance(e, (DataError, RunError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
