@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png"]
+PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png",
+         "interpolation.png", "kl_per_dim.png"]
 
 
 def run_train(*args, timeout=300):
@@ -25,7 +26,7 @@ def read_history(run_dir):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, small_npz):
     out = str(tmp_path_factory.mktemp("runs"))
-    result = run_train("--data", small_npz, "--epochs", "2", "--batch-size", "32", "--hidden", "64",
+    result = run_train("--data", small_npz, "--epochs", "2", "--batch-size", "32", "--hidden", "64", "--iw-samples", "10",
                        "--out", out, "--run-name", "tiny")
     assert result.returncode == 0, result.stderr[-3000:]
     return os.path.join(out, "tiny"), result
@@ -33,7 +34,7 @@ def trained_run(tmp_path_factory, small_npz):
 
 def test_training_writes_every_output(trained_run):
     run_dir, result = trained_run
-    for name in ["config.json", "history.csv", "metrics.json", "model.keras"] + PLOTS:
+    for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif"] + PLOTS:
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
         assert name in result.stdout  # the summary names every file it wrote
     import matplotlib.image
