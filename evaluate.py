@@ -160,7 +160,11 @@ def run(args):
     results.update({"binarize": binarize, "data": config.get("data_source", config.get("data"))})
     write_json(os.path.join(args.run_dir, "eval.json"), results)
     print(report(results, binarize))
-    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], None, args.run_dir,
+    import checkpoints
+
+    state = checkpoints.read_state(args.run_dir)
+    history = checkpoints.history_columns(state["history"]) if state else None
+    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], history, args.run_dir,
                                seed=config.get("seed", 0), posterior=posterior)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')} and " + ", ".join(
         os.path.basename(p) for p in written.values() if p.endswith(".png")))

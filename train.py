@@ -110,8 +110,10 @@ PIXELS = {
 }
 
 
-class Interrupted(Exception):
-    """SIGINT (Ctrl-C) or SIGTERM: stop at once, keep what was earned, exit 128 + the signal number."""
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM: stop at once, keep what was earned, exit 128 + the signal number.
+
+    A BaseException, like KeyboardInterrupt, so that no library's `except Exception` swallows it."""
 
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)

@@ -166,3 +166,17 @@ def test_training_pipeline_shuffles_by_seed_and_epoch():
     # Starting at epoch 2 gives epoch 2's order: resuming does not depend on the epochs already run.
     resumed, _ = data.train_dataset(images, batch_size=4, seed=3, epochs=3, initial_epoch=2)
     np.testing.assert_array_equal(np.concatenate([b.numpy() for b in resumed])[:, 0, 0, 0] * 255, orders[2])
+
+
+def test_failed_download_says_how_to_work_offline(monkeypatch):
+    import keras
+
+    def unreachable(*args, **kwargs):
+        raise OSError("URL fetch failure on https://storage.googleapis.com/...: [Errno -3] name resolution")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", unreachable)
+    with pytest.raises(DataError) as e:
+        data.load(None, "mnist")
+    message = str(e.value)
+    assert message.startswith("could not download mnist (URL fetch failure") and "--data PATH" in message
+    assert "\n" not in message

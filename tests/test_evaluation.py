@@ -217,14 +217,15 @@ def test_training_run_records_binarization_warmup_and_evaluation(binarized_run):
 def test_evaluate_reproduces_and_writes_eval_json(binarized_run):
     run_dir, _ = binarized_run
     before = json.load(open(os.path.join(run_dir, "eval.json")))
-    os.remove(os.path.join(run_dir, "kl_per_dim.png"))
+    for name in ("kl_per_dim.png", "loss.png"):
+        os.remove(os.path.join(run_dir, name))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), run_dir, "--iw-samples", "20"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     after = json.load(open(os.path.join(run_dir, "eval.json")))
     for key in ("negative_elbo", "nll_iw", "kl_loss", "active_units"):
         assert after[key] == pytest.approx(before[key], rel=1e-5)  # same model, same fixed noise
-    assert os.path.exists(os.path.join(run_dir, "kl_per_dim.png"))
+    assert os.path.exists(os.path.join(run_dir, "kl_per_dim.png")) and os.path.exists(os.path.join(run_dir, "loss.png"))
     assert "binarize=dynamic" in result.stdout
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), run_dir, "--iw-samples", "5",
                              "--max-images", "10"], capture_output=True, text=True, timeout=300, cwd=ROOT)
