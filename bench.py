@@ -75,7 +75,8 @@ def worker(name, argv, args):
     splits = data.load(args.data, val_split=0.2, limit=args.limit)
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
-    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, 0, args.epochs)
+    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, 0, args.epochs,
+                                         noise_dim=options.latent_dim)
     speed = train_cli.speed_options(options, steps, tf)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
 

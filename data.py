@@ -22,7 +22,9 @@ IDX_UINT8 = 0x08
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 BINARIZE_MODES = ("none", "static", "dynamic")
 TEST_BINARIZE_SEED = 20150901  # fixed: every run and every evaluation sees the same binarized test set
-DYNAMIC_SEED_OFFSET = 1_000_003  # keeps the per-batch binarization stream apart from the shuffling one
+DYNAMIC_SEED_OFFSET = 1_000_003  # separate streams: per-batch binarization, ...
+NOISE_SEED_OFFSET = 2_000_003  # ... the training noise eps, ...
+TEST_NOISE_SEED_OFFSET = 3_000_017  # ... and the (fixed) noise of the held-out estimate
 
 
 class DataError(Exception):
@@ -246,12 +248,19 @@ def epoch_permutation(n, seed, epoch):
     return tf.argsort(keys)
 
 
-def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False):
+def _stream_seed(tf, seed, offset, a, b):
+    return tf.stack([tf.constant(seed + offset, tf.int64), tf.cast(a, tf.int64) * 2**20 + tf.cast(b, tf.int64)])
+
+
+def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None):
     """(dataset over epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit.
 
-    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices. With
-    dynamic binarization each batch's pixels are drawn as Bernoulli(grey) from a seed that depends
-    only on (seed, epoch, step), so a resumed run draws exactly what the uninterrupted one would.
+    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices. Every random
+    draw of a step is made here from a seed that depends only on (seed, epoch, step): the pixels under
+    dynamic binarization and, with noise_dim, the reparameterisation noise eps (batches are then
+    (images, eps)). So a resumed run draws exactly what the uninterrupted one would, tf.distribute splits
+    eps over replicas exactly like the images, and XLA (whose random numbers differ from TensorFlow's
+    own kernels) never draws them.
     """
     tf = _tf()
     n = len(images)
@@ -265,15 +274,27 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_bin
     def load(epoch, step, idx):
         x = as_float(tf.gather(images, idx))
         if dynamic_binarization:
-            draw_seed = tf.stack([tf.constant(seed + DYNAMIC_SEED_OFFSET, tf.int64), epoch * 2**20 + step])
-            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=draw_seed) < x, tf.float32)
-        return x
+            draw = tf.random.stateless_uniform(tf.shape(x), seed=_stream_seed(tf, seed, DYNAMIC_SEED_OFFSET, epoch, step))
+            x = tf.cast(draw < x, tf.float32)
+        if noise_dim is None:
+            return x
+        return x, tf.random.stateless_normal([tf.shape(x)[0], noise_dim],
+                                             seed=_stream_seed(tf, seed, NOISE_SEED_OFFSET, epoch, step))
 
     ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of_epoch)
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), steps
 
 
-def test_dataset(images, batch_size):
+def test_dataset(images, batch_size, seed=0, noise_dim=None):
+    """Held-out batches in order; with noise_dim, (images, eps) with the same eps at every evaluation."""
     tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return ds.map(as_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
+
+    def load(step, batch):
+        x = as_float(batch)
+        if noise_dim is None:
+            return x
+        return x, tf.random.stateless_normal([tf.shape(x)[0], noise_dim],
+                                             seed=_stream_seed(tf, seed, TEST_NOISE_SEED_OFFSET, 0, step))
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -27,10 +27,11 @@ class Sampling(layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs):
+    def call(self, inputs, eps=None):
         z_mean, z_log_var = inputs
-        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * eps
+        if eps is None:
+            eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
 
     # Keras saves a layer's weights but not its seed generator's state; without it a reloaded
     # model (or a resumed run) would repeat draws it already made instead of continuing the stream.
@@ -90,6 +91,14 @@ def _global_batch_size(local_batch_size):
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_batch_size)
 
 
+def _images_and_noise(data):
+    """A batch is images, or (images, eps): eps drawn by the input pipeline (see data.py) is split over
+    replicas exactly like the images, so any number of devices draws what one device would."""
+    if isinstance(data, (tuple, list)):
+        return data[0], (data[1] if len(data) > 1 else None)
+    return data, None
+
+
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class VAE(keras.Model):
     """Variational autoencoder: loss = mean over the batch of reconstruction + beta * KL."""
@@ -128,10 +137,10 @@ class VAE(keras.Model):
         z = self.sampling([z_mean, z_log_var])
         return self.decoder(z, training=training)
 
-    def per_example_losses(self, x, training=False):
+    def per_example_losses(self, x, training=False, eps=None):
         """(reconstruction, kl) per image for one z drawn from q(z|x): the single-sample ELBO."""
         z_mean, z_log_var = self.encoder(x, training=training)
-        z = self.sampling([z_mean, z_log_var])
+        z = self.sampling([z_mean, z_log_var], eps=eps)
         logits = self.decoder(z, training=training)
         return losses.reconstruction_loss(x, logits), losses.kl_divergence(z_mean, z_log_var)
 
@@ -142,12 +151,12 @@ class VAE(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
+        x, eps = _images_and_noise(data)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.per_example_losses(x, training=True)
+            reconstruction, kl = self.per_example_losses(x, training=True, eps=eps)
             per_example = losses.negative_elbo(reconstruction, kl, self.kl_weight)
             # Divide by the GLOBAL batch: replicas' gradients are summed, so every device count
-            # (and an uneven last batch) gives exactly the single-device mean.
+            # (and an uneven split of the batch) gives exactly the single-device mean.
             batch = ops.cast(_global_batch_size(ops.shape(x)[0]), "float32")
             loss = ops.sum(per_example) / batch
             scaled_loss = self.optimizer.scale_loss(loss)  # loss scaling under float16
@@ -159,9 +168,9 @@ class VAE(keras.Model):
         return self._update_metrics(reconstruction, kl)
 
     def test_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
+        x, eps = _images_and_noise(data)
         # Same single-sample estimate as in training, so train and test numbers compare.
-        return self._update_metrics(*self.per_example_losses(x))
+        return self._update_metrics(*self.per_example_losses(x, eps=eps))
 
     def get_config(self):
         return {

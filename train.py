@@ -76,6 +76,9 @@ def build_parser(suppress_defaults=False):
          help="Keras mixed-precision policy: layers compute in float16/bfloat16, weights, losses and metrics "
               "stay float32 (float16 adds Keras' dynamic loss scaling)")
     flag("--device", "auto", choices=("auto", "cpu"), help="auto: use a GPU when TensorFlow sees one; cpu: never")
+    flag("--distribute", "none", choices=("none", "mirrored"),
+         help="mirrored: tf.distribute.MirroredStrategy over this machine's GPUs (--batch-size stays the global "
+              "batch; losses and gradients equal a single device's)")
     flag("--jit", "auto", choices=("auto", "on", "off"),
          help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
               "conv on a CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
@@ -134,14 +137,27 @@ class Diverged(Exception):
 
 # ------------------------------------------------------------------ the run
 
+def make_strategy(name, tf):
+    """TensorFlow's own distribution engine: the default (one device) or MirroredStrategy."""
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        print(f"distribute: MirroredStrategy over {strategy.num_replicas_in_sync} device(s)")
+        return strategy
+    return tf.distribute.get_strategy()
+
+
 def speed_options(args, steps_per_epoch, tf):
     """compile() options that measurably speed training up (see bench.py and the README)."""
     gpu = bool(tf.config.list_physical_devices("GPU"))
     jit = {"on": True, "off": False, "auto": args.arch == "dense" or gpu}[args.jit]
     jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
+    # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
+    jit = jit and not tf.distribute.has_strategy()
     # Several steps per call into TensorFlow cut per-step Python overhead. It must divide the epoch:
-    # otherwise Keras would run the last call into the next epoch's batches.
+    # otherwise Keras would run the last call into the next epoch's batches. Under tf.distribute, one
+    # step per call: TensorFlow cannot run the replicas' collectives inside Keras' multi-step loop.
     per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0) if args.arch == "dense" else 1
+    per_call = 1 if tf.distribute.has_strategy() else per_call
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
@@ -201,15 +217,21 @@ def _train_in(run_dir, args):
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(args.seed)  # weight initialisation
-    vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
+    strategy = make_strategy(args.distribute, tf)
+    if args.batch_size % strategy.num_replicas_in_sync:
+        raise RunError(f"--batch-size {args.batch_size} does not split evenly over {strategy.num_replicas_in_sync} "
+                       "replicas (Keras starts a distributed fit by averaging equal replica batches); use a multiple")
+    with strategy.scope():
+        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
     state = checkpoints.read_state(run_dir) if args.resume else None
     done = state["epoch"] if state else 0
     if done >= args.epochs:
         raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
     train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
-                                         dynamic_binarization=args.binarize == "dynamic")
-    test_ds = data.test_dataset(splits.x_test, args.batch_size)
-    vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
+                                         dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
+    test_ds = data.test_dataset(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim)
+    with strategy.scope():
+        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
     if state:
         checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
