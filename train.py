@@ -233,7 +233,8 @@ def _train_in(run_dir, args):
     with strategy.scope():
         vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
     if state:
-        checkpoints.restore(vae, run_dir, state)
+        with strategy.scope():  # the optimizer's variables, built here, must be mirrored too
+            checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
         print(f"resuming {run_dir} after epoch {done}")
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
