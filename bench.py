@@ -71,7 +71,7 @@ def worker(name, argv, args):
 
     import tensorflow as tf
 
-    options = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size)])
+    options, _ = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size)])
     splits = data.load(args.data, val_split=0.2, limit=args.limit)
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
