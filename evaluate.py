@@ -118,17 +118,16 @@ def report(results, binarize):
 
 
 def parse_args(argv=None):
+    from train import number_in_range
+
     p = argparse.ArgumentParser(description="Evaluate a trained run on its held-out images.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train.py")
-    p.add_argument("--iw-samples", type=int, default=1000, help="importance samples per image (papers: 5000)")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N held-out images")
-    args = p.parse_args(argv)
-    if args.iw_samples < 1:
-        p.error(f"argument --iw-samples: must be >= 1, got {args.iw_samples}")
-    if args.max_images is not None and args.max_images < 1:
-        p.error(f"argument --max-images: must be >= 1, got {args.max_images}")
-    return args
+    p.add_argument("--iw-samples", type=number_in_range(int, 1), default=1000,
+                   help="importance samples per image (papers: 5000)")
+    p.add_argument("--max-images", type=number_in_range(int, 1), default=None,
+                   help="evaluate only the first N held-out images")
+    return p.parse_args(argv)
 
 
 def run(args):
@@ -172,16 +171,9 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except Exception as e:
-        from data import DataError
-        from runs import RunError
-        if isinstance(e, (DataError, RunError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    from runs import exit_on_user_error
+
+    return exit_on_user_error(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ ARCHITECTURES = ("dense", "conv")
 class Sampling(layers.Layer):
     """Reparameterised draw z = z_mean + exp(0.5 * z_log_var) * eps, eps ~ N(0, I).
 
-    Written this way the randomness sits in eps, so gradients flow to z_mean and z_log_var.
-    The seeded generator's state is a layer variable: it is saved and restored with the weights.
+    Written this way the randomness sits in eps, so gradients flow to z_mean and z_log_var. Training and
+    test steps pass eps drawn by the input pipeline (data.py); otherwise (vae(x), a fit on plain arrays)
+    the layer draws it from its own seeded generator, whose state is saved with the weights.
     """
 
     def __init__(self, seed=None, **kwargs):
@@ -34,7 +35,7 @@ class Sampling(layers.Layer):
         return z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
 
     # Keras saves a layer's weights but not its seed generator's state; without it a reloaded
-    # model (or a resumed run) would repeat draws it already made instead of continuing the stream.
+    # model would repeat draws it already made instead of continuing the stream.
     def save_own_variables(self, store):
         super().save_own_variables(store)
         store["seed_generator_state"] = np.asarray(self.seed_generator.state.value)

@@ -21,7 +21,7 @@ RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device"} 
 
 # ------------------------------------------------------------------ flags
 
-def _number(kind, low, low_ok=True, high=None):
+def number_in_range(kind, low, low_ok=True, high=None):
     """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
     def parse(text):
         try:
@@ -46,31 +46,31 @@ def build_parser(suppress_defaults=False):
     def flag(name, default, **kwargs):
         p.add_argument(name, **kwargs, **({} if suppress_defaults else {"default": default}))
 
-    flag("--epochs", 30, type=_number(int, 1), help="passes over the training images")
-    flag("--batch-size", 128, type=_number(int, 1), help="images per step (the global batch)")
-    flag("--latent-dim", 2, type=_number(int, 1), help="size of z")
+    flag("--epochs", 30, type=number_in_range(int, 1), help="passes over the training images")
+    flag("--batch-size", 128, type=number_in_range(int, 1), help="images per step (the global batch)")
+    flag("--latent-dim", 2, type=number_in_range(int, 1), help="size of z")
     flag("--arch", "dense", choices=("dense", "conv"),
          help="dense: 784-hidden-latent MLP; conv: two stride-2 convolutions (32, 64 filters)")
-    flag("--hidden", 512, type=_number(int, 1), help="width of the dense hidden layer")
-    flag("--lr", 1e-3, type=_number(float, 0, low_ok=False), help="Adam learning rate")
-    flag("--beta", 1.0, type=_number(float, 0), help="weight of the KL term")
-    flag("--kl-warmup", 0, type=_number(int, 0),
+    flag("--hidden", 512, type=number_in_range(int, 1), help="width of the dense hidden layer")
+    flag("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate")
+    flag("--beta", 1.0, type=number_in_range(float, 0), help="weight of the KL term")
+    flag("--kl-warmup", 0, type=number_in_range(int, 0),
          help="epochs over which the KL weight rises linearly from 0 to --beta (0: no warm-up)")
     flag("--binarize", "none", choices=("none", "static", "dynamic"),
          help="none: grey pixels (the loss is then not a likelihood); static: binarized once; dynamic: "
               "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)")
-    flag("--iw-samples", 1000, type=_number(int, 1),
+    flag("--iw-samples", 1000, type=number_in_range(int, 1),
          help="importance samples per test image for the NLL estimate at the end (evaluate.py)")
-    flag("--seed", 0, type=_number(int, 0), help="seed for weights, shuffling and sampling")
+    flag("--seed", 0, type=number_in_range(int, 0), help="seed for weights, shuffling and sampling")
     flag("--deterministic", False, action="store_true",
          help="deterministic TensorFlow ops: runs and resumes repeat bit for bit")
     flag("--data", None, metavar="PATH",
          help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
               "default: download with keras.datasets")
     flag("--dataset", "mnist", choices=("mnist", "fashion_mnist"), help="which dataset to download without --data")
-    flag("--val-split", 0.2, type=_number(float, 0, low_ok=False, high=1),
+    flag("--val-split", 0.2, type=number_in_range(float, 0, low_ok=False, high=1),
          help="fraction held out as the test set when the data has only one split")
-    flag("--limit", None, type=_number(int, 1),
+    flag("--limit", None, type=number_in_range(int, 1),
          help="use only the first N training images (and N/4 test images) for a quick run")
     flag("--precision", "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
          help="Keras mixed-precision policy: layers compute in float16/bfloat16, weights, losses and metrics "
@@ -317,22 +317,14 @@ def finish(vae, run_dir, splits, test_ds, rows, args, complete, frames=None):
 
 
 def main(argv=None):
+    from runs import exit_on_user_error
+
     args, given = parse_args(argv)
     try:
-        return train(args, given)
+        return exit_on_user_error(train, args, given)
     except Interrupted as e:  # outside training (loading, final plots): completed epochs are checkpointed
         print(f"\ninterrupted by {e}; every completed epoch is in the run's checkpoint", file=sys.stderr)
         return 128 + e.signum
-    except Exception as e:
-        from data import DataError
-        from runs import RunError
-        if isinstance(e, (DataError, RunError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        if isinstance(e, OSError):
-            print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-            return 1
-        raise
 
 
 if __name__ == "__main__":
