@@ -92,6 +92,14 @@ def _global_batch_size(local_batch_size):
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_batch_size)
 
 
+def _spans_several_workers():
+    """True under a tf.distribute strategy whose replicas live in more than one process (multi-worker)."""
+    if not tf.distribute.has_strategy():
+        return False
+    strategy = tf.distribute.get_strategy()
+    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+
+
 def _images_and_noise(data):
     """A batch is images, or (images, eps): eps drawn by the input pipeline (see data.py) is split over
     replicas exactly like the images, so any number of devices draws what one device would."""
@@ -149,7 +157,24 @@ class VAE(keras.Model):
         self.loss_tracker.update_state(losses.negative_elbo(reconstruction, kl, self.kl_weight))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _spans_several_workers():
+            # Keras 3 averages a step's logs across workers with reduce(MEAN, axis=0), which needs an axis
+            # to reduce (keras-team/keras#20585). Epoch logs are read from the metrics themselves.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy, Keras 3 builds a model by averaging its first batch over the replicas, which
+        # fails for multi-worker (images, eps) batches and for replica batches of unequal size. Encoder and
+        # decoder are built in __init__ and build_optimizer() builds the optimizer, so there is nothing to
+        # build; otherwise fall back to Keras.
+        if self.optimizer is None or not self.optimizer.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def build_optimizer(self):
+        """Create the optimizer's slots now (call inside the strategy scope, after compile)."""
+        self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
         x, eps = _images_and_noise(data)

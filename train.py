@@ -8,7 +8,10 @@ Every run writes a new folder <out>/<run-name>/: config.json, history.csv, metri
 the PNG figures and a per-epoch checkpoint. Losses are in nats per image.
 """
 import argparse
+import hashlib
+import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -16,7 +19,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
 
 CONFIG_FORMAT = 1  # layout version of config.json; --resume and evaluate.py refuse others
-RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device"}  # flags that --resume takes anew
+RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute"}  # flags that --resume takes anew
 
 
 # ------------------------------------------------------------------ flags
@@ -76,9 +79,10 @@ def build_parser(suppress_defaults=False):
          help="Keras mixed-precision policy: layers compute in float16/bfloat16, weights, losses and metrics "
               "stay float32 (float16 adds Keras' dynamic loss scaling)")
     flag("--device", "auto", choices=("auto", "cpu"), help="auto: use a GPU when TensorFlow sees one; cpu: never")
-    flag("--distribute", "none", choices=("none", "mirrored"),
-         help="mirrored: tf.distribute.MirroredStrategy over this machine's GPUs (--batch-size stays the global "
-              "batch; losses and gradients equal a single device's)")
+    flag("--distribute", "none", choices=("none", "mirrored", "multiworker"),
+         help="mirrored: tf.distribute.MirroredStrategy over this machine's GPUs; multiworker: "
+              "MultiWorkerMirroredStrategy over the machines that TF_CONFIG names (start one process per "
+              "machine). --batch-size stays the global batch; losses and gradients equal a single device's")
     flag("--jit", "auto", choices=("auto", "on", "off"),
          help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
               "conv on a CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
@@ -135,15 +139,66 @@ class Diverged(Exception):
     pass
 
 
-# ------------------------------------------------------------------ the run
+# ------------------------------------------------------------------ several devices and machines
+
+class Worker:
+    """This process's place in a multi-worker cluster, read from TF_CONFIG (TensorFlow's standard).
+
+    The chief ("chief" task, else worker 0) writes the run folder; every other worker runs the very same
+    steps (collective operations need all of them) but writes into a scratch folder it deletes at the end."""
+
+    def __init__(self, tf_config):
+        from runs import RunError
+
+        if not tf_config:
+            self.type, self.index, self.count, self.chief = "worker", 0, 1, True
+            return
+        try:
+            config = json.loads(tf_config)
+            cluster, task = config["cluster"], config["task"]
+            self.type, self.index = task["type"], int(task["index"])
+            jobs = {name: list(addresses) for name, addresses in cluster.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RunError(f"TF_CONFIG is not a valid cluster description ({e.__class__.__name__}: {e}); "
+                           'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+                           '"index": 0}}') from None
+        if set(jobs) - {"chief", "worker"}:
+            raise RunError(f"TF_CONFIG has {', '.join(sorted(set(jobs) - {'chief', 'worker'}))} tasks; "
+                           "MultiWorkerMirroredStrategy takes only chief and worker tasks")
+        if self.type not in jobs or not 0 <= self.index < len(jobs[self.type]):
+            raise RunError(f"TF_CONFIG: task {self.type} {self.index} is not in its cluster "
+                           f"({', '.join(f'{len(v)} {k}' for k, v in jobs.items())})")
+        self.count = sum(len(v) for v in jobs.values())
+        self.chief = self.type == "chief" or ("chief" not in jobs and self.index == 0)
+
+    def __str__(self):
+        return f"{self.type} {self.index} ({'chief, ' if self.chief else ''}{self.count} processes in all)"
+
 
 def make_strategy(name, tf):
-    """TensorFlow's own distribution engine: the default (one device) or MirroredStrategy."""
-    if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-        print(f"distribute: MirroredStrategy over {strategy.num_replicas_in_sync} device(s)")
-        return strategy
-    return tf.distribute.get_strategy()
+    """TensorFlow's own distribution engine: the default (one device), MirroredStrategy or
+    MultiWorkerMirroredStrategy (which must be made before TensorFlow runs anything else)."""
+    if name == "none":
+        return tf.distribute.get_strategy()
+    kind = {"mirrored": tf.distribute.MirroredStrategy, "multiworker": tf.distribute.MultiWorkerMirroredStrategy}[name]
+    strategy = kind()
+    print(f"distribute: {kind.__name__} over {strategy.num_replicas_in_sync} replicas")
+    return strategy
+
+
+def resume_hint(worker, run_dir):
+    return f"--resume {run_dir}" if worker.chief else "--resume CHIEF'S_RUN_FOLDER"
+
+
+def weights_digest(vae):
+    """A short fingerprint of every weight, to check that all workers ended with the same model."""
+    digest = hashlib.sha256()
+    for value in vae.get_weights():
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ the run
 
 
 def speed_options(args, steps_per_epoch, tf):
@@ -162,24 +217,37 @@ def speed_options(args, steps_per_epoch, tf):
 
 
 def train(args, given):
-    from runs import make_run_dir, remove_stale_temporaries
+    import tempfile
 
+    from runs import RunError, make_run_dir, remove_stale_temporaries
+
+    worker = Worker(os.environ.get("TF_CONFIG") if args.distribute == "multiworker" else None)
+    scratch = None
     if args.resume:
         run_dir, args = args.resume, resumed_args(args, given)
-        remove_stale_temporaries(run_dir)
-    else:  # the output folder is checked before any data is loaded or any time is spent
+        if worker.chief:
+            remove_stale_temporaries(run_dir)
+    elif worker.chief:  # the output folder is checked before any data is loaded or any time is spent
         run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
+    if not worker.chief:  # works on a copy: only the chief writes the run
+        scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{worker.type}{worker.index}-")
+        if args.resume:
+            shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
+        run_dir = scratch
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return _train_in(run_dir, args)
+        return _train_in(run_dir, args, worker)
     except BaseException:
         if not args.resume and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)  # nothing was earned: leave no empty folder behind
         raise
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train_in(run_dir, args):
+def _train_in(run_dir, args, worker):
     import data  # NumPy only: bad data is reported before TensorFlow starts
     from runs import RunError, write_json
 
@@ -200,6 +268,9 @@ def _train_in(run_dir, args):
 
     if args.device == "cpu":
         tf.config.set_visible_devices([], "GPU")  # before TensorFlow touches a device
+    if args.distribute == "multiworker":
+        print(f"cluster: this process is {worker}")
+    strategy = make_strategy(args.distribute, tf)
     import keras
     import numpy as np
 
@@ -216,11 +287,7 @@ def _train_in(run_dir, args):
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(args.seed)  # weight initialisation
-    strategy = make_strategy(args.distribute, tf)
-    if args.batch_size % strategy.num_replicas_in_sync:
-        raise RunError(f"--batch-size {args.batch_size} does not split evenly over {strategy.num_replicas_in_sync} "
-                       "replicas (Keras starts a distributed fit by averaging equal replica batches); use a multiple")
+    keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with strategy.scope():
         vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
     state = checkpoints.read_state(run_dir) if args.resume else None
@@ -232,8 +299,9 @@ def _train_in(run_dir, args):
     test_ds = data.test_dataset(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim)
     with strategy.scope():
         vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
+        vae.build_optimizer()  # its variables, made inside the scope, are mirrored too
     if state:
-        with strategy.scope():  # the optimizer's variables, built here, must be mirrored too
+        with strategy.scope():
             checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
         print(f"resuming {run_dir} after epoch {done}")
@@ -254,6 +322,20 @@ def _train_in(run_dir, args):
         raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
                        f"epoch {len(saver.rows)} is intact: free space, then python train.py --resume {run_dir}") \
             from None
+    except tf.errors.OpError as e:
+        if args.distribute != "multiworker":
+            raise
+        reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line), e.__class__.__name__)
+        raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
+                       f"completed epochs are checkpointed: restart every worker with python train.py "
+                       f"{resume_hint(worker, run_dir)}") from None
+    resume = resume_hint(worker, run_dir)
+    if isinstance(stopped, Interrupted) and args.distribute == "multiworker":
+        # The other workers are mid-step, waiting for this one: nothing collective can run any more.
+        print(f"interrupted by {stopped} after {len(saver.rows)} completed epochs, all checkpointed; the other "
+              f"workers stop too; continue by restarting every worker with python train.py {resume}",
+              file=sys.stderr)
+        return 128 + stopped.signum
     if saver.diverged:
         epoch, batch = saver.diverged
         stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
@@ -261,9 +343,12 @@ def _train_in(run_dir, args):
     written = finish(vae, run_dir, splits, test_ds, saver.rows, args, complete=stopped is None,
                      frames=frames.frames)
     epochs_kept = len(saver.rows)
+    if args.distribute == "multiworker":
+        print(f"{worker.type} {worker.index}: weights after epoch {epochs_kept} have sha256 {weights_digest(vae)} "
+              "(the same on every worker)")
     if isinstance(stopped, Interrupted):
         print(f"interrupted by {stopped} after {epochs_kept} completed epochs, all saved; continue with: "
-              f"python train.py --resume {run_dir}", file=sys.stderr)
+              f"python train.py {resume}", file=sys.stderr)
         return 128 + stopped.signum
     if isinstance(stopped, Diverged):
         kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
@@ -273,6 +358,9 @@ def _train_in(run_dir, args):
     print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image, "
           f"binarize={args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("loss", "reconstruction_loss", "kl_loss")))
     print(written.pop("eval_report"))
+    if not worker.chief:
+        print("(this worker's copy of the outputs is discarded: the chief writes the run)")
+        return 0
     for name, what in written.items():
         print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
     return 0

@@ -1,10 +1,11 @@
-"""tf.distribute: two replicas (the CPU split into two logical devices) train exactly like one device.
-
-Keras starts a distributed fit by averaging the first batch over the replicas, which needs equal replica
-batches, so train.py asks for a --batch-size that is a multiple of the replica count; batches that still
-split unevenly (an epoch's last one) are checked here."""
+"""tf.distribute: two replicas train exactly like one device, whether they are two logical devices of
+one CPU (MirroredStrategy) or two worker processes talking over 127.0.0.1 (MultiWorkerMirroredStrategy).
+Batches that split unevenly over the replicas (an odd global batch, an epoch's short last batch) included."""
+import csv
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ from model import build_vae
 
 images = data.load_idx_folder(MNIST)["test"][0][:251]
 results = {}
-for batch_size in (64, 50):  # the last batches, 59 and 1 images, split 30/29 and 1/0 over the replicas
+for batch_size in (64, 51):  # 64 splits 32/32, 51 splits 26/25; the last batches, 59 and 47, split unevenly
     args, _ = train.parse_args(["--batch-size", str(batch_size)])
     for name in ("none", "mirrored"):
         strategy = train.make_strategy(name, tf)
@@ -33,6 +34,7 @@ for batch_size in (64, 50):  # the last batches, 59 and 1 images, split 30/29 an
         ds, steps = data.train_dataset(images, batch_size, seed=0, epochs=1, noise_dim=2)
         with strategy.scope():
             vae.compile(optimizer=keras.optimizers.Adam(1e-3), **train.speed_options(args, steps, tf))
+            vae.build_optimizer()
         history = vae.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False).history
         results[f"{name}-{batch_size}"] = {
             "replicas": strategy.num_replicas_in_sync,
@@ -54,10 +56,90 @@ def test_mirrored_on_two_logical_cpus_equals_one_device(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.split("RESULTS", 1)[1])
-    for batch_size in (64, 50):
+    for batch_size in (64, 51):
         one, two = results[f"none-{batch_size}"], results[f"mirrored-{batch_size}"]
         assert (one["replicas"], two["replicas"]) == (1, 2)
         for key, value in one["history"].items():
             assert two["history"][key] == pytest.approx(value, rel=1e-4), (batch_size, key)
         for a, b in zip(one["weights"], two["weights"]):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
+def _free_ports(n):
+    """n distinct ports that are free now (the sockets are held open until all are chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_multiworker_two_processes_on_localhost_match_each_other_and_one_device(tmp_path):
+    from conftest import MNIST_DIR
+    import pytest
+
+    if not os.path.isdir(MNIST_DIR):
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+    common = [sys.executable, os.path.join(ROOT, "train.py"), "--data", MNIST_DIR, "--limit", "251",
+              "--epochs", "1", "--batch-size", "51", "--hidden", "32", "--iw-samples", "5", "--out", str(tmp_path)]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(common + ["--distribute", "multiworker", "--run-name", f"multiworker{index}"],
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    single = subprocess.run(common + ["--run-name", "single", "--jit", "off"], capture_output=True, text=True,
+                            timeout=300)
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=300)[0])
+    finally:  # never leave a worker waiting for its peer
+        for worker in workers:
+            worker.kill()
+    assert single.returncode == 0, single.stderr[-2000:]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    digests = [re.findall(r"weights after epoch 1 have sha256 (\w+)", output) for output in outputs]
+    assert len(digests[0]) == 1 and digests[0] == digests[1], digests
+    # Only the chief (worker 0) wrote a run folder; worker 1 deleted its scratch copy.
+    assert sorted(os.listdir(tmp_path)) == ["multiworker0", "single"]
+    assert os.path.exists(tmp_path / "multiworker0" / "model.keras")
+    one, two = _history(tmp_path / "single"), _history(tmp_path / "multiworker0")
+    for key, value in one[0].items():
+        assert two[0][key] == pytest.approx(value, rel=1e-4), key
+
+
+def test_tf_config_names_the_chief_and_bad_cluster_descriptions_are_one_line_errors():
+    import pytest
+
+    import train
+    from runs import RunError
+
+    def worker(cluster, task_type, index):
+        return train.Worker(json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}))
+
+    two = {"worker": ["a:1", "b:2"]}
+    assert (worker(two, "worker", 0).chief, worker(two, "worker", 1).chief) == (True, False)
+    with_chief = {"chief": ["c:0"], "worker": ["a:1", "b:2"]}
+    assert [worker(with_chief, t, i).chief for t, i in (("chief", 0), ("worker", 0), ("worker", 1))] == \
+        [True, False, False]
+    assert worker(with_chief, "worker", 1).count == 3
+    assert train.Worker(None).chief and train.Worker(None).count == 1  # no TF_CONFIG: a cluster of one
+    for bad, message in (("{bad", "not a valid cluster description"),
+                         (json.dumps({"cluster": two}), "not a valid cluster description"),
+                         (json.dumps({"cluster": {**two, "ps": ["p:3"]}, "task": {"type": "worker", "index": 0}}),
+                          "ps tasks"),
+                         (json.dumps({"cluster": two, "task": {"type": "worker", "index": 2}}), "not in its cluster"),
+                         (json.dumps({"cluster": two, "task": {"type": "chief", "index": 0}}), "not in its cluster")):
+        with pytest.raises(RunError, match=message) as error:
+            train.Worker(bad)
+        assert "\n" not in str(error.value)
