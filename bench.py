@@ -3,6 +3,7 @@ memory, and achieved GFLOP/s against this machine's own float32 matrix-multiply 
 
     python bench.py --data ../shared/data/mnist            # the three standard configurations
     python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
+    python bench.py --data ../shared/data/mnist --memory   # peak memory of a default run at full MNIST size
 
 Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
 one JSON line; a table follows. Training only: no evaluation pass is timed.
@@ -106,6 +107,41 @@ def worker(name, argv, args):
     }), flush=True)
 
 
+def full_size_memory(args):
+    """Peak resident memory of a default train.py run (training, evaluation with k = 1000, figures) at full
+    MNIST size: 60,000 training and 10,000 test images. Without the download (--data), the images at hand
+    are tiled up to that size, which costs the same memory as distinct ones."""
+    import resource
+    import tempfile
+
+    import numpy as np
+
+    import data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = []
+        if args.data:
+            splits = data.load(args.data, val_split=0.2)
+            x = np.concatenate([splits.x_train, splits.x_test])[..., 0]
+            y = np.concatenate([splits.y_train, splits.y_test])
+            tile = lambda a, n: np.resize(a, (n,) + a.shape[1:])  # noqa: E731  (repeats a to n rows)
+            path = os.path.join(tmp, "full-size.npz")
+            np.savez(path, x_train=tile(x, 60000), y_train=tile(y, 60000), x_test=tile(x, 10000), y_test=tile(y, 10000))
+            source = ["--data", path]
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"), *source,
+               "--epochs", str(args.epochs), "--out", tmp, "--run-name", "memory"]
+        started = time.time()
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"full-size run failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            return 1
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"config": "default train.py run, 60000 + 10000 images", "epochs": args.epochs,
+                      "tiled_from": args.data, "peak_rss_mb": round(peak), "seconds": round(time.time() - started)}))
+    print(f"\npeak memory of a default run at full MNIST size: {peak:.0f} MB ({args.epochs} epochs, evaluation, figures)")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -115,10 +151,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
+    p.add_argument("--memory", action="store_true",
+                   help="instead: peak memory of a default train.py run at full MNIST size (--epochs of it)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.epochs = 3
+    if args.memory:
+        return full_size_memory(args)
     if args.worker:
         return worker(args.worker, CONFIGS[args.worker], args)
 

@@ -57,7 +57,7 @@ def posterior_summary(z_mean, z_log_var):
     return {"kl_per_dim": kl_per_dim, "variances": variances, "active": variances > ACTIVE_THRESHOLD}
 
 
-def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=20000):
+def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
     """The held-out numbers for images x (float32 in [0, 1], binarized or not), as a dict for eval.json."""
     import numpy as np
     import tensorflow as tf
