@@ -219,7 +219,7 @@ def speed_options(args, steps_per_epoch, tf):
 def train(args, given):
     import tempfile
 
-    from runs import RunError, make_run_dir, remove_stale_temporaries
+    from runs import make_run_dir, remove_stale_temporaries
 
     worker = Worker(os.environ.get("TF_CONFIG") if args.distribute == "multiworker" else None)
     scratch = None
