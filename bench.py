@@ -124,9 +124,9 @@ def full_size_memory(args):
             splits = data.load(args.data, val_split=0.2)
             x = np.concatenate([splits.x_train, splits.x_test])[..., 0]
             y = np.concatenate([splits.y_train, splits.y_test])
-            tile = lambda a, n: np.resize(a, (n,) + a.shape[1:])  # noqa: E731  (repeats a to n rows)
-            path = os.path.join(tmp, "full-size.npz")
-            np.savez(path, x_train=tile(x, 60000), y_train=tile(y, 60000), x_test=tile(x, 10000), y_test=tile(y, 10000))
+            path = os.path.join(tmp, "full-size.npz")  # np.resize repeats the images up to the size asked
+            np.savez(path, x_train=np.resize(x, (60000, 28, 28)), y_train=np.resize(y, 60000),
+                     x_test=np.resize(x, (10000, 28, 28)), y_test=np.resize(y, 10000))
             source = ["--data", path]
         cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"), *source,
                "--epochs", str(args.epochs), "--out", tmp, "--run-name", "memory"]

@@ -46,7 +46,7 @@ def read_state(run_dir):
 def restore(vae, run_dir, state):
     """Load the checkpoint's weights, optimizer state and sampling stream into a compiled vae."""
     if not vae.optimizer.built:
-        vae.optimizer.build(vae.trainable_variables)  # its variables must exist to receive the state
+        vae.build_optimizer()  # its variables must exist to receive the state
     path = os.path.join(_dir(run_dir), state["weights"])
     try:
         vae.load_weights(path)

@@ -308,6 +308,7 @@ def _train_in(run_dir, args, worker):
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
     frames = figures.SampleFrames(args.latent_dim, args.seed)  # for progress.gif
 
+    resume = resume_hint(worker, run_dir)  # what to run to continue, as the messages below say
     stopped = None
     try:
         vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
@@ -320,16 +321,15 @@ def _train_in(run_dir, args, worker):
         print(f"\n{e}: stopping; saving what the completed epochs earned...", file=sys.stderr)
     except OSError as e:
         raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
-                       f"epoch {len(saver.rows)} is intact: free space, then python train.py --resume {run_dir}") \
+                       f"epoch {len(saver.rows)} is intact: free space, then python train.py {resume}") \
             from None
     except tf.errors.OpError as e:
         if args.distribute != "multiworker":
             raise
         reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line), e.__class__.__name__)
         raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
-                       f"completed epochs are checkpointed: restart every worker with python train.py "
-                       f"{resume_hint(worker, run_dir)}") from None
-    resume = resume_hint(worker, run_dir)
+                       f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
+            from None
     if isinstance(stopped, Interrupted) and args.distribute == "multiworker":
         # The other workers are mid-step, waiting for this one: nothing collective can run any more.
         print(f"interrupted by {stopped} after {len(saver.rows)} completed epochs, all checkpointed; the other "
