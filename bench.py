@@ -2,6 +2,7 @@
 memory, and achieved GFLOP/s against this machine's own float32 matrix-multiply peak.
 
     python bench.py --data ../shared/data/mnist            # the three standard configurations
+    python bench.py --data ../shared/data/mnist --backends tensorflow jax torch   # one row per backend and model
     python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
     python bench.py --data ../shared/data/mnist --memory   # peak memory of a default run at full MNIST size
 
@@ -15,8 +16,9 @@ import subprocess
 import sys
 import time
 
+import cli
+
 STARTED = time.time()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CONFIGS = {
     "dense-512-2": ["--arch", "dense", "--hidden", "512", "--latent-dim", "2"],  # the default model
@@ -46,15 +48,16 @@ def forward_flops(model):
 
 
 def matmul_peak_gflops(n=2048, repeats=10):
-    import tensorflow as tf
+    """The machine's float32 matrix-multiply speed (NumPy's BLAS): what any backend could hope for."""
+    import numpy as np
 
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    matmul = tf.function(tf.matmul)
-    matmul(a, b).numpy()
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        matmul(a, b).numpy()
+        a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
@@ -63,23 +66,23 @@ def worker(name, argv, args):
     """Train one configuration in this process and print its JSON line."""
     import resource
 
+    cli.select_backend(args.backend)
     import keras
     import numpy as np
 
     import data
     import train as train_cli
+    from distribute import Devices
     from model import build_vae
 
-    import tensorflow as tf
-
-    options, _ = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size)])
+    options, _ = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend])
     splits = data.load(args.data, val_split=0.2, limit=args.limit)
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
-    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, 0, args.epochs,
-                                         noise_dim=options.latent_dim)
-    speed = train_cli.speed_options(options, steps, tf)
+    batches, steps = data.train_batches(splits.x_train, args.batch_size, 0, args.epochs, noise_dim=options.latent_dim)
+    speed = train_cli.speed_options(options, steps, Devices(args.backend))
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
+    vae.build_optimizer()
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -91,13 +94,13 @@ def worker(name, argv, args):
                 first_epoch_done.append(time.time() - STARTED)
 
     seconds, first_epoch_done = [], []
-    vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Timer()])
+    vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Timer()])
     n = len(splits.x_train)
     per_epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
     images_per_s = n / per_epoch
     train_flops = 3 * forward_flops(vae)  # forward + backward (about twice the forward) per image
     print(json.dumps({
-        "config": name, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
+        "config": name, "backend": args.backend, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
         "jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"],
         "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
         "s_to_first_epoch_end": round(first_epoch_done[0], 2),
@@ -147,6 +150,9 @@ def main():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--backends", nargs="+", choices=cli.BACKENDS, default=[cli.default_backend()],
+                   help="Keras backends to measure, each model on each (default: $KERAS_BACKEND, else tensorflow)")
+    p.add_argument("--backend", help=argparse.SUPPRESS)  # the worker's
     p.add_argument("--epochs", type=int, default=5, help="epochs per configuration (the first is not timed)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
@@ -167,21 +173,22 @@ def main():
                       "cpus": os.cpu_count()}), flush=True)
     rows = []
     for name in args.configs:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--epochs", str(args.epochs),
-               "--batch-size", str(args.batch_size)] + (["--data", args.data] if args.data else []) + \
-              (["--limit", str(args.limit)] if args.limit else [])
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-        if result.returncode != 0 or not lines:
-            print(f"{name}: failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-            continue
-        print(lines[-1], flush=True)
-        rows.append(json.loads(lines[-1]))
+        for backend in args.backends:  # interleaved: the machine's speed drifts
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--backend", backend,
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)] + \
+                (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            if result.returncode != 0 or not lines:
+                print(f"{name} on {backend}: failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                continue
+            print(lines[-1], flush=True)
+            rows.append(json.loads(lines[-1]))
 
-    print(f"\n{'config':<14}{'img/s':>9}{'s/epoch':>9}{'1st epoch at':>14}{'peak MB':>9}{'GFLOP/s':>9}"
+    print(f"\n{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'1st epoch at':>14}{'peak MB':>9}{'GFLOP/s':>9}"
           f"{'% of peak':>10}  jit  steps/call")
     for r in rows:
-        print(f"{r['config']:<14}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_to_first_epoch_end']:>13.1f}s"
+        print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_to_first_epoch_end']:>13.1f}s"
               f"{r['peak_rss_mb']:>9}{r['achieved_gflops']:>9.1f}{100 * r['achieved_gflops'] / peak:>9.0f}%"
               f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
     print(f"(float32 matmul peak measured here: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; "

@@ -15,11 +15,12 @@ import os
 
 import keras
 import numpy as np
+from keras import ops
 
+from model import LOSS_TERMS
 from runs import RunError, atomic_write, ensure_space, write_json
 
-HISTORY_COLUMNS = ("epoch", "loss", "reconstruction_loss", "kl_loss",
-                   "val_loss", "val_reconstruction_loss", "val_kl_loss", "kl_weight")
+HISTORY_COLUMNS = ("epoch", *LOSS_TERMS, *("val_" + term for term in LOSS_TERMS), "kl_weight")
 
 
 def _dir(run_dir):
@@ -89,11 +90,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if not all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss")):
-            step = int(self.model.first_nonfinite_step.numpy())
+            step = int(ops.convert_to_numpy(self.model.first_nonfinite_step.value))
             self.diverged = (epoch + 1, step - epoch * self.params["steps"] + 1 if step >= 0 else None)
             return  # never checkpoint a broken model
-        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:7] if k in logs},
-               "kl_weight": float(self.model.kl_weight.numpy())}
+        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:-1] if k in logs},
+               "kl_weight": float(ops.convert_to_numpy(self.model.kl_weight.value))}
         rows = self.rows + [row]
         folder = _dir(self.run_dir)
         name = f"epoch-{epoch + 1:04d}.weights.h5"

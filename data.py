@@ -22,9 +22,6 @@ IDX_UINT8 = 0x08
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 BINARIZE_MODES = ("none", "static", "dynamic")
 TEST_BINARIZE_SEED = 20150901  # fixed: every run and every evaluation sees the same binarized test set
-DYNAMIC_SEED_OFFSET = 1_000_003  # separate streams: per-batch binarization, ...
-NOISE_SEED_OFFSET = 2_000_003  # ... the training noise eps, ...
-TEST_NOISE_SEED_OFFSET = 3_000_017  # ... and the (fixed) noise of the held-out estimate
 
 
 class DataError(Exception):
@@ -227,74 +224,80 @@ def apply_binarization(splits, mode, seed):
 
 
 def as_float(images):
-    """uint8 pixels -> float32 in [0, 1] (NumPy or TensorFlow tensors alike)."""
-    return images.astype(np.float32) / 255.0 if isinstance(images, np.ndarray) else _tf().cast(images, "float32") / 255.0
+    """uint8 pixels -> float32 in [0, 1]."""
+    return np.asarray(images).astype(np.float32) / 255.0
 
 
-# ---------------------------------------------------------------- tf.data pipeline
-# TensorFlow is imported on first use only, so that loading and checking data (and reporting a
-# bad file) happens in a fraction of a second, before TensorFlow's slow start-up.
+# ---------------------------------------------------------------- batches for training
+# Every random draw of a training or test step is made here, in NumPy, from a seed that depends only on
+# (seed, stream, epoch, step). So the same run draws the same numbers on every Keras backend and device
+# count, and a run resumed at epoch k (even on another backend) sees exactly the batches it would have.
 
-def _tf():
-    import tensorflow as tf
-    return tf
+SHUFFLE_STREAM, BINARIZE_STREAM, NOISE_STREAM, TEST_NOISE_STREAM = 0, 1, 2, 3
+
+
+def _rng(seed, stream, epoch=0, step=0):
+    return np.random.default_rng([int(seed), stream, int(epoch), int(step)])
 
 
 def epoch_permutation(n, seed, epoch):
-    """The order of the n training images in a given epoch: a function of (seed, epoch) only,
-    so an interrupted run that resumes at epoch k sees exactly the batches it would have."""
-    tf = _tf()
-    keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
-    return tf.argsort(keys)
+    """The order of the n training images in a given epoch: a function of (seed, epoch) only."""
+    return _rng(seed, SHUFFLE_STREAM, epoch).permutation(n)
 
 
-def _stream_seed(tf, seed, offset, a, b):
-    return tf.stack([tf.constant(seed + offset, tf.int64), tf.cast(a, tf.int64) * 2**20 + tf.cast(b, tf.int64)])
+def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, noise_dim=None, pad_to=1):
+    """One step's batch as the model takes it: {"image", "eps", "weight"}.
 
-
-def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None):
-    """(dataset over epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit.
-
-    The images stay one in-memory uint8 tensor; each batch is a gather of shuffled indices. Every random
-    draw of a step is made here from a seed that depends only on (seed, epoch, step): the pixels under
-    dynamic binarization and, with noise_dim, the reparameterisation noise eps (batches are then
-    (images, eps)). So a resumed run draws exactly what the uninterrupted one would, tf.distribute splits
-    eps over replicas exactly like the images, and XLA (whose random numbers differ from TensorFlow's
-    own kernels) never draws them.
+    image: float32 (B, 28, 28, 1) in [0, 1] (under dynamic binarization, 0/1 drawn as Bernoulli(grey));
+    eps: float32 (B, noise_dim) ~ N(0, I), the reparameterisation noise; weight: 1/B for each image, so
+    the loss is a plain sum of weight * per-image loss however the batch is split over devices. With
+    pad_to > 1 the batch is padded with blank rows of weight 0 up to a multiple of pad_to (devices that
+    need equal shares); they change neither the loss, nor its gradient, nor the logged means.
     """
-    tf = _tf()
-    n = len(images)
-    images = tf.constant(images)
-    steps = math.ceil(n / batch_size)
-
-    def batches_of_epoch(epoch):
-        order = tf.data.Dataset.from_tensor_slices(epoch_permutation(n, seed, epoch)).batch(batch_size)
-        return order.enumerate().map(lambda step, idx: (epoch, step, idx))
-
-    def load(epoch, step, idx):
-        x = as_float(tf.gather(images, idx))
-        if dynamic_binarization:
-            draw = tf.random.stateless_uniform(tf.shape(x), seed=_stream_seed(tf, seed, DYNAMIC_SEED_OFFSET, epoch, step))
-            x = tf.cast(draw < x, tf.float32)
-        if noise_dim is None:
-            return x
-        return x, tf.random.stateless_normal([tf.shape(x)[0], noise_dim],
-                                             seed=_stream_seed(tf, seed, NOISE_SEED_OFFSET, epoch, step))
-
-    ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of_epoch)
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), steps
+    x = as_float(images)
+    if dynamic_binarization:
+        x = (_rng(seed, BINARIZE_STREAM, epoch, step).random(x.shape, dtype=np.float32) < x).astype(np.float32)
+    n = len(x)
+    batch = {"image": x, "weight": np.full(n, 1.0 / n, np.float32)}
+    if noise_dim is not None:
+        batch["eps"] = _rng(seed, stream, epoch, step).standard_normal((n, noise_dim), dtype=np.float32)
+    padding = -n % pad_to
+    if padding:
+        batch = {k: np.concatenate([v, np.zeros((padding,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
+    return batch
 
 
-def test_dataset(images, batch_size, seed=0, noise_dim=None):
-    """Held-out batches in order; with noise_dim, (images, eps) with the same eps at every evaluation."""
-    tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
+def train_batches(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None,
+                  pad_to=1):
+    """(generator over the batches of epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit
+    with steps_per_epoch: one stream across epochs, each epoch shuffled by (seed, epoch)."""
+    steps = math.ceil(len(images) / batch_size)
 
-    def load(step, batch):
-        x = as_float(batch)
-        if noise_dim is None:
-            return x
-        return x, tf.random.stateless_normal([tf.shape(x)[0], noise_dim],
-                                             seed=_stream_seed(tf, seed, TEST_NOISE_SEED_OFFSET, 0, step))
+    def stream():
+        for epoch in range(initial_epoch, epochs):
+            order = epoch_permutation(len(images), seed, epoch)
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                yield (make_batch(images[idx], seed, epoch, step, NOISE_STREAM, dynamic_binarization, noise_dim,
+                                  pad_to),)  # Keras takes (inputs,) tuples from a generator
 
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return stream(), steps
+
+
+def test_batches(images, batch_size, seed=0, noise_dim=None, pad_to=1):
+    """The held-out batches in order, each with its own fixed noise: the same at every evaluation. A
+    keras.utils.PyDataset, so that Keras reads them by index, batch 0 first, at every evaluation."""
+    import keras
+
+    batches = [(make_batch(images[start:start + batch_size], seed, 0, step, TEST_NOISE_STREAM, False, noise_dim,
+                           pad_to),)
+               for step, start in enumerate(range(0, len(images), batch_size))]
+
+    class HeldOut(keras.utils.PyDataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, index):
+            return batches[index]
+
+    return HeldOut()

@@ -13,75 +13,126 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+
+import cli
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds this (Burda et al. 2015)
 EVAL_SEED = 2015  # noise for the estimates: fixed, so the same model always gets the same numbers
+
+
+def _noise(seed, shape):
+    return np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32)
 
 
 def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEED, 0)):
     """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
 
     A lower bound on log p(x) that tightens as k grows (k = 1: the single-sample ELBO). All k noise
-    draws are made first; `chunk` (samples decoded at once) only bounds memory and leaves the result
-    unchanged. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row. Float32, stable logsumexp.
+    draws are made first (NumPy, from seed); `chunk` (samples decoded at once) only bounds memory and
+    leaves the result unchanged. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row. The log-weights
+    are float32; their logsumexp is taken stably, in float64.
     """
-    import tensorflow as tf
+    from keras import ops
 
     import losses
 
-    x, z_mean, z_log_var = (tf.convert_to_tensor(t, tf.float32) for t in (x, z_mean, z_log_var))
+    x, z_mean, z_log_var = (np.asarray(t, np.float32) for t in (x, z_mean, z_log_var))
     b, d = z_mean.shape
-    eps = tf.random.stateless_normal((k, b, d), seed=seed)
+    eps = _noise(seed, (k, b, d))
     chunk = chunk or k
-    partial_sums = []
+    log_w = []
     for start in range(0, k, chunk):
         e = eps[start:start + chunk]
         c = e.shape[0]
-        rows = lambda t: tf.reshape(tf.broadcast_to(t[None], (c,) + tuple(t.shape)), (c * b,) + tuple(t.shape[1:]))  # noqa: E731
+        rows = lambda t: np.broadcast_to(t[None], (c,) + t.shape).reshape((c * b,) + t.shape[1:])  # noqa: E731
         mean_rows, log_var_rows = rows(z_mean), rows(z_log_var)
-        z = mean_rows + tf.exp(0.5 * log_var_rows) * tf.reshape(e, (c * b, d))
-        log_w = losses.log_importance_weights(log_px_given_z(rows(x), z), z, mean_rows, log_var_rows)
-        partial_sums.append(tf.reduce_logsumexp(tf.reshape(log_w, (c, b)), axis=0))
-    return (tf.reduce_logsumexp(tf.stack(partial_sums), axis=0) - math.log(k)).numpy()
+        z = ops.convert_to_numpy(losses.reparameterize(mean_rows, log_var_rows, e.reshape(c * b, d)))
+        log_w.append(ops.convert_to_numpy(losses.log_importance_weights(
+            log_px_given_z(rows(x), z), z, mean_rows, log_var_rows)).reshape(c, b))
+    log_w = np.concatenate(log_w).astype(np.float64)
+    top = log_w.max(axis=0)
+    return top + np.log(np.exp(log_w - top).sum(axis=0)) - math.log(k)
+
+
+def predict(fn, inputs, batch_size):
+    """fn applied to inputs (arrays with N rows) batch by batch, as NumPy. Under a data-parallel
+    distribution each batch is padded to a multiple of the devices, which must get equal shares."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    multiple = distribution.device_mesh.devices.size if distribution is not None else 1
+    n = len(inputs[0])
+    outputs = []
+    for start in range(0, n, batch_size):
+        part = [a[start:start + batch_size] for a in inputs]
+        rows, padding = len(part[0]), -len(part[0]) % multiple
+        if padding:
+            part = [np.concatenate([a, np.zeros((padding,) + a.shape[1:], a.dtype)]) for a in part]
+        out = fn(*part)
+        outputs.append([np.asarray(keras.ops.convert_to_numpy(o))[:rows] for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate(parts) for parts in zip(*outputs)]
+
+
+def log_likelihood(decoder):
+    """A compiled function (x_rows, z_rows) -> log p(x|z) per row: the decoder and the reconstruction
+    term as one small Keras model, so each backend compiles it its own way."""
+    import keras
+
+    import losses
+
+    class LogLikelihood(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.decoder = decoder
+
+        def call(self, inputs):
+            x, z = inputs
+            return -losses.reconstruction_loss(x, self.decoder(z))
+
+    model = LogLikelihood()
+    return lambda x_rows, z: predict(lambda a, b: model.predict_on_batch([a, b]), [x_rows, z], len(x_rows))[0]
 
 
 def posterior_summary(z_mean, z_log_var):
     """Per latent dimension: mean KL over images, variance over images of the posterior mean, activity."""
-    import numpy as np
+    from keras import ops
 
     import losses
 
-    kl_per_dim = np.asarray(losses.kl_divergence_per_dim(z_mean, z_log_var)).mean(axis=0)
+    kl_per_dim = ops.convert_to_numpy(losses.kl_divergence_per_dim(z_mean, z_log_var)).mean(axis=0)
     variances = np.asarray(z_mean, dtype=np.float64).var(axis=0)
-    return {"kl_per_dim": kl_per_dim, "variances": variances, "active": variances > ACTIVE_THRESHOLD}
+    return {"kl_per_dim": kl_per_dim, "variances": variances, "active": variances > ACTIVE_THRESHOLD,
+            "threshold": ACTIVE_THRESHOLD}
+
+
+def encode(vae, x, batch_size=1000):
+    """q(z|x) for images x: {"z_mean", "z_log_var"} as NumPy, with the per-dimension summary."""
+    z_mean, z_log_var = predict(lambda a: vae.encoder.predict_on_batch(a), [np.asarray(x, np.float32)], batch_size)
+    return {"z_mean": z_mean, "z_log_var": z_log_var, **posterior_summary(z_mean, z_log_var)}
 
 
 def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
-    """The held-out numbers for images x (float32 in [0, 1], binarized or not), as a dict for eval.json."""
-    import numpy as np
-    import tensorflow as tf
+    """The held-out numbers for images x (float32 in [0, 1], binarized or not), as a dict for eval.json,
+    and the posterior (see encode) for the figures."""
+    from keras import ops
 
     import losses
 
     started = time.time()
-    z_mean, z_log_var = (np.asarray(t) for t in vae.encoder.predict(x, batch_size=1000, verbose=0))
-
-    @tf.function
-    def log_px_given_z(x_rows, z):
-        return -losses.reconstruction_loss(x_rows, vae.decoder(z, training=False))
-
+    posterior = encode(vae, x)
+    z_mean, z_log_var = posterior["z_mean"], posterior["z_log_var"]
+    log_px_given_z = log_likelihood(vae.decoder)
     chunk = max(1, min(k, max_rows // batch_images))
     reconstruction, nll = [], []
     for i, start in enumerate(range(0, len(x), batch_images)):
         xb, mb, lb = x[start:start + batch_images], z_mean[start:start + batch_images], z_log_var[start:start + batch_images]
         # The single-sample estimate of the training loss: one z per image, as in train and test steps.
-        eps = tf.random.stateless_normal(mb.shape, seed=(EVAL_SEED + 1, i))
-        reconstruction.append(-log_px_given_z(tf.constant(xb), mb + np.exp(0.5 * lb) * eps).numpy())
+        z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
+        reconstruction.append(-log_px_given_z(xb, z))
         nll.append(-iw_bound(xb, mb, lb, log_px_given_z, k, chunk, seed=(EVAL_SEED, i)))
     reconstruction, nll = np.concatenate(reconstruction), np.concatenate(nll)
-    kl = np.asarray(losses.kl_divergence(z_mean, z_log_var))
-    summary = posterior_summary(z_mean, z_log_var)
+    kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
 
     def mean_and_stderr(values):
         return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
@@ -92,13 +143,13 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
         results[name], results[name + "_stderr"] = mean_and_stderr(values)
     results.update({
         "iw_samples": k, "images": int(len(x)),
-        "active_units": int(summary["active"].sum()),
-        "active_unit_variances": [float(v) for v in summary["variances"]],
+        "active_units": int(posterior["active"].sum()),
+        "active_unit_variances": [float(v) for v in posterior["variances"]],
         "active_threshold": ACTIVE_THRESHOLD,
-        "kl_per_dim": [float(v) for v in summary["kl_per_dim"]],
+        "kl_per_dim": [float(v) for v in posterior["kl_per_dim"]],
         "seconds": round(time.time() - started, 2),
     })
-    return results, {"z_mean": z_mean, "z_log_var": z_log_var, **summary}
+    return results, posterior
 
 
 def report(results, binarize):
@@ -118,7 +169,7 @@ def report(results, binarize):
 
 
 def parse_args(argv=None):
-    from train import number_in_range
+    from cli import number_in_range
 
     p = argparse.ArgumentParser(description="Evaluate a trained run on its held-out images.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -127,15 +178,16 @@ def parse_args(argv=None):
                    help="importance samples per image (papers: 5000)")
     p.add_argument("--max-images", type=number_in_range(int, 1), default=None,
                    help="evaluate only the first N held-out images")
+    cli.add_backend_flag(p)
     return p.parse_args(argv)
 
 
 def run(args):
     import data
-    import train
-    from runs import RunError, read_config, write_json
+    from runs import CONFIG_FORMAT, RunError, read_config, write_json
 
-    config = read_config(args.run_dir, train.CONFIG_FORMAT)
+    backend = cli.select_backend(args.backend or cli.default_backend())
+    config = read_config(args.run_dir, CONFIG_FORMAT)
     model_path = os.path.join(args.run_dir, "model.keras")
     if not os.path.isfile(model_path):
         raise RunError(f"{args.run_dir}: no model.keras (the run did not finish; "
@@ -163,17 +215,15 @@ def run(args):
 
     state = checkpoints.read_state(args.run_dir)
     history = checkpoints.history_columns(state["history"]) if state else None
-    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], history, args.run_dir,
-                               seed=config.get("seed", 0), posterior=posterior)
-    print(f"wrote {os.path.join(args.run_dir, 'eval.json')} and " + ", ".join(
+    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], history, args.run_dir, posterior,
+                               seed=config.get("seed", 0))
+    print(f"evaluated on {backend}; wrote {os.path.join(args.run_dir, 'eval.json')} and " + ", ".join(
         os.path.basename(p) for p in written.values() if p.endswith(".png")))
     return 0
 
 
 def main(argv=None):
-    from runs import exit_on_user_error
-
-    return exit_on_user_error(run, parse_args(argv))
+    return cli.exit_on_user_error(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@ import numpy as np
 from keras import ops
 
 import plots
-from evaluate import ACTIVE_THRESHOLD, posterior_summary
 
 
 def _pixels(logits):
-    return np.asarray(ops.sigmoid(logits))[..., 0]
+    return ops.convert_to_numpy(ops.sigmoid(logits))[..., 0]
 
 
 def fixed_latent_draws(latent_dim, seed, n=64):
@@ -26,8 +25,10 @@ def _interpolation_pairs(labels, pairs=6):
     return chosen[:pairs]
 
 
-def save_all(vae, x_test, y_test, history, run_dir, seed=0, posterior=None, frames=None):
-    """Write every figure into run_dir; returns {name: path, or a note saying why it was skipped}."""
+def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=None):
+    """Write every figure into run_dir; returns {name: path, or a note saying why it was skipped}.
+
+    posterior: the test images' codes and their per-dimension summary (evaluate.encode)."""
     written = {}
     path = lambda name: os.path.join(run_dir, name)  # noqa: E731
     x_test = np.asarray(x_test, dtype=np.float32)
@@ -35,9 +36,6 @@ def save_all(vae, x_test, y_test, history, run_dir, seed=0, posterior=None, fram
     if history and "loss" in history:
         written["loss"] = plots.loss_curves(history, path("loss.png"))
 
-    if posterior is None:
-        z_mean, z_log_var = (np.asarray(t) for t in vae.encoder.predict(x_test, batch_size=1000, verbose=0))
-        posterior = {"z_mean": z_mean, "z_log_var": z_log_var, **posterior_summary(z_mean, z_log_var)}
     z_mean = posterior["z_mean"]
     latent_dim = z_mean.shape[1]
 
@@ -70,7 +68,7 @@ def save_all(vae, x_test, y_test, history, run_dir, seed=0, posterior=None, fram
         decoded = _pixels(vae.decoder(line.reshape(-1, latent_dim))).reshape(len(pairs), 10, 28, 28)
         written["interpolation"] = plots.interpolation(decoded, path("interpolation.png"))
 
-    written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["variances"], ACTIVE_THRESHOLD,
+    written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              path("kl_per_dim.png"))
     if frames:
         written["progress"] = plots.progress_gif(frames, path("progress.gif"))

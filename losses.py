@@ -30,6 +30,13 @@ def kl_divergence(z_mean, z_log_var):
     return ops.sum(kl_divergence_per_dim(z_mean, z_log_var), axis=-1)
 
 
+def reparameterize(z_mean, z_log_var, eps):
+    """z = z_mean + exp(z_log_var / 2) * eps with eps ~ N(0, I): a draw from q(z|x) = N(z_mean, exp(z_log_var))
+    written so that the randomness sits in eps and gradients reach z_mean and z_log_var."""
+    z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
+    return z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
+
+
 def reconstruction_loss(x, logits):
     """Binary cross-entropy between targets x in [0, 1] and Bernoulli logits, summed over
     every pixel: -log p(x|z) per example, in nats.

@@ -4,14 +4,13 @@ Images are (N, 28, 28, 1) floats in [0, 1]. `vae.encoder(x)` gives (z_mean, z_lo
 `vae.decoder(z)` gives Bernoulli logits shaped like the images (sigmoid them to see pixels).
 """
 import keras
-import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
 import losses
 
 IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
+LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
 
 
 @keras.saving.register_keras_serializable(package="mnist_vae")
@@ -19,26 +18,27 @@ class Sampling(layers.Layer):
     """Reparameterised draw z = z_mean + exp(0.5 * z_log_var) * eps, eps ~ N(0, I).
 
     Written this way the randomness sits in eps, so gradients flow to z_mean and z_log_var. Training and
-    test steps pass eps drawn by the input pipeline (data.py); otherwise (vae(x), a fit on plain arrays)
-    the layer draws it from its own seeded generator, whose state is saved with the weights.
+    test batches carry eps drawn by data.py; otherwise (vae(images), a fit on plain arrays) the layer
+    draws it from its own seeded generator, whose state is saved with the weights.
     """
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # nothing to build: Keras never needs a data batch to build it
 
     def call(self, inputs, eps=None):
         z_mean, z_log_var = inputs
         if eps is None:
             eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
+        return losses.reparameterize(z_mean, z_log_var, eps)
 
     # Keras saves a layer's weights but not its seed generator's state; without it a reloaded
     # model would repeat draws it already made instead of continuing the stream.
     def save_own_variables(self, store):
         super().save_own_variables(store)
-        store["seed_generator_state"] = np.asarray(self.seed_generator.state.value)
+        store["seed_generator_state"] = ops.convert_to_numpy(self.seed_generator.state.value)
 
     def load_own_variables(self, store):
         if "seed_generator_state" in store.keys():
@@ -84,33 +84,13 @@ def build_decoder(arch="dense", latent_dim=2, hidden=512):
     return keras.Model(inputs, logits, name="decoder")
 
 
-def _global_batch_size(local_batch_size):
-    """Examples in this step across all replicas (just the local count on one device)."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return local_batch_size
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_batch_size)
-
-
-def _spans_several_workers():
-    """True under a tf.distribute strategy whose replicas live in more than one process (multi-worker)."""
-    if not tf.distribute.has_strategy():
-        return False
-    strategy = tf.distribute.get_strategy()
-    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
-
-
-def _images_and_noise(data):
-    """A batch is images, or (images, eps): eps drawn by the input pipeline (see data.py) is split over
-    replicas exactly like the images, so any number of devices draws what one device would."""
-    if isinstance(data, (tuple, list)):
-        return data[0], (data[1] if len(data) > 1 else None)
-    return data, None
-
-
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class VAE(keras.Model):
-    """Variational autoencoder: loss = mean over the batch of reconstruction + beta * KL."""
+    """Variational autoencoder: loss = reconstruction + beta * KL per image, averaged over the batch.
+
+    Written once for every Keras backend: the forward pass is `call`, the loss is `compute_loss`, and
+    Keras' own trainer (TensorFlow, JAX or PyTorch) takes the gradients and applies the optimizer.
+    """
 
     def __init__(self, encoder, decoder, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -124,79 +104,63 @@ class VAE(keras.Model):
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, name="kl_weight",
         )
-        # Global step at which the loss first stopped being finite (-1: never), so a divergence can be
-        # named to the batch even when several steps run per call into TensorFlow.
-        self.first_nonfinite_step = self.add_weight(
-            shape=(), dtype="int64", initializer="zeros", trainable=False, name="first_nonfinite_step",
-            aggregation="only_first_replica",
-        )
+        # Training steps taken, and the first at which the loss stopped being finite (-1: never), so a
+        # divergence can be named to the batch even when several steps run per call into the backend.
+        self.steps_taken = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
+                                           name="steps_taken", aggregation="only_first_replica")
+        self.first_nonfinite_step = self.add_weight(shape=(), dtype="int32", initializer="zeros",
+                                                    trainable=False, name="first_nonfinite_step",
+                                                    aggregation="only_first_replica")
         self.first_nonfinite_step.assign(-1)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
-        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
         self.built = True  # encoder and decoder are functional models, built already
 
     @property
     def metrics(self):
-        # Listed here so that Keras resets them at the start of every epoch.
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+        # Listed here so that Keras resets them at the start of every epoch and logs them.
+        return list(self.trackers.values())
 
-    def call(self, x, training=False):
-        z_mean, z_log_var = self.encoder(x, training=training)
-        z = self.sampling([z_mean, z_log_var])
-        return self.decoder(z, training=training)
-
-    def per_example_losses(self, x, training=False, eps=None):
-        """(reconstruction, kl) per image for one z drawn from q(z|x): the single-sample ELBO."""
-        z_mean, z_log_var = self.encoder(x, training=training)
+    def call(self, inputs, training=False):
+        """inputs: images (N, 28, 28, 1) in [0, 1], or a batch {"image", "eps", "weight"} from data.py
+        whose eps is the noise to draw z with. Returns the decoder's logits and q(z|x)'s parameters."""
+        images, eps = (inputs["image"], inputs.get("eps")) if isinstance(inputs, dict) else (inputs, None)
+        z_mean, z_log_var = self.encoder(images, training=training)
         z = self.sampling([z_mean, z_log_var], eps=eps)
-        logits = self.decoder(z, training=training)
-        return losses.reconstruction_loss(x, logits), losses.kl_divergence(z_mean, z_log_var)
+        return {"logits": self.decoder(z, training=training), "z_mean": z_mean, "z_log_var": z_log_var}
 
-    def _update_metrics(self, reconstruction, kl):
-        self.loss_tracker.update_state(losses.negative_elbo(reconstruction, kl, self.kl_weight))
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
-        logs = {m.name: m.result() for m in self.metrics}
-        if _spans_several_workers():
-            # Keras 3 averages a step's logs across workers with reduce(MEAN, axis=0), which needs an axis
-            # to reduce (keras-team/keras#20585). Epoch logs are read from the metrics themselves.
-            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
-        return logs
+    def per_example_losses(self, inputs, training=False):
+        """(reconstruction, kl) per image for one z drawn from q(z|x): the single-sample ELBO's terms."""
+        return self._terms(inputs, self(inputs, training=training))
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy, Keras 3 builds a model by averaging its first batch over the replicas, which
-        # fails for multi-worker (images, eps) batches and for replica batches of unequal size. Encoder and
-        # decoder are built in __init__ and build_optimizer() builds the optimizer, so there is nothing to
-        # build; otherwise fall back to Keras.
-        if self.optimizer is None or not self.optimizer.built:
-            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    @staticmethod
+    def _terms(inputs, outputs):
+        images = inputs["image"] if isinstance(inputs, dict) else inputs
+        return (losses.reconstruction_loss(images, outputs["logits"]),
+                losses.kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        reconstruction, kl = self._terms(x, y_pred)
+        per_example = losses.negative_elbo(reconstruction, kl, self.kl_weight.value)
+        # The batch's weights are 1/(global batch) per image (0 for padding), so summing weight * loss
+        # gives the single-device batch mean on any number of devices and any split of the batch.
+        if isinstance(x, dict) and "weight" in x:
+            weight = ops.cast(x["weight"], "float32")
+        else:
+            weight = ops.ones_like(per_example) / ops.cast(ops.shape(per_example)[0], "float32")
+        counted = ops.cast(weight > 0, "float32")
+        for name, values in zip(LOSS_TERMS, (per_example, reconstruction, kl)):
+            self.trackers[name].update_state(values, sample_weight=counted)
+        loss = ops.sum(per_example * weight)
+        if training:
+            step, first = self.steps_taken.value, self.first_nonfinite_step.value
+            first_bad = ops.logical_and(ops.logical_not(ops.isfinite(loss)), first < 0)
+            self.first_nonfinite_step.assign(ops.where(first_bad, step, first))
+            self.steps_taken.assign(step + 1)
+        return loss
 
     def build_optimizer(self):
-        """Create the optimizer's slots now (call inside the strategy scope, after compile)."""
+        """Create the optimizer's slots now (inside the distribution scope, after compile)."""
         self.optimizer.build(self.trainable_variables)
-
-    def train_step(self, data):
-        x, eps = _images_and_noise(data)
-        with tf.GradientTape() as tape:
-            reconstruction, kl = self.per_example_losses(x, training=True, eps=eps)
-            per_example = losses.negative_elbo(reconstruction, kl, self.kl_weight)
-            # Divide by the GLOBAL batch: replicas' gradients are summed, so every device count
-            # (and an uneven split of the batch) gives exactly the single-device mean.
-            batch = ops.cast(_global_batch_size(ops.shape(x)[0]), "float32")
-            loss = ops.sum(per_example) / batch
-            scaled_loss = self.optimizer.scale_loss(loss)  # loss scaling under float16
-        grads = tape.gradient(scaled_loss, self.trainable_weights)
-        first_bad = ops.logical_and(ops.logical_not(ops.isfinite(loss)), self.first_nonfinite_step < 0)
-        self.first_nonfinite_step.assign(
-            ops.where(first_bad, ops.cast(self.optimizer.iterations, "int64"), self.first_nonfinite_step))
-        self.optimizer.apply(grads, self.trainable_weights)
-        return self._update_metrics(reconstruction, kl)
-
-    def test_step(self, data):
-        x, eps = _images_and_noise(data)
-        # Same single-sample estimate as in training, so train and test numbers compare.
-        return self._update_metrics(*self.per_example_losses(x, eps=eps))
 
     def get_config(self):
         return {

@@ -117,9 +117,9 @@ def interpolation(images, path):
     return _save(fig, path)
 
 
-def kl_per_dim(kl, variances, threshold, path):
+def kl_per_dim(kl, active, threshold, path):
     """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour."""
-    active = np.asarray(variances) > threshold
+    active = np.asarray(active, bool)
     dims = np.arange(len(kl))
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(kl) + 2), 4))
     for mask, colour, name in ((active, "tab:blue", "active"), (~active, "lightgray", "inactive")):

@@ -7,9 +7,11 @@ import errno
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
+
+
+CONFIG_FORMAT = 2  # layout version of config.json; --resume and evaluate.py refuse others (1: TensorFlow only)
 
 
 class RunError(Exception):
@@ -112,17 +114,3 @@ def ensure_space(folder, nbytes):
     if free < needed:
         raise OSError(errno.ENOSPC, f"No space left on device (need about {needed >> 20} MB, "
                                     f"{free >> 20} MB free)", folder)
-
-
-def exit_on_user_error(run, *args):
-    """run(*args), with problems the user can fix (bad data, a bad run folder, a full or read-only disk)
-    reported as one line on stderr and exit code 1 instead of a traceback."""
-    from data import DataError
-
-    try:
-        return run(*args)
-    except (DataError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-    except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-    return 1

@@ -9,35 +9,21 @@ the PNG figures and a per-epoch checkpoint. Losses are in nats per image.
 """
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import signal
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
+import cli
+from cli import number_in_range
+from runs import CONFIG_FORMAT
 
-CONFIG_FORMAT = 1  # layout version of config.json; --resume and evaluate.py refuse others
-RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute"}  # flags that --resume takes anew
+# Flags that --resume takes anew; the others must match the run's saved config.
+RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute", "backend"}
 
 
 # ------------------------------------------------------------------ flags
-
-def number_in_range(kind, low, low_ok=True, high=None):
-    """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}")
-        if not (value >= low) or (value == low and not low_ok) or (high is not None and not value < high) \
-                or value == float("inf"):
-            bound = f">= {low}" if low_ok else f"> {low}"
-            raise argparse.ArgumentTypeError(f"must be {bound}{f' and < {high}' if high else ''}, got {text}")
-        return value
-    return parse
-
 
 def build_parser(suppress_defaults=False):
     p = argparse.ArgumentParser(
@@ -78,14 +64,16 @@ def build_parser(suppress_defaults=False):
     flag("--precision", "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
          help="Keras mixed-precision policy: layers compute in float16/bfloat16, weights, losses and metrics "
               "stay float32 (float16 adds Keras' dynamic loss scaling)")
-    flag("--device", "auto", choices=("auto", "cpu"), help="auto: use a GPU when TensorFlow sees one; cpu: never")
+    cli.add_backend_flag(p, argparse.SUPPRESS if suppress_defaults else None)
+    flag("--device", "auto", choices=("auto", "cpu"), help="auto: use a GPU when the backend sees one; cpu: never")
     flag("--distribute", "none", choices=("none", "mirrored", "multiworker"),
-         help="mirrored: tf.distribute.MirroredStrategy over this machine's GPUs; multiworker: "
-              "MultiWorkerMirroredStrategy over the machines that TF_CONFIG names (start one process per "
-              "machine). --batch-size stays the global batch; losses and gradients equal a single device's")
+         help="mirrored: all of this machine's devices (tensorflow: tf.distribute.MirroredStrategy; jax: "
+              "keras.distribution.DataParallel); multiworker (tensorflow): MultiWorkerMirroredStrategy over "
+              "the machines that TF_CONFIG names (one process per machine). --batch-size stays the global "
+              "batch; losses and gradients equal a single device's")
     flag("--jit", "auto", choices=("auto", "on", "off"),
-         help="XLA compilation of the training step; auto: on for dense models or with a GPU, off for "
-              "conv on a CPU (XLA's CPU convolutions measured 1.8x slower than TensorFlow's own)")
+         help="compile the training step (XLA on tensorflow and jax, torch.compile on torch); auto: what "
+              "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: off)")
     flag("--out", "outputs", help="folder that receives one sub-folder per run")
     flag("--run-name", None, help="name of this run's folder (default: time, arch and latent size)")
     flag("--resume", None, metavar="RUN_DIR",
@@ -104,12 +92,16 @@ def resumed_args(args, given):
     from runs import RunError, read_config
 
     saved = read_config(args.resume, CONFIG_FORMAT)
+    if "backend" not in given and os.environ.get("KERAS_BACKEND"):
+        given = given | {"backend"}  # KERAS_BACKEND counts as a choice; without either, the run's own backend
     for name in sorted(given - RESUME_MAY_CHANGE):
         if getattr(args, name) != saved.get(name):
             flag = "--" + name.replace("_", "-")
             raise RunError(f"{flag} {getattr(args, name)} contradicts the saved config of {args.resume} "
                            f"({flag} {saved.get(name)}); --resume continues a run as configured")
-    return argparse.Namespace(**{**vars(args), **saved, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}})
+    resumed = argparse.Namespace(**{**vars(args), **saved, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}})
+    resumed.backend = resumed.backend or cli.default_backend()
+    return resumed
 
 
 # ------------------------------------------------------------------ stopping safely
@@ -141,53 +133,8 @@ class Diverged(Exception):
 
 # ------------------------------------------------------------------ several devices and machines
 
-class Worker:
-    """This process's place in a multi-worker cluster, read from TF_CONFIG (TensorFlow's standard).
-
-    The chief ("chief" task, else worker 0) writes the run folder; every other worker runs the very same
-    steps (collective operations need all of them) but writes into a scratch folder it deletes at the end."""
-
-    def __init__(self, tf_config):
-        from runs import RunError
-
-        if not tf_config:
-            self.type, self.index, self.count, self.chief = "worker", 0, 1, True
-            return
-        try:
-            config = json.loads(tf_config)
-            cluster, task = config["cluster"], config["task"]
-            self.type, self.index = task["type"], int(task["index"])
-            jobs = {name: list(addresses) for name, addresses in cluster.items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise RunError(f"TF_CONFIG is not a valid cluster description ({e.__class__.__name__}: {e}); "
-                           'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
-                           '"index": 0}}') from None
-        if set(jobs) - {"chief", "worker"}:
-            raise RunError(f"TF_CONFIG has {', '.join(sorted(set(jobs) - {'chief', 'worker'}))} tasks; "
-                           "MultiWorkerMirroredStrategy takes only chief and worker tasks")
-        if self.type not in jobs or not 0 <= self.index < len(jobs[self.type]):
-            raise RunError(f"TF_CONFIG: task {self.type} {self.index} is not in its cluster "
-                           f"({', '.join(f'{len(v)} {k}' for k, v in jobs.items())})")
-        self.count = sum(len(v) for v in jobs.values())
-        self.chief = self.type == "chief" or ("chief" not in jobs and self.index == 0)
-
-    def __str__(self):
-        return f"{self.type} {self.index} ({'chief, ' if self.chief else ''}{self.count} processes in all)"
-
-
-def make_strategy(name, tf):
-    """TensorFlow's own distribution engine: the default (one device), MirroredStrategy or
-    MultiWorkerMirroredStrategy (which must be made before TensorFlow runs anything else)."""
-    if name == "none":
-        return tf.distribute.get_strategy()
-    kind = {"mirrored": tf.distribute.MirroredStrategy, "multiworker": tf.distribute.MultiWorkerMirroredStrategy}[name]
-    strategy = kind()
-    print(f"distribute: {kind.__name__} over {strategy.num_replicas_in_sync} replicas")
-    return strategy
-
-
-def resume_hint(worker, run_dir):
-    return f"--resume {run_dir}" if worker.chief else "--resume CHIEF'S_RUN_FOLDER"
+def resume_hint(devices, run_dir):
+    return f"--resume {run_dir}" if devices.chief else "--resume CHIEF'S_RUN_FOLDER"
 
 
 def weights_digest(vae):
@@ -198,46 +145,70 @@ def weights_digest(vae):
     return digest.hexdigest()[:16]
 
 
+def backend_versions(backend):
+    import importlib
+    import platform
+
+    import keras
+    import numpy as np
+
+    return {"python": platform.python_version(), backend: importlib.import_module(backend).__version__,
+            "keras": keras.__version__, "numpy": np.__version__}
+
+
 # ------------------------------------------------------------------ the run
 
 
-def speed_options(args, steps_per_epoch, tf):
-    """compile() options that measurably speed training up (see bench.py and the README)."""
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    jit = {"on": True, "off": False, "auto": args.arch == "dense" or gpu}[args.jit]
-    jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
-    # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
-    jit = jit and not tf.distribute.has_strategy()
+def speed_options(args, steps_per_epoch, devices):
+    """compile() options that measurably speed training up on each backend (see bench.py and the README)."""
+    from distribute import has_gpu
+
+    backend = args.backend
+    auto = {"tensorflow": args.arch == "dense" or has_gpu(backend),  # XLA's CPU convolutions: 1.8x slower
+            "jax": True,  # JAX without jit runs op by op, many times slower
+            "torch": False}[backend]  # torch.compile: minutes of compiling for no gain measured here
+    jit = {"on": True, "off": False, "auto": auto}[args.jit]
+    if backend == "tensorflow":
+        jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
+        # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
+        jit = jit and not devices.in_sync
     # Several steps per call into TensorFlow cut per-step Python overhead. It must divide the epoch:
     # otherwise Keras would run the last call into the next epoch's batches. Under tf.distribute, one
     # step per call: TensorFlow cannot run the replicas' collectives inside Keras' multi-step loop.
-    per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0) if args.arch == "dense" else 1
-    per_call = 1 if tf.distribute.has_strategy() else per_call
+    per_call = 1
+    if backend == "tensorflow" and args.arch == "dense" and not devices.in_sync:
+        per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0)
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
 def train(args, given):
     import tempfile
 
+    from distribute import Devices
     from runs import make_run_dir, remove_stale_temporaries
 
-    worker = Worker(os.environ.get("TF_CONFIG") if args.distribute == "multiworker" else None)
-    scratch = None
     if args.resume:
         run_dir, args = args.resume, resumed_args(args, given)
-        if worker.chief:
+    else:
+        args.backend = args.backend or cli.default_backend()
+    # Before Keras is imported and before any data is loaded: a missing backend is one line.
+    cli.select_backend(args.backend, args.device)
+    devices = Devices(args.backend, args.distribute)
+    scratch = None
+    if args.resume:
+        if devices.chief:
             remove_stale_temporaries(run_dir)
-    elif worker.chief:  # the output folder is checked before any data is loaded or any time is spent
+    elif devices.chief:  # the output folder is checked before any data is loaded or any time is spent
         run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
-    if not worker.chief:  # works on a copy: only the chief writes the run
-        scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{worker.type}{worker.index}-")
+    if not devices.chief:  # works on a copy: only the chief writes the run
+        scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{devices.worker.type}{devices.worker.index}-")
         if args.resume:
             shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
         run_dir = scratch
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return _train_in(run_dir, args, worker)
+        return _train_in(run_dir, args, devices)
     except BaseException:
         if not args.resume and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)  # nothing was earned: leave no empty folder behind
@@ -247,8 +218,8 @@ def train(args, given):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train_in(run_dir, args, worker):
-    import data  # NumPy only: bad data is reported before TensorFlow starts
+def _train_in(run_dir, args, devices):
+    import data  # NumPy only: bad data is reported before the backend starts
     from runs import RunError, write_json
 
     started = time.time()
@@ -262,57 +233,53 @@ def _train_in(run_dir, args, worker):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
                              f"but the run was trained on {args.train_images}/{args.test_images}")
 
-    import platform
-
-    import tensorflow as tf
-
-    if args.device == "cpu":
-        tf.config.set_visible_devices([], "GPU")  # before TensorFlow touches a device
-    if args.distribute == "multiworker":
-        print(f"cluster: this process is {worker}")
-    strategy = make_strategy(args.distribute, tf)
+    devices.start(deterministic=args.deterministic)
     import keras
-    import numpy as np
 
     import checkpoints
     import figures
-    from model import KLWarmup, build_vae
+    from model import LOSS_TERMS, KLWarmup, build_vae
 
+    print(f"backend: {args.backend}" + ("" if devices.replicas == 1 else f", {devices.replicas} replicas"))
+    if args.arch == "conv" and args.backend == "jax" and args.jit != "off" and not devices.gpu:
+        print("hint: XLA's transposed convolutions are slow on a CPU: --backend tensorflow trains the conv "
+              "model about 10x faster here")
     config = {**vars(args), "resume": None, "format": CONFIG_FORMAT, "run_dir": run_dir,
               "data_source": splits.source, "train_images": len(splits.x_train), "test_images": len(splits.x_test),
-              "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                           "keras": keras.__version__, "numpy": np.__version__}}
+              "versions": backend_versions(args.backend)}
     write_json(os.path.join(run_dir, "config.json"), config)
 
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
-    with strategy.scope():
+    with devices.scope():
         vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
     state = checkpoints.read_state(run_dir) if args.resume else None
     done = state["epoch"] if state else 0
     if done >= args.epochs:
         raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
-    train_ds, steps = data.train_dataset(splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
-                                         dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
-    test_ds = data.test_dataset(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim)
-    with strategy.scope():
-        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, tf))
-        vae.build_optimizer()  # its variables, made inside the scope, are mirrored too
+    train_batches, steps = data.train_batches(
+        splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
+        dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim, pad_to=devices.pad_to)
+    test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
+                                     pad_to=devices.pad_to)
+    with devices.scope():
+        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, devices))
+        vae.build_optimizer()  # its variables, made inside the scope, are distributed too
+    devices.prepare(vae)
     if state:
-        with strategy.scope():
+        with devices.scope():
             checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
         print(f"resuming {run_dir} after epoch {done}")
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
     frames = figures.SampleFrames(args.latent_dim, args.seed)  # for progress.gif
 
-    resume = resume_hint(worker, run_dir)  # what to run to continue, as the messages below say
+    resume = resume_hint(devices, run_dir)  # what to run to continue, as the messages below say
     stopped = None
     try:
-        vae.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
-                validation_data=test_ds, shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
+        vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
+                validation_data=test_batches,
+                shuffle=False,  # the batches come shuffled by (seed, epoch)
                 callbacks=[KLWarmup(args.beta, args.kl_warmup), frames, keras.callbacks.TerminateOnNaN(), saver],
                 verbose=1 if sys.stdout.isatty() else 2)
     except Interrupted as e:
@@ -323,14 +290,14 @@ def _train_in(run_dir, args, worker):
         raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
                        f"epoch {len(saver.rows)} is intact: free space, then python train.py {resume}") \
             from None
-    except tf.errors.OpError as e:
-        if args.distribute != "multiworker":
+    except Exception as e:
+        if not devices.is_lost_worker(e):
             raise
         reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line), e.__class__.__name__)
         raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
                        f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
             from None
-    if isinstance(stopped, Interrupted) and args.distribute == "multiworker":
+    if isinstance(stopped, Interrupted) and devices.multiworker:
         # The other workers are mid-step, waiting for this one: nothing collective can run any more.
         print(f"interrupted by {stopped} after {len(saver.rows)} completed epochs, all checkpointed; the other "
               f"workers stop too; continue by restarting every worker with python train.py {resume}",
@@ -340,12 +307,11 @@ def _train_in(run_dir, args, worker):
         epoch, batch = saver.diverged
         stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
 
-    written = finish(vae, run_dir, splits, test_ds, saver.rows, args, complete=stopped is None,
-                     frames=frames.frames)
+    written = finish(vae, run_dir, splits, saver.rows, args, complete=stopped is None, frames=frames.frames)
     epochs_kept = len(saver.rows)
-    if args.distribute == "multiworker":
-        print(f"{worker.type} {worker.index}: weights after epoch {epochs_kept} have sha256 {weights_digest(vae)} "
-              "(the same on every worker)")
+    if devices.multiworker:
+        print(f"{devices.worker.type} {devices.worker.index}: weights after epoch {epochs_kept} have sha256 "
+              f"{weights_digest(vae)} (the same on every worker)")
     if isinstance(stopped, Interrupted):
         print(f"interrupted by {stopped} after {epochs_kept} completed epochs, all saved; continue with: "
               f"python train.py {resume}", file=sys.stderr)
@@ -356,9 +322,9 @@ def _train_in(run_dir, args, worker):
 
     metrics = written.pop("metric_values")
     print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image, "
-          f"binarize={args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("loss", "reconstruction_loss", "kl_loss")))
+          f"binarize={args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS))
     print(written.pop("eval_report"))
-    if not worker.chief:
+    if not devices.chief:
         print("(this worker's copy of the outputs is discarded: the chief writes the run)")
         return 0
     for name, what in written.items():
@@ -366,32 +332,33 @@ def _train_in(run_dir, args, worker):
     return 0
 
 
-def finish(vae, run_dir, splits, test_ds, rows, args, complete, frames=None):
+def finish(vae, run_dir, splits, rows, args, complete, frames=None):
     """Write metrics.json, model.keras and eval.json (complete runs) and the figures; partial runs use
     the model of the last completed epoch and report that epoch's test numbers."""
     import checkpoints
     import data
     import evaluate
     import figures
+    from model import LOSS_TERMS
     from runs import atomic_write, write_json
 
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
     x_test = data.as_float(splits.x_test)
-    posterior = None
     if complete:
-        values = vae.evaluate(test_ds, return_dict=True, verbose=0)  # a fresh single-sample ELBO pass
-        metrics = {k: float(values[k]) for k in ("loss", "reconstruction_loss", "kl_loss")}
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
+        # One held-out evaluation: metrics.json, eval.json and the console all report its numbers.
         results, posterior = evaluate.evaluate_model(vae, x_test, args.iw_samples)
         results.update({"binarize": args.binarize, "data": splits.source})
         written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
         written["eval_report"] = evaluate.report(results, args.binarize)
+        metrics = {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]}}
     else:
         state = checkpoints.read_state(run_dir)
         if state:  # the model of the last completed epoch, never a half-trained or diverged one
             checkpoints.restore(vae, run_dir, state)
         last = rows[-1] if rows else {}
-        metrics = {k: last.get("val_" + k) for k in ("loss", "reconstruction_loss", "kl_loss")}
+        metrics = {k: last.get("val_" + k) for k in LOSS_TERMS}
+        posterior = evaluate.encode(vae, x_test) if rows else None
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
         **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
         "epochs": len(rows), "partial": not complete, "binarize": args.binarize,
@@ -399,17 +366,15 @@ def finish(vae, run_dir, splits, test_ds, rows, args, complete, frames=None):
     })
     if rows:
         written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
-                                        seed=args.seed, posterior=posterior, frames=frames))
+                                        posterior, seed=args.seed, frames=frames))
     written["metric_values"] = metrics
     return written
 
 
 def main(argv=None):
-    from runs import exit_on_user_error
-
     args, given = parse_args(argv)
     try:
-        return exit_on_user_error(train, args, given)
+        return cli.exit_on_user_error(train, args, given)
     except Interrupted as e:  # outside training (loading, final plots): completed epochs are checkpointed
         print(f"\ninterrupted by {e}; every completed epoch is in the run's checkpoint", file=sys.stderr)
         return 128 + e.signum

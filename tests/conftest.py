@@ -28,3 +28,34 @@ def small_npz(tmp_path_factory, mnist_test_split):
     path = str(tmp_path_factory.mktemp("data") / "small.npz")
     np.savez(path, x_train=x[:320, ..., 0], y_train=y[:320], x_test=x[-80:, ..., 0], y_test=y[-80:])
     return path
+
+
+def gradients(fn, *arrays):
+    """d fn(*arrays) / d each array, as NumPy, through the running Keras backend's own autodiff (a test
+    tool: the project itself leaves gradients to Keras' trainers). fn returns a scalar tensor."""
+    import keras
+
+    arrays = [np.asarray(a, np.float32) for a in arrays]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        variables = [tf.Variable(a) for a in arrays]
+        with tf.GradientTape() as tape:
+            total = fn(*variables)
+        return [g.numpy() for g in tape.gradient(total, variables)]
+    if backend == "jax":
+        import jax
+
+        return [np.asarray(g) for g in jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)]
+    import torch
+
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    fn(*tensors).backward()
+    return [t.grad.numpy() for t in tensors]
+
+
+def to_numpy(tensor):
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)

@@ -1,0 +1,83 @@
+"""Command-line plumbing shared by train.py, evaluate.py and bench.py: range-checked argparse types, the
+--backend flag and choosing the Keras backend before Keras starts, and one-line errors for the user.
+
+Imports nothing heavy: everything here runs before Keras or any backend is loaded.
+"""
+import argparse
+import importlib.util
+import os
+import sys
+
+BACKENDS = ("tensorflow", "jax", "torch")
+INSTALL = {  # what to run when a backend's package is missing
+    "tensorflow": 'pip install "tensorflow>=2.16"',
+    "jax": "pip install jax",
+    "torch": "pip install torch",
+}
+
+
+class UserError(Exception):
+    """Something the user can fix (message: one line)."""
+
+
+def number_in_range(kind, low, low_ok=True, high=None):
+    """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}")
+        if not (value >= low) or (value == low and not low_ok) or (high is not None and not value < high) \
+                or value == float("inf"):
+            bound = f">= {low}" if low_ok else f"> {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{f' and < {high}' if high else ''}, got {text}")
+        return value
+    return parse
+
+
+def default_backend():
+    """KERAS_BACKEND if set, else TensorFlow (Keras' own default, and this program's)."""
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def add_backend_flag(parser, default=None):
+    kwargs = {} if default is argparse.SUPPRESS else {"default": default}
+    parser.add_argument("--backend", choices=BACKENDS, **kwargs,
+                        help="Keras backend to run on (default: $KERAS_BACKEND, else tensorflow)")
+
+
+def select_backend(name, device="auto"):
+    """Make `name` the Keras backend of this process; call before Keras is imported.
+
+    Raises UserError (one line) when the backend's package is missing or Keras already runs on another."""
+    if name not in BACKENDS:
+        raise UserError(f"unknown Keras backend {name!r} (KERAS_BACKEND?); choose from {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(name) is None:
+        raise UserError(f"the {name} backend needs the {name} package, which is not installed: {INSTALL[name]}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise UserError(f"Keras already runs on {keras.backend.backend()} in this process; "
+                            f"cannot switch to {name}")
+    os.environ["KERAS_BACKEND"] = name
+    if device == "cpu":  # before any backend looks for GPUs
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
+    return name
+
+
+def exit_on_user_error(run, *args):
+    """run(*args), with problems the user can fix (bad data, a bad run folder, a full or read-only disk,
+    a missing backend) reported as one line on stderr and exit code 1 instead of a traceback."""
+    from data import DataError
+    from runs import RunError
+
+    try:
+        return run(*args)
+    except (DataError, RunError, UserError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    return 1
