@@ -82,14 +82,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.epoch = None
         self.checkpoint_bytes = 0  # size of the last checkpoint: the room the next one needs
         self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
+        self.batches_done = None  # in the epoch in progress
         os.makedirs(_dir(run_dir), exist_ok=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.batches_done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done = batch + 1  # with several steps per call, batch is the call's last step
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss")):
+        finite = all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss"))
+        if finite and self.batches_done is not None and self.batches_done < self.params["steps"]:
+            return  # stopped mid-epoch (a signal): the epoch is incomplete, never checkpoint it
+        if not finite:
             step = int(ops.convert_to_numpy(self.model.first_nonfinite_step.value))
             self.diverged = (epoch + 1, step - epoch * self.params["steps"] + 1 if step >= 0 else None)
             return  # never checkpoint a broken model

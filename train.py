@@ -11,13 +11,13 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
 import sys
 import time
 
 import cli
 from cli import number_in_range
 from runs import CONFIG_FORMAT
+from stopping import Interrupted, SignalGuard
 
 # Flags that --resume takes anew; the others must match the run's saved config.
 RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute", "backend"}
@@ -113,22 +113,8 @@ PIXELS = {
 }
 
 
-class Interrupted(BaseException):
-    """SIGINT (Ctrl-C) or SIGTERM: stop at once, keep what was earned, exit 128 + the signal number.
-
-    A BaseException, like KeyboardInterrupt, so that no library's `except Exception` swallows it."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
-
-
 class Diverged(Exception):
-    pass
+    """The loss stopped being finite; the message names the epoch and the batch."""
 
 
 # ------------------------------------------------------------------ several devices and machines
@@ -205,10 +191,9 @@ def train(args, given):
         if args.resume:
             shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
         run_dir = scratch
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return _train_in(run_dir, args, devices)
+        with SignalGuard() as guard:
+            return _train_in(run_dir, args, devices, guard)
     except BaseException:
         if not args.resume and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)  # nothing was earned: leave no empty folder behind
@@ -218,7 +203,7 @@ def train(args, given):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train_in(run_dir, args, devices):
+def _train_in(run_dir, args, devices, guard):
     import data  # NumPy only: bad data is reported before the backend starts
     from runs import RunError, write_json
 
@@ -275,17 +260,13 @@ def _train_in(run_dir, args, devices):
     frames = figures.SampleFrames(args.latent_dim, args.seed)  # for progress.gif
 
     resume = resume_hint(devices, run_dir)  # what to run to continue, as the messages below say
-    stopped = None
     try:
         vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
                 validation_data=test_batches,
                 shuffle=False,  # the batches come shuffled by (seed, epoch)
-                callbacks=[KLWarmup(args.beta, args.kl_warmup), frames, keras.callbacks.TerminateOnNaN(), saver],
+                callbacks=[guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames,
+                           keras.callbacks.TerminateOnNaN(), saver],
                 verbose=1 if sys.stdout.isatty() else 2)
-    except Interrupted as e:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish saving even if Ctrl-C is pressed again
-        stopped = e
-        print(f"\n{e}: stopping; saving what the completed epochs earned...", file=sys.stderr)
     except OSError as e:
         raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
                        f"epoch {len(saver.rows)} is intact: free space, then python train.py {resume}") \
@@ -297,6 +278,9 @@ def _train_in(run_dir, args, devices):
         raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
                        f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
             from None
+    stopped = guard.stopped
+    if stopped is not None:
+        guard.saving()  # finish saving even if Ctrl-C is pressed again
     if isinstance(stopped, Interrupted) and devices.multiworker:
         # The other workers are mid-step, waiting for this one: nothing collective can run any more.
         print(f"interrupted by {stopped} after {len(saver.rows)} completed epochs, all checkpointed; the other "
@@ -307,7 +291,9 @@ def _train_in(run_dir, args, devices):
         epoch, batch = saver.diverged
         stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
 
-    written = finish(vae, run_dir, splits, saver.rows, args, complete=stopped is None, frames=frames.frames)
+    # Frames of completed epochs only: never the model of an interrupted or diverged one.
+    written = finish(vae, run_dir, splits, saver.rows, args, complete=stopped is None,
+                     frames=frames.frames[:len(saver.rows) - done])
     epochs_kept = len(saver.rows)
     if devices.multiworker:
         print(f"{devices.worker.type} {devices.worker.index}: weights after epoch {epochs_kept} have sha256 "
@@ -375,6 +361,9 @@ def main(argv=None):
     args, given = parse_args(argv)
     try:
         return cli.exit_on_user_error(train, args, given)
+    except KeyboardInterrupt:  # before the run's own handlers are in place
+        print("\ninterrupted before training started", file=sys.stderr)
+        return 130
     except Interrupted as e:  # outside training (loading, final plots): completed epochs are checkpointed
         print(f"\ninterrupted by {e}; every completed epoch is in the run's checkpoint", file=sys.stderr)
         return 128 + e.signum

@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # bench.py chooses its backends itself
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -8,6 +8,8 @@ import pytest
 import data
 from data import DataError
 
+pytestmark = pytest.mark.backend_independent
+
 MNIST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 

@@ -11,8 +11,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.backend_independent  # each test starts the backends it needs
 
 # Runs in a fresh process: the CPU can only be split before TensorFlow initialises its devices.
 SCRIPT = r"""

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import data
 import train
 
+pytestmark = pytest.mark.backend_independent
+
 FLAGS = ["--epochs", "--batch-size", "--latent-dim", "--arch", "--hidden", "--lr", "--beta", "--seed",
          "--data", "--dataset", "--val-split", "--limit", "--jit", "--out", "--run-name", "--resume",
          "--deterministic", "--bogus"]

@@ -6,6 +6,8 @@ import pytest
 
 from runs import RunError, atomic_write, make_run_dir, write_json
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_default_run_names_are_unique(tmp_path):
     made = {make_run_dir(str(tmp_path), label="dense-z2") for _ in range(5)}

@@ -45,7 +45,10 @@ def test_training_writes_every_output(trained_run):
         assert image.std() > 0.01, f"{name} is blank"
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["epochs"] == 2 and config["latent_dim"] == 2 and config["arch"] == "dense"
-    assert set(config["versions"]) == {"python", "tensorflow", "keras", "numpy"}
+    import keras
+
+    assert config["backend"] == keras.backend.backend()  # the suite's backend (KERAS_BACKEND), inherited
+    assert set(config["versions"]) == {"python", keras.backend.backend(), "keras", "numpy"}
     assert (config["train_images"], config["test_images"]) == (320, 80)
 
 
