@@ -12,6 +12,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]  # the end-of-run evaluation is not under test here
+# A model and data size whose epoch lasts about a second, so that a signal lands mid-training: the conv model
+# on 1,500 images; on JAX, whose CPU convolutions take about 17 s to compile in every process, a wide dense
+# model on 3,000 (train.py runs on the suite's backend: it inherits KERAS_BACKEND).
+SLOW_FLAGS, SLOW_IMAGES = {"jax": (["--arch", "dense", "--hidden", "2048"], 3000)}.get(
+    os.environ.get("KERAS_BACKEND", "tensorflow"), (["--arch", "conv"], 1500))
 
 
 def train_cmd(*args):
@@ -64,17 +69,18 @@ def wait_for_epoch(run_dir, epoch, proc, timeout=120):
 
 @pytest.fixture(scope="module")
 def slow_npz(tmp_path_factory, mnist_test_split):
-    """Enough real digits that one conv epoch lasts about a second: a signal lands mid-training."""
+    """Enough real digits that one epoch of SLOW_FLAGS' model lasts about a second."""
     x, y = mnist_test_split
     path = str(tmp_path_factory.mktemp("data") / "slow.npz")
-    np.savez(path, x_train=x[:1500, ..., 0], y_train=y[:1500], x_test=x[-200:, ..., 0], y_test=y[-200:])
+    n = SLOW_IMAGES
+    np.savez(path, x_train=x[:n, ..., 0], y_train=y[:n], x_test=x[-200:, ..., 0], y_test=y[-200:])
     return path
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, slow_npz):
     out = str(tmp_path_factory.mktemp("ref"))
-    args = ["--data", slow_npz, "--arch", "conv", "--epochs", "3", "--seed", "7", "--deterministic", *TINY]
+    args = ["--data", slow_npz, "--epochs", "3", "--seed", "7", "--deterministic", *TINY, *SLOW_FLAGS]
     result = run_train(*args, "--out", out, "--run-name", "ref")
     assert result.returncode == 0, result.stderr[-2000:]
     return os.path.join(out, "ref"), args
