@@ -79,8 +79,10 @@ def worker(name, argv, args):
     splits = data.load(args.data, val_split=0.2, limit=args.limit)
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
-    batches, steps = data.train_batches(splits.x_train, args.batch_size, 0, args.epochs, noise_dim=options.latent_dim)
-    speed = train_cli.speed_options(options, steps, Devices(args.backend))
+    devices = Devices(args.backend)
+    batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs,
+                                              noise_dim=options.latent_dim)
+    speed = train_cli.speed_options(options, steps, devices)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
 

@@ -245,6 +245,18 @@ def epoch_permutation(n, seed, epoch):
     return _rng(seed, SHUFFLE_STREAM, epoch).permutation(n)
 
 
+def _draw(images, seed, epoch, step, stream, dynamic_binarization=False, noise_dim=None):
+    """One step's random draws: (uint8 pixels, binarized to 0/255 when dynamic, and eps or None)."""
+    if dynamic_binarization:
+        grey = as_float(images)
+        draw = _rng(seed, BINARIZE_STREAM, epoch, step).random(grey.shape, dtype=np.float32)
+        images = np.where(draw < grey, 255, 0).astype(np.uint8)
+    eps = None
+    if noise_dim is not None:
+        eps = _rng(seed, stream, epoch, step).standard_normal((len(images), noise_dim), dtype=np.float32)
+    return images, eps
+
+
 def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, noise_dim=None, pad_to=1):
     """One step's batch as the model takes it: {"image", "eps", "weight"}.
 
@@ -254,17 +266,28 @@ def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, no
     pad_to > 1 the batch is padded with blank rows of weight 0 up to a multiple of pad_to (devices that
     need equal shares); they change neither the loss, nor its gradient, nor the logged means.
     """
-    x = as_float(images)
-    if dynamic_binarization:
-        x = (_rng(seed, BINARIZE_STREAM, epoch, step).random(x.shape, dtype=np.float32) < x).astype(np.float32)
-    n = len(x)
-    batch = {"image": x, "weight": np.full(n, 1.0 / n, np.float32)}
-    if noise_dim is not None:
-        batch["eps"] = _rng(seed, stream, epoch, step).standard_normal((n, noise_dim), dtype=np.float32)
-    padding = -n % pad_to
+    pixels, eps = _draw(images, seed, epoch, step, stream, dynamic_binarization, noise_dim)
+    batch = {"image": as_float(pixels), "weight": np.full(len(pixels), 1.0 / len(pixels), np.float32)}
+    if eps is not None:
+        batch["eps"] = eps
+    padding = -len(pixels) % pad_to
     if padding:
         batch = {k: np.concatenate([v, np.zeros((padding,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
     return batch
+
+
+def epoch_arrays(images, batch_size, seed, epoch, dynamic_binarization=False, noise_dim=None):
+    """A whole epoch's batches end to end, drawn exactly as make_batch draws them: {"image": uint8 pixels,
+    "eps", "weight"}, for input pipelines that cut batches themselves (tf.data: see tf_backend.py)."""
+    order = epoch_permutation(len(images), seed, epoch)
+    parts = {"image": [], "eps": [], "weight": []}
+    for step, start in enumerate(range(0, len(images), batch_size)):
+        pixels, eps = _draw(images[order[start:start + batch_size]], seed, epoch, step, NOISE_STREAM,
+                            dynamic_binarization, noise_dim)
+        parts["image"].append(pixels)
+        parts["eps"].append(eps)
+        parts["weight"].append(np.full(len(pixels), 1.0 / len(pixels), np.float32))
+    return {k: np.concatenate(v) for k, v in parts.items() if v[0] is not None}
 
 
 def train_batches(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None,

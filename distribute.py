@@ -1,5 +1,5 @@
 """Several devices or machines, each through the engine its backend offers: tf.distribute on TensorFlow
-(see tf_distribute.py), Keras' own distribution API (DataParallel) on JAX. Nothing here is home-made:
+(see tf_backend.py), Keras' own distribution API (DataParallel) on JAX. Nothing here is home-made:
 this module only picks the engine, says what it supports, and tells train.py how to feed it."""
 import contextlib
 import os
@@ -21,9 +21,9 @@ class Devices:
         self.replicas, self.pad_to, self.chief, self.worker = 1, 1, True, None
         self.strategy, self.gpu = None, False
         if backend == "tensorflow":
-            import tf_distribute
+            import tf_backend
 
-            self.worker = tf_distribute.Worker(os.environ.get("TF_CONFIG") if name == "multiworker" else None)
+            self.worker = tf_backend.Worker(os.environ.get("TF_CONFIG") if name == "multiworker" else None)
             self.chief = self.worker.chief
         self.multiworker = name == "multiworker"
 
@@ -33,14 +33,14 @@ class Devices:
         if deterministic and self.backend == "jax":  # read when JAX starts
             os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
         if self.backend == "tensorflow":
-            import tf_distribute
+            import tf_backend
 
             if self.multiworker:
                 print(f"cluster: this process is {self.worker}")
-            self.strategy = tf_distribute.make_strategy(self.name)
+            self.strategy = tf_backend.make_strategy(self.name)
             self.replicas = self.strategy.num_replicas_in_sync
             if deterministic:
-                tf_distribute.deterministic_ops()
+                tf_backend.deterministic_ops()
         elif self.backend == "torch" and deterministic:
             import torch
 
@@ -54,6 +54,21 @@ class Devices:
             print(f"distribute: keras.distribution.DataParallel over {len(devices)} devices")
         self.gpu = has_gpu(self.backend)
 
+    def training_batches(self, images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False,
+                         noise_dim=None):
+        """(the training batches in the form this engine takes fastest, steps per epoch): the same values
+        on every backend (data.train_batches; on TensorFlow as a tf.data pipeline, tf_backend.py)."""
+        import data
+
+        stream, steps = data.train_batches(images, batch_size, seed, epochs, initial_epoch, dynamic_binarization,
+                                           noise_dim, pad_to=self.pad_to)
+        if self.backend == "tensorflow":
+            import tf_backend
+
+            stream = tf_backend.train_dataset(images, batch_size, seed, epochs, initial_epoch, dynamic_binarization,
+                                              noise_dim)
+        return stream, steps
+
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
@@ -64,23 +79,23 @@ class Devices:
 
     def prepare(self, vae):
         if self.backend == "tensorflow":
-            import tf_distribute
+            import tf_backend
 
-            tf_distribute.prepare_model(vae, self.strategy, self.multiworker)
+            tf_backend.prepare_model(vae, self.strategy, self.multiworker)
 
     def is_lost_worker(self, error):
         if not self.multiworker:
             return False
-        import tf_distribute
+        import tf_backend
 
-        return tf_distribute.is_lost_worker(error)
+        return tf_backend.is_lost_worker(error)
 
 
 def has_gpu(backend):
     if backend == "tensorflow":
-        import tf_distribute
+        import tf_backend
 
-        return tf_distribute.has_gpu()
+        return tf_backend.has_gpu()
     if backend == "jax":
         import jax
 

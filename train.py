@@ -242,9 +242,9 @@ def _train_in(run_dir, args, devices, guard):
     done = state["epoch"] if state else 0
     if done >= args.epochs:
         raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
-    train_batches, steps = data.train_batches(
+    train_batches, steps = devices.training_batches(
         splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
-        dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim, pad_to=devices.pad_to)
+        dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
     test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
                                      pad_to=devices.pad_to)
     with devices.scope():

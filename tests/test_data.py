@@ -196,3 +196,23 @@ def test_failed_download_says_how_to_work_offline(monkeypatch):
     message = str(e.value)
     assert message.startswith("could not download mnist (URL fetch failure") and "--data PATH" in message
     assert "\n" not in message
+
+
+def test_tensorflow_pipeline_gives_the_same_batches_as_the_numpy_one():
+    """tf.data (how TensorFlow is fed, fast) and the generator (JAX, PyTorch): value for value, dynamic
+    binarization and a short last batch included, from a resumed epoch too."""
+    pytest.importorskip("tensorflow")
+    import tf_backend
+
+    images = np.random.default_rng(7).integers(0, 256, size=(45, 28, 28, 1), dtype=np.uint8)
+    for initial_epoch in (0, 1):
+        stream, steps = data.train_batches(images, 16, seed=5, epochs=3, initial_epoch=initial_epoch,
+                                           dynamic_binarization=True, noise_dim=4)
+        dataset = tf_backend.train_dataset(images, 16, seed=5, epochs=3, initial_epoch=initial_epoch,
+                                           dynamic_binarization=True, noise_dim=4)
+        pairs = list(zip(stream, dataset))
+        assert len(pairs) == steps * (3 - initial_epoch) and steps == 3
+        for (want,), (got,) in pairs:
+            assert set(got) == set(want)
+            for key in want:
+                np.testing.assert_array_equal(got[key].numpy(), want[key], err_msg=key)

@@ -39,7 +39,7 @@ for batch_size in (64, 51):  # 64 splits 32/32, 51 splits 26/25; the last batche
         keras.utils.set_random_seed(0)
         with devices.scope():
             vae = build_vae("dense", 2, 32, seed=0)
-        batches, steps = data.train_batches(images, batch_size, seed=0, epochs=1, noise_dim=2)
+        batches, steps = devices.training_batches(images, batch_size, seed=0, epochs=1, noise_dim=2)
         with devices.scope():
             vae.compile(optimizer=keras.optimizers.Adam(1e-3), **train.speed_options(args, steps, devices))
             vae.build_optimizer()
@@ -177,7 +177,7 @@ def test_tf_config_names_the_chief_and_bad_cluster_descriptions_are_one_line_err
     import pytest
 
     from cli import UserError
-    from tf_distribute import Worker
+    from tf_backend import Worker
 
     def worker(cluster, task_type, index):
         return Worker(json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}))

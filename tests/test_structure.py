@@ -46,4 +46,4 @@ def test_model_losses_evaluation_and_figures_never_import_tensorflow():
     for module in BACKEND_NEUTRAL:
         assert "tensorflow" not in imports(module), module
     # TensorFlow's own engine lives in one module whose name says so.
-    assert "tensorflow" in imports("tf_distribute")
+    assert "tensorflow" in imports("tf_backend")
