@@ -73,7 +73,8 @@ def build_parser(suppress_defaults=False):
               "batch; losses and gradients equal a single device's")
     flag("--jit", "auto", choices=("auto", "on", "off"),
          help="compile the training step (XLA on tensorflow and jax, torch.compile on torch); auto: what "
-              "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: off)")
+              "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: on for "
+              "dense runs of 500,000 images or more, whose speed-up repays compiling)")
     flag("--out", "outputs", help="folder that receives one sub-folder per run")
     flag("--run-name", None, help="name of this run's folder (default: time, arch and latent size)")
     flag("--resume", None, metavar="RUN_DIR",
@@ -145,23 +146,29 @@ def backend_versions(backend):
 # ------------------------------------------------------------------ the run
 
 
-def speed_options(args, steps_per_epoch, devices):
-    """compile() options that measurably speed training up on each backend (see bench.py and the README)."""
+def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
+    """compile() options that measurably speed training up on each backend (bench.py; the README's table).
+
+    --jit auto: TensorFlow compiles dense models with XLA (and everything on a GPU; XLA's CPU convolutions
+    measured 1.8x slower than TensorFlow's own). JAX always compiles (op by op it is many times slower).
+    PyTorch compiles dense models with torch.compile only for long runs: 2x faster per step (13,000
+    against 6,000 images/s) but about 50 s of compiling, which pays off after some 500,000 images; on the
+    conv model it measured slower. Several steps per call cut TensorFlow's per-step overhead (JAX: within
+    noise); they must divide the epoch, or Keras would run the last call into the next epoch's batches.
+    """
     from distribute import has_gpu
 
     backend = args.backend
-    auto = {"tensorflow": args.arch == "dense" or has_gpu(backend),  # XLA's CPU convolutions: 1.8x slower
-            "jax": True,  # JAX without jit runs op by op, many times slower
-            "torch": False}[backend]  # torch.compile: minutes of compiling for no gain measured here
+    images = steps_per_epoch * args.batch_size * (epochs_to_run or args.epochs)
+    auto = {"tensorflow": args.arch == "dense" or has_gpu(backend),
+            "jax": True,
+            "torch": args.arch == "dense" and images >= 500_000}[backend]
     jit = {"on": True, "off": False, "auto": auto}[args.jit]
     if backend == "tensorflow":
         jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
         # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
         jit = jit and not devices.in_sync
-    # Several steps per call into TensorFlow cut per-step Python overhead. It must divide the epoch:
-    # otherwise Keras would run the last call into the next epoch's batches. Under tf.distribute, one
-    # step per call: TensorFlow cannot run the replicas' collectives inside Keras' multi-step loop.
-    per_call = 1
+    per_call = 1  # under tf.distribute too: TensorFlow cannot run the collectives inside Keras' multi-step loop
     if backend == "tensorflow" and args.arch == "dense" and not devices.in_sync:
         per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0)
     return {"jit_compile": jit, "steps_per_execution": per_call}
@@ -248,7 +255,8 @@ def _train_in(run_dir, args, devices, guard):
     test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
                                      pad_to=devices.pad_to)
     with devices.scope():
-        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **speed_options(args, steps, devices))
+        options = speed_options(args, steps, devices, epochs_to_run=args.epochs - done)
+        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
     devices.prepare(vae)
     if state:
