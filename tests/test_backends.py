@@ -14,6 +14,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b) is not None]
+pytestmark = pytest.mark.backend_independent  # each test starts the backends it needs
 needs_two = pytest.mark.skipif(len(BACKENDS) < 2, reason=f"only {BACKENDS} installed; comparing needs two backends")
 
 # One SGD step from given weights on a given batch (its update is -lr * gradient, so the weights compare
@@ -59,8 +60,6 @@ sys.path.insert(0, ROOT)
 import keras
 import checkpoints, model
 from model import build_vae
-
-pytestmark = pytest.mark.backend_independent  # each test starts the backends it needs
 
 c = keras.ops.convert_to_numpy
 for ARCH in ("dense", "conv"):
