@@ -47,6 +47,7 @@ for ARCH in ("dense", "conv"):
     else:
       vae.train_on_batch(batch)
       out.update({f"opt{i}": c(v.value) for i, v in enumerate(vae.optimizer.variables)})
+      out["own_logits"] = c(vae.decoder(np.load(work + "/z.npy")))  # this backend's decoding of what it saves
   np.savez(work + "/" + keras.backend.backend() + "-step.npz", **out)
   vae.save(work + "/" + keras.backend.backend() + ".keras")
   vae.save_weights(work + "/" + keras.backend.backend() + ".weights.h5")
@@ -92,7 +93,8 @@ def _run(script, backend, work, **extra):
 def test_one_step_and_reloading_agree_across_backends(tmp_path):
     """For the dense and the conv model: one SGD step from the same weights on the same batch and noise
     gives the same loss terms and updated weights (1e-5) on every installed backend; a model.keras and a
-    checkpoint saved under each backend reload under every other and decode the same z to the same logits."""
+    checkpoint saved under each backend reload under every other and decode z to the logits the saving
+    backend computed itself."""
     import data
 
     rng = np.random.default_rng(0)
@@ -122,23 +124,21 @@ def test_one_step_and_reloading_agree_across_backends(tmp_path):
         assert reference["log_loss"] == pytest.approx(
             np.mean(reference["reconstruction"] + 0.5 * reference["kl"]), rel=1e-5)
         for backend in BACKENDS[1:]:
-            for key in (k for k in reference.files if not k.startswith("opt")):
+            for key in (k for k in reference.files if not k.startswith("opt") and k != "own_logits"):
                 np.testing.assert_allclose(steps[backend][key], reference[key], rtol=1e-5, atol=1e-6,
                                            err_msg=f"{arch}: {backend} vs {BACKENDS[0]}: {key}")
         for backend in BACKENDS:
             reloaded = np.load(work / f"{backend}-reload.npz")
             for source in (b for b in BACKENDS if b != backend):
-                np.testing.assert_allclose(reloaded[source + "-logits"], reloaded[source + "-ckpt-logits"],
-                                           rtol=1e-5, atol=1e-5)
+                # Loaded here, saved there: the same logits as the saving backend computed itself.
+                for key in ("-logits", "-ckpt-logits"):
+                    np.testing.assert_allclose(reloaded[source + key], steps[source]["own_logits"], rtol=1e-5,
+                                               atol=1e-5, err_msg=f"{arch}: {source} read by {backend}{key}")
                 i = 0
                 while f"{source}-opt{i}" in reloaded.files:  # the optimizer state crosses backends too
                     np.testing.assert_allclose(reloaded[f"{source}-opt{i}"], steps[source][f"opt{i}"], rtol=1e-6)
                     i += 1
                 assert i > 2
-        # The decoded logits agree between backends, whichever saved and whichever loaded.
-        logits = [np.load(work / f"{b}-reload.npz")[f"{s}-logits"] for b in BACKENDS for s in BACKENDS if s != b]
-        for other in logits[1:]:
-            np.testing.assert_allclose(other, logits[0], rtol=1e-5, atol=1e-5)
 
 
 def _weight_shapes(arch):
