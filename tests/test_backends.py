@@ -20,15 +20,18 @@ needs_two = pytest.mark.skipif(len(BACKENDS) < 2, reason=f"only {BACKENDS} insta
 # One SGD step from given weights on a given batch (its update is -lr * gradient, so the weights compare
 # the gradients themselves; Adam's first step, about lr * sign(gradient), would magnify float32 rounding
 # of near-zero gradients). Then one Adam step, saved as a model and a checkpoint for the reloading test.
-STEP = r"""
-import json, sys
+PRELUDE = r"""
+import sys
 import numpy as np
 sys.path.insert(0, ROOT)
 import keras
-import checkpoints, data
+import checkpoints
 from model import build_vae
 
 c = keras.ops.convert_to_numpy
+"""
+
+STEP = PRELUDE + r"""
 for ARCH in ("dense", "conv"):
   work = WORK + "/" + ARCH
   start = np.load(work + "/start.npz")
@@ -54,15 +57,7 @@ for ARCH in ("dense", "conv"):
 """
 
 # Reload every other backend's model (safe mode) and checkpoint; decode the same z.
-RELOAD = r"""
-import json, sys
-import numpy as np
-sys.path.insert(0, ROOT)
-import keras
-import checkpoints, model
-from model import build_vae
-
-c = keras.ops.convert_to_numpy
+RELOAD = PRELUDE + r"""
 for ARCH in ("dense", "conv"):
   work = WORK + "/" + ARCH
   z = np.load(work + "/z.npy")
