@@ -67,7 +67,9 @@ def worker(name, argv, args):
     import resource
 
     cli.select_backend(args.backend)
-    import keras
+    from distribute import start_keras
+
+    keras = start_keras()
     import numpy as np
 
     import data

@@ -2,8 +2,9 @@
 
 Layout, in <run>/checkpoint/:
     epoch-0007.weights.h5   model weights, optimizer state and the sampling stream after epoch 7
+    frames.npz              progress.gif's frames of epochs 1-7 (uint8), so a resumed run's GIF is whole
     state.json              {"epoch": 7, "weights": "epoch-0007.weights.h5", "history": [...]}
-Each epoch writes the new weights file, then <run>/history.csv, then state.json, each to a temporary
+Each epoch writes the new weights file, then the frames, then <run>/history.csv, then state.json, each to a temporary
 name renamed into place; state.json is the commit point and the older weights file goes last. Keras'
 BackupAndRestore and CSVLogger write in place, which a kill mid-write leaves half-written: hence this.
 """
@@ -55,6 +56,25 @@ def restore(vae, run_dir, state):
         raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
 
 
+def read_frames(run_dir, epochs):
+    """progress.gif's frames of epochs 1..epochs as floats in [0, 1]; None where none was kept (runs
+    written before frames were checkpointed)."""
+    try:
+        with np.load(os.path.join(_dir(run_dir), "frames.npz")) as saved:
+            pixels, kept = saved["pixels"], saved["kept"]
+    except (OSError, ValueError, KeyError):
+        pixels, kept = None, np.zeros(0, bool)
+    return [pixels[i].astype(np.float32) / 255 if i < len(kept) and kept[i] else None for i in range(epochs)]
+
+
+def write_frames(run_dir, frames):
+    kept = np.array([f is not None for f in frames])
+    shape = next(f for f in frames if f is not None).shape
+    pixels = np.stack([np.zeros(shape, np.uint8) if f is None else np.round(np.asarray(f) * 255).astype(np.uint8)
+                       for f in frames])
+    atomic_write(os.path.join(_dir(run_dir), "frames.npz"), lambda tmp: np.savez_compressed(tmp, pixels=pixels, kept=kept))
+
+
 def history_columns(rows):
     """{column: [values per epoch]} from history rows."""
     return {key: [row[key] for row in rows] for key in HISTORY_COLUMNS if rows and key in rows[0]}
@@ -75,10 +95,11 @@ def write_history(run_dir, rows):
 class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically."""
 
-    def __init__(self, run_dir, rows=()):
+    def __init__(self, run_dir, rows=(), frames=None):
         super().__init__()
         self.run_dir = run_dir
         self.rows = list(rows)  # history of the epochs completed so far, earlier sessions included
+        self.frames = frames  # progress.gif's frames so far, one per epoch (figures.SampleFrames.frames)
         self.epoch = None
         self.checkpoint_bytes = 0  # size of the last checkpoint: the room the next one needs
         self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
@@ -111,6 +132,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.model.variables + self.model.optimizer.variables))
         atomic_write(path, self.model.save_weights)
         self.checkpoint_bytes = os.path.getsize(path)
+        if self.frames and len(self.frames) == len(rows) and any(f is not None for f in self.frames):
+            write_frames(self.run_dir, self.frames)
         write_history(self.run_dir, rows)
         write_json(os.path.join(folder, "state.json"), {"epoch": epoch + 1, "weights": name, "history": rows})
         self.rows = rows  # committed

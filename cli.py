@@ -4,9 +4,13 @@
 Imports nothing heavy: everything here runs before Keras or any backend is loaded.
 """
 import argparse
+import contextlib
 import importlib.util
+import json
 import os
+import re
 import sys
+import tempfile
 
 BACKENDS = ("tensorflow", "jax", "torch")
 INSTALL = {  # what to run when a backend's package is missing
@@ -36,8 +40,23 @@ def number_in_range(kind, low, low_ok=True, high=None):
 
 
 def default_backend():
-    """KERAS_BACKEND if set, else TensorFlow (Keras' own default, and this program's)."""
-    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+    """KERAS_BACKEND if set, else the backend that Keras' own keras.json names, else TensorFlow."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            named = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    return named if isinstance(named, str) and named else "tensorflow"
+
+
+def folder_name(text):
+    """An argparse type: a plain folder name (no path), so a run folder always lands inside --out."""
+    if not text or text in (".", "..") or "/" in text or os.sep in text or (os.altsep and os.altsep in text):
+        raise argparse.ArgumentTypeError(f"must be a folder name without '/' (it goes inside --out), got {text!r}")
+    return text
 
 
 def add_backend_flag(parser, default=None):
@@ -66,6 +85,34 @@ def select_backend(name, device="auto"):
         os.environ["JAX_PLATFORMS"] = "cpu"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter short
     return name
+
+
+# What native libraries print while they start, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, its
+# info and warning lines, and the CUDA probes' errors on a machine without a GPU.
+START_UP_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                              r"|[IW]\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*"
+                              r"|E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS).*")
+
+
+@contextlib.contextmanager
+def quiet_start_up():
+    """Hold back the native start-up lines written to stderr inside the block (importing Keras and its
+    backend, finding devices); every other line written meanwhile is passed on when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not START_UP_CHATTER.fullmatch(line.rstrip("\n"))]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 def exit_on_user_error(run, *args):

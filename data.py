@@ -40,35 +40,59 @@ class Splits:
 
 # ---------------------------------------------------------------- IDX files
 
-def _read_bytes(path):
+def memory_bytes():
+    """This machine's physical memory in bytes."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if path.endswith(".gz"):
-            raw = gzip.decompress(raw)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _parse_header(head, name):
+    """(shape, header length) from an IDX header; a DataError for anything that is not a uint8 IDX file
+    of non-empty images or labels, or that declares more data than this machine's memory."""
+    if len(head) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(head)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(head[:2], "big"), head[2], head[3]
+    if zero != 0 or dtype_code != IDX_UINT8 or ndim == 0:
+        raise DataError(
+            f"{name}: bad magic number 0x{int.from_bytes(head[:4], 'big'):08x} "
+            "(expected 0x00000803 for images or 0x00000801 for labels)"
+        )
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise DataError(f"{name}: truncated header ({len(head)} bytes, need {header})")
+    shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if 0 in shape:
+        raise DataError(f"{name}: its header declares an empty array {shape}")
+    if math.prod(shape) > memory_bytes() // 2:
+        raise DataError(f"{name}: its header declares {shape} ({math.prod(shape) / 1e9:.1f} GB), more than "
+                        f"this machine's memory can hold")
+    return shape, header
+
+
+def _read_bytes(path):
+    """An IDX file's bytes (gunzipped), read no further than its header declares (plus one byte, to
+    detect trailing data): a small .gz that inflates to gigabytes is refused without inflating it."""
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) == 4:
+                head += f.read(4 * head[3])
+            shape, header = _parse_header(head, path)
+            return head + f.read(math.prod(shape) + 1)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
-    return raw
 
 
 def parse_idx(raw, name="<bytes>"):
     """Decode IDX bytes (big-endian header, then uint8 data in C order) into an array."""
-    if len(raw) < 4:
-        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
-    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
-    if zero != 0 or dtype_code != IDX_UINT8 or ndim == 0:
-        raise DataError(
-            f"{name}: bad magic number 0x{int.from_bytes(raw[:4], 'big'):08x} "
-            "(expected 0x00000803 for images or 0x00000801 for labels)"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: truncated header ({len(raw)} bytes, need {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape, header = _parse_header(raw[:4 + 4 * raw[3]] if len(raw) >= 4 else raw, name)
     expected = header + math.prod(shape)
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DataError(f"{name}: {problem}: header says {shape} ({expected} bytes), file has {len(raw)}")
+        size = f"file has {len(raw)}" if len(raw) <= expected else "file has more"
+        raise DataError(f"{name}: {problem}: header says {shape} ({expected} bytes), {size}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -152,7 +176,8 @@ def download(dataset="mnist"):
 # ---------------------------------------------------------------- checks and splits
 
 def check_arrays(images, labels, images_name, labels_name):
-    """Validate one split; returns (uint8 images (N, 28, 28, 1), uint8 labels (N,))."""
+    """Validate one split; returns (uint8 images (N, 28, 28, 1), uint8 labels (N,), a note or "").
+    Black-and-white images stored as booleans or 0/1 are scaled to 0/255, and the note says so."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
@@ -169,7 +194,11 @@ def check_arrays(images, labels, images_name, labels_name):
             raise DataError(f"{name}: expected integer values (uint8), got dtype {arr.dtype}")
         if arr.min() < 0 or arr.max() > top:
             raise DataError(f"{name}: values must lie in 0..{top}, found {arr.min()}..{arr.max()}")
-    return images.astype(np.uint8)[..., None], labels.astype(np.uint8)
+    note = ""
+    if images.dtype == np.bool_ or images.max() <= 1:
+        note = f"{images_name}: pixels are only 0 and 1: read as black and white (0 and 255)"
+        images = images.astype(np.uint8) * 255
+    return images.astype(np.uint8)[..., None], labels.astype(np.uint8), note
 
 
 def load(data=None, dataset="mnist", val_split=0.2, limit=None):
@@ -183,25 +212,25 @@ def load(data=None, dataset="mnist", val_split=0.2, limit=None):
     else:
         raise DataError(f"{data}: no such file or folder (--data takes a folder of IDX files or a .npz)")
 
-    note = ""
+    notes = [note for _, _, note in found.values() if note]
     if "train" in found and "test" in found:
-        (x_train, y_train), (x_test, y_test) = found["train"], found["test"]
+        (x_train, y_train, _), (x_test, y_test, _) = found["train"], found["test"]
     else:
         (only,) = found
-        x, y = found[only]
+        x, y, _ = found[only]
         n_test = int(round(len(x) * val_split))
         if not 0 < n_test < len(x):
             raise DataError(f"{source}: only a {only} split with {len(x)} images; --val-split {val_split} "
                             "leaves no training or no test images")
         x_train, y_train, x_test, y_test = x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:]
-        note = (f"only the {only} split was found: training on its first {len(x_train)} images, "
-                f"testing on the last {n_test} (--val-split {val_split})")
+        notes.append(f"only the {only} split was found: training on its first {len(x_train)} images, "
+                     f"testing on the last {n_test} (--val-split {val_split})")
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:max(1, limit // 4)], y_test[:max(1, limit // 4)]
-        note += ("; " if note else "") + f"--limit {limit}: using the first {len(x_train)} of those training " \
-                                         f"and {len(x_test)} test images"
-    return Splits(x_train, y_train, x_test, y_test, source, note)
+        notes.append(f"--limit {limit}: using the first {len(x_train)} of those training and {len(x_test)} "
+                     "test images")
+    return Splits(x_train, y_train, x_test, y_test, source, "; ".join(notes))
 
 
 def binarized(images, seed):
@@ -215,7 +244,7 @@ def apply_binarization(splits, mode, seed):
     'dynamic' leaves them grey (the pipeline draws them anew per batch); the test images are binarized
     once with a fixed seed in both modes, so evaluations repeat exactly."""
     if mode not in BINARIZE_MODES:
-        raise ValueError(f"unknown binarization {mode!r}")
+        raise DataError(f"unknown binarization {mode!r} (choose from {', '.join(BINARIZE_MODES)})")
     if mode == "none":
         return splits
     x_train = binarized(splits.x_train, seed) if mode == "static" else splits.x_train

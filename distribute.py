@@ -2,11 +2,25 @@
 (see tf_backend.py), Keras' own distribution API (DataParallel) on JAX. Nothing here is home-made:
 this module only picks the engine, says what it supports, and tells train.py how to feed it."""
 import contextlib
+import importlib.util
 import os
 
-from cli import UserError
+from cli import UserError, quiet_start_up
 
 SUPPORTED = {"tensorflow": ("none", "mirrored", "multiworker"), "jax": ("none", "mirrored"), "torch": ("none",)}
+
+
+def start_keras():
+    """Import Keras with the native start-up lines held back (cli.quiet_start_up): Keras loads TensorFlow
+    on every backend (for its data tools), and TensorFlow probes for CUDA as it starts; both happen here."""
+    with quiet_start_up():
+        import keras
+
+        if importlib.util.find_spec("tensorflow") is not None:
+            import tf_backend
+
+            tf_backend.has_gpu()
+    return keras
 
 
 class Devices:

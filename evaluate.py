@@ -10,6 +10,7 @@ figures into the run folder, and prints a table. All values are nats per image.
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -177,26 +178,71 @@ def parse_args(argv=None):
     p.add_argument("--iw-samples", type=number_in_range(int, 1), default=1000,
                    help="importance samples per image (papers: 5000)")
     p.add_argument("--max-images", type=number_in_range(int, 1), default=None,
-                   help="evaluate only the first N held-out images")
+                   help="evaluate only the first N held-out images (written to eval-firstN.json; the run's "
+                        "eval.json and figures stay as they are)")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="where the run's data is now, if it has moved since training (default: the saved path)")
+    p.add_argument("--older-model", action="store_true",
+                   help="evaluate model.keras even when the run's checkpoint has trained further")
     cli.add_backend_flag(p)
     return p.parse_args(argv)
 
 
 def run(args):
-    import data
-    from runs import CONFIG_FORMAT, RunError, read_config, write_json
+    from runs import CONFIG_FORMAT, RunLock, read_config
 
     backend = cli.select_backend(args.backend or cli.default_backend())
     config = read_config(args.run_dir, CONFIG_FORMAT)
-    model_path = os.path.join(args.run_dir, "model.keras")
-    if not os.path.isfile(model_path):
-        raise RunError(f"{args.run_dir}: no model.keras (the run did not finish; "
-                       f"python train.py --resume {args.run_dir} completes it)")
-    binarize = config.get("binarize", "none")
-    splits = data.apply_binarization(
-        data.load(config.get("data"), config.get("dataset", "mnist"), config.get("val_split", 0.2), config.get("limit")),
-        binarize, config.get("seed", 0))
+    from distribute import start_keras
+
+    start_keras()
+    with RunLock(args.run_dir):  # never while train.py writes the run
+        return _evaluate(args, config, backend)
+
+
+def model_state(run_dir, config):
+    """(epochs in the run's checkpoint, path of model.keras or None): what --resume and this program
+    make of the folder. A RunError, with the command that moves the run on, when there is no model."""
+    import checkpoints
+    from runs import RunError
+
+    state = checkpoints.read_state(run_dir)
+    trained, planned = (state["epoch"] if state else 0), config.get("epochs")
+    model_path = os.path.join(run_dir, "model.keras")
+    if os.path.isfile(model_path):
+        return trained, model_path
+    resume = f"python train.py --resume {shlex.quote(run_dir)}"
+    if trained == 0:
+        raise RunError(f"{run_dir}: no epoch has completed yet, so there is no model.keras; {resume} trains it")
+    if isinstance(planned, int) and trained < planned:
+        raise RunError(f"{run_dir}: stopped after epoch {trained} of {planned}, before model.keras was written; "
+                       f"{resume} trains the rest and writes it")
+    raise RunError(f"{run_dir}: all {trained} epochs are trained but the final outputs were not written; "
+                   f"{resume} writes them")
+
+
+def _evaluate(args, config, backend):
+    import data
+    from runs import RunError, write_json
+
+    config_path = os.path.join(args.run_dir, "config.json")
+    trained, model_path = model_state(args.run_dir, config)
+    binarize, seed, source = config.get("binarize", "none"), config.get("seed", 0), args.data or config.get("data")
+    if binarize not in data.BINARIZE_MODES or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise RunError(f"{config_path}: binarize = {binarize!r}, seed = {seed!r}: not valid settings; "
+                       "the file was edited or damaged")
+    try:
+        splits = data.load(source, config.get("dataset", "mnist"), config.get("val_split", 0.2), config.get("limit"))
+    except data.DataError as e:
+        raise data.DataError(f"{e}{'' if args.data else ' (moved? pass --data PATH)'}") from None
+    except (TypeError, ValueError, KeyError) as e:
+        raise RunError(f"{config_path}: a saved setting is not valid ({e.__class__.__name__}: {e})") from None
+    splits = data.apply_binarization(splits, binarize, seed)
+    if config.get("test_images") not in (None, len(splits.x_test)):
+        raise data.DataError(f"{splits.source}: {len(splits.x_test)} test images, but the run was tested on "
+                             f"{config['test_images']}")
     x_test = data.as_float(splits.x_test[:args.max_images])
+    partial = len(x_test) < len(splits.x_test)
 
     import keras
 
@@ -207,23 +253,45 @@ def run(args):
         vae = keras.saving.load_model(model_path)  # safe mode
     except Exception as e:
         raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    epoch = model_epoch(vae, config)
+    if epoch is not None and epoch < trained and not args.older_model:
+        raise RunError(f"{model_path} is the model of epoch {epoch}, but the run's checkpoint has trained {trained} "
+                       f"epochs (a --resume that did not finish): python train.py --resume "
+                       f"{shlex.quote(args.run_dir)} finishes it; --older-model evaluates epoch {epoch}'s model")
     results, posterior = evaluate_model(vae, x_test, args.iw_samples)
-    results.update({"binarize": binarize, "data": config.get("data_source", config.get("data"))})
-    write_json(os.path.join(args.run_dir, "eval.json"), results)
+    results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
+    name = f"eval-first{len(x_test)}.json" if partial else "eval.json"
+    written = [write_json(os.path.join(args.run_dir, name), results)]
     print(report(results, binarize))
-    import checkpoints
+    if not partial:  # the figures stay those of the whole held-out set
+        import checkpoints
 
-    state = checkpoints.read_state(args.run_dir)
-    history = checkpoints.history_columns(state["history"]) if state else None
-    written = figures.save_all(vae, x_test, splits.y_test[:len(x_test)], history, args.run_dir, posterior,
-                               seed=config.get("seed", 0))
-    print(f"evaluated on {backend}; wrote {os.path.join(args.run_dir, 'eval.json')} and " + ", ".join(
-        os.path.basename(p) for p in written.values() if p.endswith(".png")))
+        state = checkpoints.read_state(args.run_dir)
+        history = checkpoints.history_columns(state["history"]) if state else None
+        written += [p for p in figures.save_all(vae, x_test, splits.y_test, history, args.run_dir, posterior,
+                                                seed=seed).values() if os.path.sep in p]
+    print(f"evaluated epoch {epoch}'s model on {backend}; wrote " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
 
+def model_epoch(vae, config):
+    """The epoch a saved model was trained to, from its count of training steps."""
+    from keras import ops
+
+    try:
+        steps_per_epoch = math.ceil(config["train_images"] / config["batch_size"])
+        return int(ops.convert_to_numpy(vae.steps_taken.value)) // steps_per_epoch
+    except (KeyError, TypeError, ZeroDivisionError, AttributeError):
+        return None
+
+
 def main(argv=None):
-    return cli.exit_on_user_error(run, parse_args(argv))
+    args = parse_args(argv)
+    try:
+        return cli.exit_on_user_error(run, args)
+    except KeyboardInterrupt:  # every file is written atomically: each is the old one or the new one
+        print("\ninterrupted; eval.json and the figures are each either as before or complete", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
 
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              path("kl_per_dim.png"))
-    if frames:
+    if frames and any(f is not None for f in frames):
         written["progress"] = plots.progress_gif(frames, path("progress.gif"))
     return written
 
@@ -78,10 +78,10 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
 class SampleFrames(keras.callbacks.Callback):
     """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
 
-    def __init__(self, latent_dim, seed, n=36):
+    def __init__(self, latent_dim, seed, n=36, frames=()):
         super().__init__()
         self.z = fixed_latent_draws(latent_dim, seed, n)
-        self.frames = []
+        self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
 
     def on_epoch_end(self, epoch, logs=None):
         self.frames.append(_pixels(self.model.decoder(self.z)))

@@ -187,6 +187,15 @@ def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None):
     )
 
 
+def dense_parameters(latent_dim, hidden):
+    """Weights of the dense VAE (784-hidden-2x latent encoder, latent-hidden-784 decoder), counted
+    without building it: enough to refuse a --hidden that cannot fit in memory before trying."""
+    pixels = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+    encoder = (pixels + 1) * hidden + 2 * (hidden + 1) * latent_dim
+    decoder = (latent_dim + 1) * hidden + (hidden + 1) * pixels
+    return encoder + decoder
+
+
 def kl_weight_at(epoch, beta, warmup_epochs):
     """KL weight for a 0-based epoch: rises linearly from 0 (epoch 0) to beta (epoch warmup_epochs)."""
     return beta if warmup_epochs <= 0 else beta * min(1.0, epoch / warmup_epochs)

@@ -1,4 +1,5 @@
 """Every figure the program saves. Each function takes NumPy arrays (never a model) and a path."""
+import os
 import statistics
 
 import matplotlib
@@ -7,14 +8,19 @@ matplotlib.use("Agg")  # files only; no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from runs import atomic_write  # noqa: E402
+
 TERMS = (("loss", "loss = reconstruction + β·KL"), ("reconstruction_loss", "reconstruction (BCE)"),
          ("kl_loss", "KL(q(z|x) ‖ N(0, I))"))
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    # Through a temporary file: a kill mid-write never leaves a truncated figure in place of a good one.
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight",
+                                                          format=os.path.splitext(path)[1][1:] or "png"))
+    finally:
+        plt.close(fig)
 
 
 def _tile(images, rows, cols):
@@ -133,18 +139,20 @@ def kl_per_dim(kl, active, threshold, path):
 
 
 def progress_gif(frames, path, seconds_per_frame=0.5):
-    """frames: per epoch, (n, 28, 28) samples decoded from the same fixed latent draws; one GIF frame each."""
+    """frames: per epoch from epoch 1, (n, 28, 28) samples decoded from the same fixed latent draws, or None
+    for an epoch whose frame was not kept; one GIF frame each."""
     from PIL import Image, ImageDraw
 
-    side = int(np.sqrt(frames[0].shape[0]))
+    side = int(np.sqrt(next(f for f in frames if f is not None).shape[0]))
     images = []
     for epoch, frame in enumerate(frames, start=1):
+        if frame is None:
+            continue
         pixels = (255 * (1 - _tile(frame[: side * side], side, side))).astype(np.uint8)  # dark digits on white
         image = Image.fromarray(pixels, mode="L").resize((side * 28 * 2, side * 28 * 2), Image.NEAREST)
         canvas = Image.new("L", (image.width, image.height + 20), 255)
         canvas.paste(image, (0, 20))
         ImageDraw.Draw(canvas).text((4, 4), f"samples after epoch {epoch} (same z each frame)", fill=0)
         images.append(canvas)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000),
-                   loop=0)
-    return path
+    return atomic_write(path, lambda tmp: images[0].save(
+        tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000), loop=0))

@@ -10,8 +10,15 @@ import shutil
 import tempfile
 import time
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected against a second writer there
+    fcntl = None
+
 
 CONFIG_FORMAT = 2  # layout version of config.json; --resume and evaluate.py refuse others (1: TensorFlow only)
+LOCK_NAME = ".lock"  # in every run folder: holds the pid of the process that has the folder
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RunError(Exception):
@@ -50,8 +57,23 @@ def make_run_dir(out, run_name=None, label=""):
     raise RunError(f"--out {out}: could not find a free run name for {stem}")
 
 
+def new_file_mode():
+    """The permissions the user's umask gives a new file (mkstemp makes 0600 files whatever the umask)."""
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status") as f:
+            mask = next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
+    except OSError:
+        mask = None
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic)."""
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic).
+
+    The file ends with the permissions any new file of the user's gets (0644 under umask 022)."""
     folder = os.path.dirname(os.path.abspath(path))
     # Keep the whole extension (".weights.h5"): Keras' writers insist on it.
     name = os.path.basename(path)
@@ -60,6 +82,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -93,6 +116,55 @@ def read_config(run_dir, expected_format):
         raise RunError(f"{path}: written by an unknown version of this program (format {found!r}; "
                        f"this one reads format {expected_format})")
     return config
+
+
+class RunLock:
+    """`with RunLock(run_dir):` this process is the only one using the run folder.
+
+    An OS lock (flock) on <run>/.lock, which also holds the owner's pid: the kernel drops it when the
+    process ends, however it ends, so a killed run never leaves its folder locked. A second process
+    gets one RunError naming the holder and changes nothing."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.fd = run_dir, None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        path = os.path.join(self.run_dir, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode())
+        except OSError as e:
+            raise RunError(f"{self.run_dir}: cannot lock the run folder ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunError(f"{self.run_dir} is in use by process {holder} (a train.py or evaluate.py on this run); "
+                           f"wait for it to end or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+
+
+def write_error(error, saved, remedy):
+    """One line for an OSError met while writing a run: what failed and why, what is safe, what to do.
+    Free space is suggested only when space was the problem."""
+    what = error.filename or "a file of the run"
+    if error.errno in NO_SPACE:
+        return f"cannot write {what}: {error.strerror or error} ({saved}): free space, then {remedy}"
+    if error.errno == errno.ENOENT:
+        cause = "no such file or folder: was the run folder moved or deleted meanwhile?"
+    else:
+        cause = error.strerror or str(error)
+    return f"cannot write {what}: {cause} ({saved}); {remedy}"
 
 
 def remove_stale_temporaries(run_dir):

@@ -10,6 +10,7 @@ the PNG figures and a per-epoch checkpoint. Losses are in nats per image.
 import argparse
 import hashlib
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -50,7 +51,7 @@ def build_parser(suppress_defaults=False):
               "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)")
     flag("--iw-samples", 1000, type=number_in_range(int, 1),
          help="importance samples per test image for the NLL estimate at the end (evaluate.py)")
-    flag("--seed", 0, type=number_in_range(int, 0), help="seed for weights, shuffling and sampling")
+    flag("--seed", 0, type=number_in_range(int, 0, high=2**32), help="seed for weights, shuffling and sampling")
     flag("--deterministic", False, action="store_true",
          help="deterministic TensorFlow ops: runs and resumes repeat bit for bit")
     flag("--data", None, metavar="PATH",
@@ -76,7 +77,8 @@ def build_parser(suppress_defaults=False):
               "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: on for "
               "dense runs of 500,000 images or more, whose speed-up repays compiling)")
     flag("--out", "outputs", help="folder that receives one sub-folder per run")
-    flag("--run-name", None, help="name of this run's folder (default: time, arch and latent size)")
+    flag("--run-name", None, type=cli.folder_name,
+         help="name of this run's folder inside --out (default: time, arch and latent size)")
     flag("--resume", None, metavar="RUN_DIR",
          help="continue that run from its last completed epoch with its saved config (--epochs may be raised)")
     return p
@@ -93,6 +95,7 @@ def resumed_args(args, given):
     from runs import RunError, read_config
 
     saved = read_config(args.resume, CONFIG_FORMAT)
+    check_saved_settings(saved, os.path.join(args.resume, "config.json"))
     if "backend" not in given and os.environ.get("KERAS_BACKEND"):
         given = given | {"backend"}  # KERAS_BACKEND counts as a choice; without either, the run's own backend
     for name in sorted(given - RESUME_MAY_CHANGE):
@@ -105,6 +108,25 @@ def resumed_args(args, given):
     return resumed
 
 
+def check_saved_settings(saved, path):
+    """Each flag's value in a saved config passes the checks the flag itself makes (a hand-edited or
+    damaged config.json is one line, not a traceback deep in training)."""
+    from runs import RunError
+
+    for action in build_parser()._actions:
+        name, value = action.dest, saved.get(action.dest)
+        if name not in saved or value is None or value == action.default or name in ("resume", "help"):
+            continue
+        try:
+            ok = (action.choices is None or value in action.choices) and (
+                action.type is None or action.type(str(value)) == value)
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RunError(f"{path}: {name} = {value!r} is not a valid {action.option_strings[0]}; "
+                           "the file was edited or damaged")
+
+
 # ------------------------------------------------------------------ stopping safely
 
 PIXELS = {
@@ -114,14 +136,10 @@ PIXELS = {
 }
 
 
-class Diverged(Exception):
-    """The loss stopped being finite; the message names the epoch and the batch."""
-
-
 # ------------------------------------------------------------------ several devices and machines
 
 def resume_hint(devices, run_dir):
-    return f"--resume {run_dir}" if devices.chief else "--resume CHIEF'S_RUN_FOLDER"
+    return f"--resume {shlex.quote(run_dir)}" if devices.chief else "--resume CHIEF'S_RUN_FOLDER"
 
 
 def weights_digest(vae):
@@ -175,44 +193,68 @@ def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
 
 
 def train(args, given):
+    import contextlib
     import tempfile
 
     from distribute import Devices
-    from runs import make_run_dir, remove_stale_temporaries
+    from runs import RunLock, make_run_dir, remove_stale_temporaries
 
     if args.resume:
         run_dir, args = args.resume, resumed_args(args, given)
     else:
         args.backend = args.backend or cli.default_backend()
+    if args.data and (not args.resume or "data" in given):
+        args.data = os.path.abspath(args.data)  # so that evaluate.py and --resume find it from anywhere
     # Before Keras is imported and before any data is loaded: a missing backend is one line.
     cli.select_backend(args.backend, args.device)
     devices = Devices(args.backend, args.distribute)
-    scratch = None
-    if args.resume:
-        if devices.chief:
-            remove_stale_temporaries(run_dir)
-    elif devices.chief:  # the output folder is checked before any data is loaded or any time is spent
+    if not args.resume and devices.chief:  # the output folder is checked before any time is spent
         run_dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
-    if not devices.chief:  # works on a copy: only the chief writes the run
-        scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{devices.worker.type}{devices.worker.index}-")
-        if args.resume:
-            shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
-        run_dir = scratch
+    # One writer per run folder: the chief holds it to the end; other workers write into a copy.
+    with RunLock(run_dir) if devices.chief else contextlib.nullcontext():
+        scratch = None
+        if args.resume and devices.chief:
+            remove_stale_temporaries(run_dir)
+        if not devices.chief:
+            scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{devices.worker.type}{devices.worker.index}-")
+            if args.resume:
+                shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
+            run_dir = scratch
+        try:
+            with SignalGuard() as guard:
+                return _train_in(run_dir, args, devices, guard)
+        except BaseException:
+            if not args.resume and devices.chief:
+                remove_if_empty(run_dir)  # nothing was earned: leave no empty folder behind
+            raise
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def remove_if_empty(run_dir):
+    from runs import LOCK_NAME
+
+    if os.path.isdir(run_dir) and set(os.listdir(run_dir)) <= {LOCK_NAME}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def is_complete(run_dir, epochs):
+    """Whether the run's final outputs for `epochs` epochs are all written (metrics.json goes last)."""
+    import json
+
     try:
-        with SignalGuard() as guard:
-            return _train_in(run_dir, args, devices, guard)
-    except BaseException:
-        if not args.resume and os.path.isdir(run_dir) and not os.listdir(run_dir):
-            os.rmdir(run_dir)  # nothing was earned: leave no empty folder behind
-        raise
-    finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(metrics, dict) and metrics.get("partial") is False and metrics.get("epochs") == epochs
+            and all(os.path.isfile(os.path.join(run_dir, name)) for name in ("model.keras", "eval.json")))
 
 
 def _train_in(run_dir, args, devices, guard):
     import data  # NumPy only: bad data is reported before the backend starts
-    from runs import RunError, write_json
+    from runs import RunError, write_error, write_json
 
     started = time.time()
     splits = data.load(args.data, args.dataset, args.val_split, args.limit)
@@ -225,12 +267,34 @@ def _train_in(run_dir, args, devices, guard):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
                              f"but the run was trained on {args.train_images}/{args.test_images}")
 
-    devices.start(deterministic=args.deterministic)
-    import keras
+    from distribute import start_keras
+
+    keras = start_keras()
+    with cli.quiet_start_up():
+        devices.start(deterministic=args.deterministic)
 
     import checkpoints
     import figures
-    from model import LOSS_TERMS, KLWarmup, build_vae
+    from model import LOSS_TERMS, KLWarmup, build_vae, dense_parameters
+
+    if args.arch == "dense":  # refused up front: an allocation this large fails deep inside the backend
+        weights = dense_parameters(args.latent_dim, args.hidden)
+        needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
+        if needed > data.memory_bytes():
+            raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
+                           f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
+                           f"more than this machine's {data.memory_bytes() / 1e9:,.0f} GB of memory")
+
+    state = checkpoints.read_state(run_dir) if args.resume else None
+    done = state["epoch"] if state else 0
+    resume = resume_hint(devices, run_dir)  # what to run to continue, as the messages below say
+    if done >= args.epochs:
+        if is_complete(run_dir, done):
+            print(f"{run_dir} is complete ({done} epochs; model.keras, metrics.json and eval.json are written); "
+                  f"nothing to do. To train on: python train.py {resume} --epochs {done + 10}")
+            return 0
+        print(f"all {done} epochs of {run_dir} are trained; writing the outputs it is missing")
+        args.epochs = done
 
     print(f"backend: {args.backend}" + ("" if devices.replicas == 1 else f", {devices.replicas} replicas"))
     if args.arch == "conv" and args.backend == "jax" and args.jit != "off" and not devices.gpu:
@@ -245,17 +309,13 @@ def _train_in(run_dir, args, devices, guard):
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
         vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
-    state = checkpoints.read_state(run_dir) if args.resume else None
-    done = state["epoch"] if state else 0
-    if done >= args.epochs:
-        raise RunError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done} to go on")
     train_batches, steps = devices.training_batches(
         splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
         dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
     test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
                                      pad_to=devices.pad_to)
     with devices.scope():
-        options = speed_options(args, steps, devices, epochs_to_run=args.epochs - done)
+        options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
         vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
     devices.prepare(vae)
@@ -263,61 +323,68 @@ def _train_in(run_dir, args, devices, guard):
         with devices.scope():
             checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
-        print(f"resuming {run_dir} after epoch {done}")
-    saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [])
-    frames = figures.SampleFrames(args.latent_dim, args.seed)  # for progress.gif
+        if done < args.epochs:
+            print(f"resuming {run_dir} after epoch {done}")
+    # progress.gif's frames: one per epoch, earlier sessions' from the checkpoint
+    frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done))
+    saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
 
-    resume = resume_hint(devices, run_dir)  # what to run to continue, as the messages below say
-    try:
-        vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
-                validation_data=test_batches,
-                shuffle=False,  # the batches come shuffled by (seed, epoch)
-                callbacks=[guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames,
-                           keras.callbacks.TerminateOnNaN(), saver],
-                verbose=1 if sys.stdout.isatty() else 2)
-    except OSError as e:
-        raise RunError(f"cannot write {e.filename or 'a checkpoint'} ({e.strerror or e}); the checkpoint of "
-                       f"epoch {len(saver.rows)} is intact: free space, then python train.py {resume}") \
-            from None
-    except Exception as e:
-        if not devices.is_lost_worker(e):
-            raise
-        reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line), e.__class__.__name__)
-        raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
-                       f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
-            from None
-    stopped = guard.stopped
-    if stopped is not None:
-        guard.saving()  # finish saving even if Ctrl-C is pressed again
-    if isinstance(stopped, Interrupted) and devices.multiworker:
+    if done < args.epochs:
+        try:
+            vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
+                    validation_data=test_batches,
+                    shuffle=False,  # the batches come shuffled by (seed, epoch)
+                    callbacks=[guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames,
+                               keras.callbacks.TerminateOnNaN(), saver],
+                    verbose=1 if sys.stdout.isatty() else 2)
+        except OSError as e:
+            raise RunError(write_error(e, f"the checkpoint of epoch {len(saver.rows)} is intact",
+                                       f"python train.py {resume}")) from None
+        except Exception as e:
+            if not devices.is_lost_worker(e):
+                raise
+            reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line),
+                          e.__class__.__name__)
+            raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
+                           f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
+                from None
+
+    # The one place that decides how the run ends: completed, stopped by a signal, or diverged.
+    epochs_kept = len(saver.rows)
+    interrupted, diverged = guard.stopped, saver.diverged
+    complete = interrupted is None and diverged is None
+    if not complete:
+        guard.saving()  # write what the completed epochs earned even if a signal comes again
+    if interrupted and devices.multiworker:
         # The other workers are mid-step, waiting for this one: nothing collective can run any more.
-        print(f"interrupted by {stopped} after {len(saver.rows)} completed epochs, all checkpointed; the other "
+        print(f"interrupted by {interrupted} after {epochs_kept} completed epochs, all checkpointed; the other "
               f"workers stop too; continue by restarting every worker with python train.py {resume}",
               file=sys.stderr)
-        return 128 + stopped.signum
-    if saver.diverged:
-        epoch, batch = saver.diverged
-        stopped = Diverged(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}")
-
-    # Frames of completed epochs only: never the model of an interrupted or diverged one.
-    written = finish(vae, run_dir, splits, saver.rows, args, complete=stopped is None,
-                     frames=frames.frames[:len(saver.rows) - done])
-    epochs_kept = len(saver.rows)
+        return 128 + interrupted.signum
+    try:
+        metrics, results, written = finish(vae, run_dir, splits, saver.rows, args, complete,
+                                           frames=frames.frames[:epochs_kept])  # never a broken epoch's frame
+    except OSError as e:
+        raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
+                                   f"python train.py {resume} completes the run")) from None
     if devices.multiworker:
         print(f"{devices.worker.type} {devices.worker.index}: weights after epoch {epochs_kept} have sha256 "
               f"{weights_digest(vae)} (the same on every worker)")
-    if isinstance(stopped, Interrupted):
-        print(f"interrupted by {stopped} after {epochs_kept} completed epochs, all saved; continue with: "
+    if interrupted:
+        print(f"interrupted by {interrupted} after {epochs_kept} completed epochs, all saved; continue with: "
               f"python train.py {resume}", file=sys.stderr)
-        return 128 + stopped.signum
-    if isinstance(stopped, Diverged):
+        return 128 + interrupted.signum
+    if diverged:
+        epoch, batch = diverged
         kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
-        raise RunError(f"{stopped}; {kept}; try a lower --lr than {args.lr}")
+        raise RunError(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}; {kept}; "
+                       f"try a lower --lr than {args.lr}")
 
-    metrics = written.pop("metric_values")
+    import evaluate
+
     print(f"\ndone in {time.time() - started:.0f} s. Test set ({len(splits.x_test)} images, nats per image, "
           f"binarize={args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS))
-    print(written.pop("eval_report"))
+    print(evaluate.report(results, args.binarize))
     if not devices.chief:
         print("(this worker's copy of the outputs is discarded: the chief writes the run)")
         return 0
@@ -327,8 +394,9 @@ def _train_in(run_dir, args, devices, guard):
 
 
 def finish(vae, run_dir, splits, rows, args, complete, frames=None):
-    """Write metrics.json, model.keras and eval.json (complete runs) and the figures; partial runs use
-    the model of the last completed epoch and report that epoch's test numbers."""
+    """Write what the run earned: model.keras and eval.json (complete runs), the figures, and metrics.json
+    last (its "partial": false marks a complete run). Partial runs use the model of the last completed
+    epoch and report that epoch's test numbers. Returns (metrics, eval results or None, {name: path})."""
     import checkpoints
     import data
     import evaluate
@@ -338,31 +406,34 @@ def finish(vae, run_dir, splits, rows, args, complete, frames=None):
 
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
     x_test = data.as_float(splits.x_test)
+    last = rows[-1] if rows else {}
+    results = None
     if complete:
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
         # One held-out evaluation: metrics.json, eval.json and the console all report its numbers.
         results, posterior = evaluate.evaluate_model(vae, x_test, args.iw_samples)
-        results.update({"binarize": args.binarize, "data": splits.source})
+        results.update({"epoch": len(rows), "binarize": args.binarize, "data": splits.source})
         written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
-        written["eval_report"] = evaluate.report(results, args.binarize)
-        metrics = {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]}}
+        metrics = {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]},
+                   "loss_is": "the negative ELBO: reconstruction + KL at weight 1 (whatever --beta and the warm-up)",
+                   "kl_weight_in_loss": 1.0}
     else:
         state = checkpoints.read_state(run_dir)
         if state:  # the model of the last completed epoch, never a half-trained or diverged one
             checkpoints.restore(vae, run_dir, state)
-        last = rows[-1] if rows else {}
-        metrics = {k: last.get("val_" + k) for k in LOSS_TERMS}
+        metrics = {**{k: last.get("val_" + k) for k in LOSS_TERMS},
+                   "loss_is": "the last completed epoch's test loss: reconstruction + kl_weight_in_loss x KL",
+                   "kl_weight_in_loss": last.get("kl_weight")}
         posterior = evaluate.encode(vae, x_test) if rows else None
-    written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
-        **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
-        "epochs": len(rows), "partial": not complete, "binarize": args.binarize,
-        "pixels": PIXELS[args.binarize],
-    })
     if rows:
         written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
                                         posterior, seed=args.seed, frames=frames))
-    written["metric_values"] = metrics
-    return written
+    written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
+        **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
+        "epochs": len(rows), "partial": not complete, "kl_weight_last_epoch": last.get("kl_weight"),
+        "binarize": args.binarize, "pixels": PIXELS[args.binarize],
+    })
+    return metrics, results, written
 
 
 def main(argv=None):

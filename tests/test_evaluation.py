@@ -234,7 +234,11 @@ def test_evaluate_reproduces_and_writes_eval_json(binarized_run):
     assert "binarize=dynamic" in result.stdout
     result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), run_dir, "--iw-samples", "5",
                              "--max-images", "10"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0 and json.load(open(os.path.join(run_dir, "eval.json")))["images"] == 10
+    assert result.returncode == 0, result.stderr[-2000:]
+    # A partial evaluation goes to its own file; the run's eval.json and figures stay those of every image.
+    assert json.load(open(os.path.join(run_dir, "eval-first10.json")))["images"] == 10
+    assert json.load(open(os.path.join(run_dir, "eval.json"))) == after
+    assert after["epoch"] == before["epoch"] == json.load(open(os.path.join(run_dir, "config.json")))["epochs"]
 
 
 def _evaluate(*args):
@@ -249,7 +253,7 @@ def test_evaluate_refuses_bad_folders_with_one_line(tmp_path, binarized_run):
     no_model = tmp_path / "no_model"
     no_model.mkdir()
     shutil.copy(os.path.join(binarized_run[0], "config.json"), no_model)
-    cases.append((str(no_model), "no model.keras"))
+    cases.append((str(no_model), "no epoch has completed yet, so there is no model.keras; python train.py --resume"))
     truncated = tmp_path / "truncated"
     shutil.copytree(binarized_run[0], truncated)
     with open(truncated / "model.keras", "r+b") as f:

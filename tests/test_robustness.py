@@ -255,8 +255,10 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, re
     result = run_train("--resume", copy, "--epochs", "4", "--lr", "0.5", timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --lr 0.5 contradicts the saved config")
-    result = run_train("--resume", copy, timeout=120)  # --epochs not raised: nothing to do
-    assert result.returncode == 1 and "pass --epochs N with N > 3" in result.stderr
+    before = {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)}
+    result = run_train("--resume", copy, timeout=120)  # --epochs not raised: complete, nothing to do
+    assert result.returncode == 0 and "is complete (3 epochs" in result.stdout and not result.stderr
+    assert {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)} == before
     state = json.load(open(os.path.join(copy, "checkpoint", "state.json")))
     weights = os.path.join(copy, "checkpoint", state["weights"])
     with open(weights, "r+b") as f:
