@@ -1,5 +1,10 @@
+import contextlib
+import importlib
+import io
 import os
+import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,6 +33,24 @@ def small_npz(tmp_path_factory, mnist_test_split):
     path = str(tmp_path_factory.mktemp("data") / "small.npz")
     np.savez(path, x_train=x[:320, ..., 0], y_train=y[:320], x_test=x[-80:, ..., 0], y_test=y[-80:])
     return path
+
+
+def run_program(script, *args, timeout=300, env=None):
+    """python SCRIPT ARGS in a fresh process, as a user runs it (for start-up, signals and locks)."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def run_main(module, *args):
+    """module.main(ARGS) in this process (train, evaluate): no second start-up of the backend. Returns
+    what run_program returns: returncode, stdout, stderr (Python-level output)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = importlib.import_module(module).main([str(a) for a in args])
+        except SystemExit as e:  # argparse's refusals
+            code = e.code
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 def gradients(fn, *arrays):
