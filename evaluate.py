@@ -196,7 +196,11 @@ def run(args):
     from distribute import start_keras
 
     start_keras()
-    with RunLock(args.run_dir):  # never while train.py writes the run
+    from stopping import SignalGuard
+
+    # Every file is written atomically: a signal leaves each one as it was or complete.
+    with RunLock(args.run_dir), SignalGuard(lambda name: f"interrupted by {name}; eval.json and the figures are "
+                                                         "each either as before or complete"):
         return _evaluate(args, config, backend)
 
 
@@ -289,8 +293,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         return cli.exit_on_user_error(run, args)
-    except KeyboardInterrupt:  # every file is written atomically: each is the old one or the new one
-        print("\ninterrupted; eval.json and the figures are each either as before or complete", file=sys.stderr)
+    except KeyboardInterrupt:  # before the run folder is touched
+        print("\ninterrupted; nothing was written", file=sys.stderr)
         return 130
 
 

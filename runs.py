@@ -19,6 +19,7 @@ except ImportError:  # Windows: no advisory locks; runs are not protected agains
 CONFIG_FORMAT = 2  # layout version of config.json; --resume and evaluate.py refuse others (1: TensorFlow only)
 LOCK_NAME = ".lock"  # in every run folder: holds the pid of the process that has the folder
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_in_flight = set()  # temporary files being written now (stopping.py removes them when a signal ends the process)
 
 
 class RunError(Exception):
@@ -80,15 +81,32 @@ def atomic_write(path, write):
     extension = "." + name.split(".", 1)[1] if "." in name else ""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + extension)
     os.close(fd)
+    _in_flight.add(tmp)
     try:
         write(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if e.filename in (None, tmp):  # name the file the user knows (writers like zipfile name none)
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    finally:
+        _in_flight.discard(tmp)
     return path
+
+
+def remove_temporaries_in_flight():
+    for tmp in list(_in_flight):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass  # renamed into place meanwhile, or already gone
 
 
 def write_json(path, obj):

@@ -1,30 +1,39 @@
 """Stopping a run safely on SIGINT (Ctrl-C) or SIGTERM.
 
-Inside `fit`, a signal only asks Keras to stop after the batch in progress: an exception raised from a
-signal handler lands wherever Python happens to be, and some C code clears it (seen on JAX: NumPy's
-conversion of a log value swallowed it, and the run went on to the end). Outside `fit` (loading data,
-the final evaluation and figures) the handler raises `Interrupted`, a BaseException like
-KeyboardInterrupt, so that no library's `except Exception` swallows it. Once saving has begun, further
-signals are ignored. The handlers in force before are restored when the run ends.
+Inside `fit`, a signal only asks Keras to stop after the batch in progress. Outside `fit` (loading data,
+the final evaluation and figures, evaluate.py) the process ends at once, after `cleanup`: every file is
+written atomically (runs.atomic_write), so each is either the old one or the new one, and the temporary
+file of a write in flight is removed here. No exception is raised from the handler: it would land
+wherever Python happens to be, and some code swallows it (seen: JAX's garbage-collection hook printed
+"Exception ignored ... KeyboardInterrupt" and the program went on; NumPy's conversion of a log value
+cleared it). Once saving has begun, further signals are ignored. The handlers in force before are
+restored when the block ends (after a stop, repeats stay ignored while the program ends).
 """
+import os
 import signal
 import sys
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: stop, keep what was earned, exit 128 + the signal number."""
+class Interrupted:
+    """The signal that stopped a run: its name, and the exit code 128 + its number."""
 
     def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+    def __str__(self):
+        return self.name
 
 
 class SignalGuard:
-    """Installs the handlers for the duration of a `with` block."""
+    """Installs the handlers for the duration of a `with` block.
 
-    def __init__(self):
+    message(signal name) is the line printed when a signal ends the process outside fit; cleanup() runs
+    before it (removing what must not be left behind)."""
+
+    def __init__(self, message=lambda name: f"interrupted by {name}", cleanup=None):
+        self.message, self.cleanup = message, cleanup
         self.in_fit = False
         self.signum = None  # the signal that asked training to stop, if any
         self._previous = {}
@@ -34,17 +43,30 @@ class SignalGuard:
         return self
 
     def __exit__(self, *exc):
+        if self.signum is not None:
+            return  # a signal stopped the run: its repeats stay ignored while the program ends
         for s, handler in self._previous.items():
             signal.signal(s, handler)
 
     def _handle(self, signum, frame):
-        if self.in_fit:
+        if self.in_fit or self.signum is not None:  # in fit, or a repeat after fit was asked to stop
             if self.signum is None:
                 self.signum = signum
                 print(f"\n{signal.Signals(signum).name}: stopping after this batch; saving what the completed "
                       "epochs earned...", file=sys.stderr, flush=True)
             return
-        raise Interrupted(signum)
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            from runs import remove_temporaries_in_flight
+
+            remove_temporaries_in_flight()
+            if self.cleanup:
+                self.cleanup()
+        finally:
+            sys.stdout.flush()
+            print(f"\n{self.message(signal.Signals(signum).name)}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
 
     def saving(self):
         """From here on, signals are ignored: the last completed epoch's outputs are being written."""

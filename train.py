@@ -18,7 +18,7 @@ import time
 import cli
 from cli import number_in_range
 from runs import CONFIG_FORMAT
-from stopping import Interrupted, SignalGuard
+from stopping import SignalGuard
 
 # Flags that --resume takes anew; the others must match the run's saved config.
 RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute", "backend"}
@@ -220,8 +220,20 @@ def train(args, given):
             if args.resume:
                 shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
             run_dir = scratch
+        def interrupted(name):  # a signal outside fit: loading, compiling, or the final evaluation and figures
+            if os.path.exists(os.path.join(run_dir, "checkpoint", "state.json")):
+                return (f"interrupted by {name}; every completed epoch is in the run's checkpoint; continue with: "
+                        f"python train.py {resume_hint(devices, run_dir)}")
+            return f"interrupted by {name} before the first epoch completed"
+
+        def cleanup():
+            if not args.resume and devices.chief:
+                remove_if_empty(run_dir)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
         try:
-            with SignalGuard() as guard:
+            with SignalGuard(interrupted, cleanup) as guard:
                 return _train_in(run_dir, args, devices, guard)
         except BaseException:
             if not args.resume and devices.chief:
@@ -443,9 +455,6 @@ def main(argv=None):
     except KeyboardInterrupt:  # before the run's own handlers are in place
         print("\ninterrupted before training started", file=sys.stderr)
         return 130
-    except Interrupted as e:  # outside training (loading, final plots): completed epochs are checkpointed
-        print(f"\ninterrupted by {e}; every completed epoch is in the run's checkpoint", file=sys.stderr)
-        return 128 + e.signum
 
 
 if __name__ == "__main__":

@@ -150,8 +150,13 @@ def test_missing_backend_package_is_one_line_before_any_data_is_loaded(tmp_path)
     blocker = tmp_path / "site"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['jax'] = None  # import jax fails\n")
-    env = {**os.environ, "PYTHONPATH": str(blocker)}
-    for argv, extra_env in ((["--backend", "jax"], {}), ([], {"KERAS_BACKEND": "jax"})):
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["PYTHONPATH"] = str(blocker)
+    keras_home = tmp_path / "keras_home"  # Keras' own config file names the backend when nothing else does
+    keras_home.mkdir()
+    (keras_home / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    for argv, extra_env in ((["--backend", "jax"], {}), ([], {"KERAS_BACKEND": "jax"}),
+                            ([], {"KERAS_HOME": str(keras_home)})):
         result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *argv,
                                  "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
                                 capture_output=True, text=True, timeout=60, env={**env, **extra_env})
