@@ -62,7 +62,7 @@ def folder_name(text):
 def add_backend_flag(parser, default=None):
     kwargs = {} if default is argparse.SUPPRESS else {"default": default}
     parser.add_argument("--backend", choices=BACKENDS, **kwargs,
-                        help="Keras backend to run on (default: $KERAS_BACKEND, else tensorflow)")
+                        help="Keras backend to run on (default: $KERAS_BACKEND, else keras.json's backend, else tensorflow)")
 
 
 def select_backend(name, device="auto"):

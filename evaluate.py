@@ -274,7 +274,7 @@ def _evaluate(args, config, backend):
         history = checkpoints.history_columns(state["history"]) if state else None
         written += [p for p in figures.save_all(vae, x_test, splits.y_test, history, args.run_dir, posterior,
                                                 seed=seed).values() if os.path.sep in p]
-    print(f"evaluated epoch {epoch}'s model on {backend}; wrote " + ", ".join(os.path.basename(p) for p in written))
+    print(f"evaluated on {backend} (the model of epoch {epoch}); wrote " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
 

@@ -26,10 +26,45 @@ def mnist_test_split():
     return found["test"][:2]
 
 
+def synthetic_digits(n, seed=0):
+    """n images (uint8, (n, 28, 28, 1)) of the digits 0-9 drawn with Pillow's built-in font at random sizes
+    and places, and their labels: digit-like enough for a VAE to learn from where real MNIST is absent."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    font = ImageFont.load_default()
+    glyphs = []
+    for digit in range(10):
+        glyph = Image.new("L", (14, 16), 0)
+        ImageDraw.Draw(glyph).text((3, 1), str(digit), fill=255, font=font)
+        glyphs.append(glyph.crop(glyph.getbbox()))
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = np.zeros((n, 28, 28, 1), np.uint8)
+    for i, digit in enumerate(labels):
+        height = int(rng.integers(14, 23))
+        width = max(4, int(height * glyphs[digit].width / glyphs[digit].height))
+        glyph = glyphs[digit].resize((width, height), Image.BILINEAR)
+        canvas = Image.new("L", (28, 28), 0)
+        canvas.paste(glyph, (int(rng.integers(2, 27 - width)), int(rng.integers(2, 27 - height))))
+        images[i, ..., 0] = np.asarray(canvas)
+    return images, labels
+
+
 @pytest.fixture(scope="session")
-def small_npz(tmp_path_factory, mnist_test_split):
-    """A Keras-layout .npz of 320 real training and 80 real test digits."""
-    x, y = mnist_test_split
+def digits():
+    """Digits for end-to-end tests: the real MNIST test split (uint8 (N, 28, 28, 1), labels), or 4,000
+    synthetic ones where the shared data folder is absent."""
+    if os.path.isdir(MNIST_DIR):
+        import data
+
+        return data.load_idx_folder(MNIST_DIR)["test"][:2]
+    return synthetic_digits(4000)
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, digits):
+    """A Keras-layout .npz of 320 training and 80 test digits."""
+    x, y = digits
     path = str(tmp_path_factory.mktemp("data") / "small.npz")
     np.savez(path, x_train=x[:320, ..., 0], y_train=y[:320], x_test=x[-80:, ..., 0], y_test=y[-80:])
     return path

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.backend_independent  # bench.py chooses its backends itself
+pytestmark = [pytest.mark.backend_independent, pytest.mark.slow, pytest.mark.multiprocess]  # bench.py chooses its backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

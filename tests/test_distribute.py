@@ -54,6 +54,8 @@ print("RESULTS" + json.dumps(results))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_mirrored_on_two_logical_cpus_equals_one_device(tmp_path):
     from conftest import MNIST_DIR
     import numpy as np
@@ -91,6 +93,8 @@ def _history(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_multiworker_two_processes_on_localhost_match_each_other_and_one_device(tmp_path):
     from conftest import MNIST_DIR
     import pytest
@@ -127,6 +131,8 @@ def test_multiworker_two_processes_on_localhost_match_each_other_and_one_device(
         assert two[0][key] == pytest.approx(value, rel=1e-4), key
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_jax_data_parallel_on_two_cpu_devices_equals_one_device(tmp_path):
     """Keras' DataParallel over two CPU devices (XLA's host-platform split): one epoch of 251 images in
     batches of 51 (each padded with a zero-weight row to split 26/26, the last batch of 47 to 24/24)."""

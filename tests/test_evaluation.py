@@ -2,11 +2,10 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_main
 from keras import ops
 
 import data
@@ -120,12 +119,13 @@ def test_active_units_and_kl_per_dim():
                                rtol=1e-5, atol=1e-7)
 
 
-def test_bound_on_a_trained_tiny_model_tightens_with_k(mnist_test_split):
+@pytest.mark.slow
+def test_bound_on_a_trained_tiny_model_tightens_with_k(digits):
     import keras
 
     from model import build_vae
 
-    x_all = data.as_float(data.binarized(mnist_test_split[0][:600], seed=0))
+    x_all = data.as_float(data.binarized(digits[0][:600], seed=0))
     keras.utils.set_random_seed(0)
     vae = build_vae("dense", 4, hidden=64, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(2e-3))
@@ -183,14 +183,14 @@ PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png",
 @pytest.fixture(scope="module")
 def binarized_run(tmp_path_factory, small_npz):
     out = str(tmp_path_factory.mktemp("runs"))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--data", small_npz, "--epochs", "3",
-                             "--batch-size", "32", "--hidden", "64", "--latent-dim", "3", "--binarize", "dynamic",
-                             "--kl-warmup", "2", "--beta", "0.8", "--iw-samples", "20", "--out", out,
-                             "--run-name", "bin"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = run_main("train", "--data", small_npz, "--epochs", "3", "--batch-size", "32", "--hidden", "64",
+                      "--latent-dim", "3", "--binarize", "dynamic", "--kl-warmup", "2", "--beta", "0.8",
+                      "--iw-samples", "20", "--out", out, "--run-name", "bin")
     assert result.returncode == 0, result.stderr[-2000:]
     return os.path.join(out, "bin"), result
 
 
+@pytest.mark.slow
 def test_training_run_records_binarization_warmup_and_evaluation(binarized_run):
     import csv
 
@@ -219,21 +219,20 @@ def test_training_run_records_binarization_warmup_and_evaluation(binarized_run):
     assert gif.n_frames == 3  # one frame per epoch
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_and_writes_eval_json(binarized_run):
     run_dir, _ = binarized_run
     before = json.load(open(os.path.join(run_dir, "eval.json")))
     for name in ("kl_per_dim.png", "loss.png"):
         os.remove(os.path.join(run_dir, name))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), run_dir, "--iw-samples", "20"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = run_main("evaluate", run_dir, "--iw-samples", "20")
     assert result.returncode == 0, result.stderr[-2000:]
     after = json.load(open(os.path.join(run_dir, "eval.json")))
     for key in ("negative_elbo", "nll_iw", "kl_loss", "active_units"):
         assert after[key] == pytest.approx(before[key], rel=1e-5)  # same model, same fixed noise
     assert os.path.exists(os.path.join(run_dir, "kl_per_dim.png")) and os.path.exists(os.path.join(run_dir, "loss.png"))
     assert "binarize=dynamic" in result.stdout
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), run_dir, "--iw-samples", "5",
-                             "--max-images", "10"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = run_main("evaluate", run_dir, "--iw-samples", "5", "--max-images", "10")
     assert result.returncode == 0, result.stderr[-2000:]
     # A partial evaluation goes to its own file; the run's eval.json and figures stay those of every image.
     assert json.load(open(os.path.join(run_dir, "eval-first10.json")))["images"] == 10
@@ -242,10 +241,10 @@ def test_evaluate_reproduces_and_writes_eval_json(binarized_run):
 
 
 def _evaluate(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return run_main("evaluate", *args)
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_bad_folders_with_one_line(tmp_path, binarized_run):
     import shutil
 

@@ -85,6 +85,8 @@ def test_gradient_step_follows_the_mean_loss():
         np.testing.assert_allclose(to_numpy(w), b - 0.1 * g, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("arch", ["dense", "conv"])
 def test_save_and_reload_in_a_fresh_process(tmp_path, arch):
     x = np.random.default_rng(5).uniform(size=(6, 28, 28, 1)).astype(np.float32)

@@ -31,8 +31,8 @@ def short_training(policy, images):
 
 
 @pytest.fixture(scope="module")
-def images(mnist_test_split):
-    return mnist_test_split[0][:300]
+def images(digits):
+    return digits[0][:300]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def float32_history(images):
     return short_training("float32", images)[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy, compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
 def test_mixed_precision_trains_like_float32(images, float32_history, policy, compute):
     vae, history, code_dtype, rec_dtype, kl_dtype = short_training(policy, images)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_main, run_program
 
+pytestmark = pytest.mark.backend_independent  # files, signals and messages: CI runs them on TensorFlow
 TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]
 
 
@@ -47,6 +48,8 @@ def finished_run(tmp_path_factory, small_npz):
     return str(out / "done")
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ctrl_c_while_evaluate_writes_figures_is_one_line_and_leaves_whole_files(tmp_path, finished_run):
     run = str(tmp_path / "run")
     shutil.copytree(finished_run, run)
@@ -66,6 +69,8 @@ def test_ctrl_c_while_evaluate_writes_figures_is_one_line_and_leaves_whole_files
         assert_whole_images(run)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_signals_during_the_final_save_are_ignored_and_it_completes(tmp_path, small_npz):
     run = str(tmp_path / "stopped")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), "--data", small_npz, "--epochs", "400",
@@ -89,6 +94,8 @@ def test_signals_during_the_final_save_are_ignored_and_it_completes(tmp_path, sm
     assert gif_frames(os.path.join(run, "progress.gif")) == metrics["epochs"]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_diverged_run_keeps_no_frame_of_the_broken_model_and_prints_no_numpy_warning(tmp_path, finished_run):
     import h5py
 
@@ -109,6 +116,8 @@ def test_a_diverged_run_keeps_no_frame_of_the_broken_model_and_prints_no_numpy_w
     assert gif_frames(run / "progress.gif") == 2  # the frames of epochs 1 and 2, not the broken one
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_data_paths_are_stored_absolute_and_evaluate_takes_moved_data(tmp_path, small_npz):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -162,6 +171,7 @@ def test_idx_headers_declaring_empty_or_impossible_arrays_are_one_line(tmp_path,
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and message in result.stderr
 
 
+@pytest.mark.slow
 def test_flags_and_settings_out_of_range_are_one_line(tmp_path, small_npz, finished_run):
     out = tmp_path / "out"
     for flags, code, message in (
@@ -187,6 +197,7 @@ def test_flags_and_settings_out_of_range_are_one_line(tmp_path, small_npz, finis
             assert str(run / "config.json") in result.stderr and repr(value) in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_model_older_than_the_checkpoint_unless_asked(tmp_path, finished_run):
     run = tmp_path / "longer"
     shutil.copytree(finished_run, run)
@@ -204,6 +215,7 @@ def _mount(*args):
     return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 def test_a_full_disk_during_the_final_save_names_the_file_and_the_way_on(tmp_path, finished_run):
     trained = tmp_path / "trained"  # all epochs trained, final outputs not yet written
@@ -230,10 +242,11 @@ def test_a_full_disk_during_the_final_save_names_the_file_and_the_way_on(tmp_pat
         subprocess.run(["umount", str(disk)])
 
 
-def test_black_and_white_pixels_stored_as_booleans_are_read_as_0_and_255(tmp_path, mnist_test_split):
+@pytest.mark.slow
+def test_black_and_white_pixels_stored_as_booleans_are_read_as_0_and_255(tmp_path, digits):
     import data
 
-    x, y = mnist_test_split
+    x, y = digits
     path = str(tmp_path / "bool.npz")
     np.savez(path, x_train=x[:300, ..., 0] > 127, y_train=y[:300], x_test=x[-60:, ..., 0] > 127, y_test=y[-60:])
     splits = data.load(path)
@@ -243,6 +256,7 @@ def test_black_and_white_pixels_stored_as_booleans_are_read_as_0_and_255(tmp_pat
     assert result.returncode == 0 and "read as black and white" in result.stdout
 
 
+@pytest.mark.slow
 def test_metrics_say_which_kl_weight_their_loss_uses_during_a_warm_up(tmp_path, small_npz):
     result = run_main("train", "--data", small_npz, "--epochs", "2", "--kl-warmup", "10", *TINY, "--out", tmp_path,
                       "--run-name", "warm")

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]  # real runs, signals and kills
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]  # the end-of-run evaluation is not under test here
 # A model and data size whose epoch lasts about a second, so that a signal lands mid-training: the conv model
@@ -68,9 +69,9 @@ def wait_for_epoch(run_dir, epoch, proc, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def slow_npz(tmp_path_factory, mnist_test_split):
+def slow_npz(tmp_path_factory, digits):
     """Enough real digits that one epoch of SLOW_FLAGS' model lasts about a second."""
-    x, y = mnist_test_split
+    x, y = digits
     path = str(tmp_path_factory.mktemp("data") / "slow.npz")
     n = SLOW_IMAGES
     np.savez(path, x_train=x[:n, ..., 0], y_train=y[:n], x_test=x[-200:, ..., 0], y_test=y[-200:])
@@ -255,10 +256,12 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, re
     result = run_train("--resume", copy, "--epochs", "4", "--lr", "0.5", timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --lr 0.5 contradicts the saved config")
-    before = {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)}
+    mtimes = lambda: {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)  # noqa: E731
+                      if name != ".lock"}  # the lock file holds the pid of the latest process
+    before = mtimes()
     result = run_train("--resume", copy, timeout=120)  # --epochs not raised: complete, nothing to do
     assert result.returncode == 0 and "is complete (3 epochs" in result.stdout and not result.stderr
-    assert {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)} == before
+    assert mtimes() == before
     state = json.load(open(os.path.join(copy, "checkpoint", "state.json")))
     weights = os.path.join(copy, "checkpoint", state["weights"])
     with open(weights, "r+b") as f:

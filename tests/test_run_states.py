@@ -14,6 +14,7 @@ import time
 import pytest
 from conftest import ROOT, run_main, run_program
 
+pytestmark = pytest.mark.backend_independent  # files, locks and messages: CI runs them on TensorFlow
 TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]
 OUTPUTS = ("model.keras", "metrics.json", "eval.json", "loss.png", "samples.png", "progress.gif")
 
@@ -73,6 +74,7 @@ STATES = {  # state: (evaluate.py's answer, --resume's effect, epochs after --re
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", STATES)
 def test_resume_and_evaluate_agree_in_every_state_of_a_run_folder(tmp_path, finished_run, state):
     run = str(tmp_path / "a run")  # a space: every hint must be pasteable into a shell
@@ -105,11 +107,11 @@ def test_resume_and_evaluate_agree_in_every_state_of_a_run_folder(tmp_path, fini
 # ---------------------------------------------------------------- one writer per run folder
 
 @pytest.fixture(scope="module")
-def longer_npz(tmp_path_factory, mnist_test_split):
+def longer_npz(tmp_path_factory, digits):
     """Enough digits that a run of a few seconds is still training when a second process comes."""
     import numpy as np
 
-    x, y = mnist_test_split
+    x, y = digits
     path = str(tmp_path_factory.mktemp("data") / "longer.npz")
     np.savez(path, x_train=x[:3000, ..., 0], y_train=y[:3000], x_test=x[-200:, ..., 0], y_test=y[-200:])
     return path
@@ -133,6 +135,8 @@ def wait_for_epoch(run_dir, epoch, proc, timeout=180):
     raise AssertionError(f"epoch {epoch} was not checkpointed in time (exit code {proc.poll()})")
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_second_process_on_a_run_folder_is_refused_and_the_first_finishes(tmp_path, longer_npz):
     run = str(tmp_path / "busy")
     first = start_training("--data", longer_npz, "--epochs", "12", "--hidden", "256", "--iw-samples", "5",
@@ -154,6 +158,8 @@ def test_a_second_process_on_a_run_folder_is_refused_and_the_first_finishes(tmp_
     assert run_main("evaluate", run, "--iw-samples", "3").returncode == 0  # the lock went with its process
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_killed_process_never_leaves_its_run_folder_locked(tmp_path, longer_npz):
     run = str(tmp_path / "killed")
     first = start_training("--data", longer_npz, "--epochs", "30", "--hidden", "256", "--iw-samples", "5",
@@ -171,6 +177,8 @@ def test_a_killed_process_never_leaves_its_run_folder_locked(tmp_path, longer_np
 
 # ---------------------------------------------------------------- true causes
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_run_folder_removed_during_training_is_not_reported_as_a_full_disk(tmp_path, longer_npz):
     run = str(tmp_path / "removed")
     proc = start_training("--data", longer_npz, "--epochs", "50", "--hidden", "256", "--iw-samples", "5",
@@ -199,6 +207,7 @@ def test_write_errors_suggest_free_space_only_when_space_ran_out():
 
 # ---------------------------------------------------------------- permissions and a quiet console
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_run_files_get_the_permissions_of_the_users_umask(tmp_path, small_npz, umask):
     previous = os.umask(umask)
@@ -213,6 +222,8 @@ def test_run_files_get_the_permissions_of_the_users_umask(tmp_path, small_npz, u
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask, path
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_normal_run_prints_nothing_on_stderr_and_a_late_error_is_one_line(tmp_path, small_npz):
     result = run_program("train.py", "--data", small_npz, "--epochs", "1", *TINY, "--out", tmp_path,
                          "--run-name", "quiet")

@@ -2,20 +2,19 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png",
          "interpolation.png", "kl_per_dim.png"]
 
 
-def run_train(*args, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def run_train(*args, timeout=None):
+    """train.py's main in this process (the suite's backend is already started)."""
+    return run_main("train", *args)
 
 
 def read_history(run_dir):
@@ -32,6 +31,7 @@ def trained_run(tmp_path_factory, small_npz):
     return os.path.join(out, "tiny"), result
 
 
+@pytest.mark.slow
 def test_training_writes_every_output(trained_run):
     run_dir, result = trained_run
     for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif"] + PLOTS:
@@ -52,6 +52,7 @@ def test_training_writes_every_output(trained_run):
     assert (config["train_images"], config["test_images"]) == (320, 80)
 
 
+@pytest.mark.slow
 def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
     run_dir, _ = trained_run
     history = read_history(run_dir)
@@ -67,6 +68,7 @@ def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
     assert metrics["loss"] == pytest.approx(float(history[-1]["val_loss"]), rel=0.05)
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_in_this_fresh_process(trained_run, small_npz):
     import keras
 
@@ -84,6 +86,7 @@ def test_saved_model_reloads_in_this_fresh_process(trained_run, small_npz):
     assert abs(score - metrics["loss"]) < 0.25 * metrics["loss"]
 
 
+@pytest.mark.slow
 def test_conv_architecture_trains(tmp_path, small_npz):
     result = run_train("--data", small_npz, "--arch", "conv", "--epochs", "1", "--latent-dim", "1",
                        "--limit", "128", "--iw-samples", "5", "--out", str(tmp_path), "--run-name", "c")
