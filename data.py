@@ -252,6 +252,12 @@ def apply_binarization(splits, mode, seed):
                   splits.source, splits.note)
 
 
+def load_for_run(data, dataset, val_split, limit, binarize, seed):
+    """A run's images as its training sees them: loaded (load) and binarized (apply_binarization). The one
+    place train.py and evaluate.py get a run's data from, so both always see the same test set."""
+    return apply_binarization(load(data, dataset, val_split, limit), binarize, seed)
+
+
 def as_float(images):
     """uint8 pixels -> float32 in [0, 1]."""
     return np.asarray(images).astype(np.float32) / 255.0

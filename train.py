@@ -269,11 +269,10 @@ def _train_in(run_dir, args, devices, guard):
     from runs import RunError, write_error, write_json
 
     started = time.time()
-    splits = data.load(args.data, args.dataset, args.val_split, args.limit)
+    splits = data.load_for_run(args.data, args.dataset, args.val_split, args.limit, args.binarize, args.seed)
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
-    splits = data.apply_binarization(splits, args.binarize, args.seed)
     print(f"pixels: {PIXELS[args.binarize]}")
     if args.resume and (len(splits.x_train), len(splits.x_test)) != (args.train_images, args.test_images):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "

@@ -2,8 +2,10 @@ import contextlib
 import importlib
 import io
 import os
+import json
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -61,13 +63,57 @@ def digits():
     return synthetic_digits(4000)
 
 
+def write_npz(folder, name, digits, train, test):
+    """A Keras-layout .npz of the first `train` digits and the last `test` ones; returns its path."""
+    x, y = digits
+    path = str(folder / name)
+    np.savez(path, x_train=x[:train, ..., 0], y_train=y[:train], x_test=x[-test:, ..., 0], y_test=y[-test:])
+    return path
+
+
 @pytest.fixture(scope="session")
 def small_npz(tmp_path_factory, digits):
-    """A Keras-layout .npz of 320 training and 80 test digits."""
-    x, y = digits
-    path = str(tmp_path_factory.mktemp("data") / "small.npz")
-    np.savez(path, x_train=x[:320, ..., 0], y_train=y[:320], x_test=x[-80:, ..., 0], y_test=y[-80:])
-    return path
+    """320 training and 80 test digits."""
+    return write_npz(tmp_path_factory.mktemp("data"), "small.npz", digits, 320, 80)
+
+
+TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]  # a run of a few seconds
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, small_npz):
+    """A finished two-epoch run of a tiny model (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("runs")
+    result = run_main("train", "--data", small_npz, "--epochs", "2", *TINY, "--out", out, "--run-name", "done")
+    assert result.returncode == 0, result.stderr
+    return str(out / "done")
+
+
+def start_program(script, *args):
+    """python SCRIPT ARGS started in the background, as a user starts it."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(run_dir, epoch, proc, timeout=180):
+    """Wait until proc has checkpointed `epoch` in run_dir."""
+    path = os.path.join(run_dir, "checkpoint", "state.json")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.load(open(path))["epoch"] >= epoch:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"epoch {epoch} was not checkpointed in time (exit code {proc.poll()})")
+
+
+def gif_frames(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.n_frames
 
 
 def run_program(script, *args, timeout=300, env=None):

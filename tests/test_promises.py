@@ -13,10 +13,9 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_main, run_program
+from conftest import ROOT, TINY, gif_frames, run_main, run_program
 
 pytestmark = pytest.mark.backend_independent  # files, signals and messages: CI runs them on TensorFlow
-TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]
 
 
 def assert_whole_images(folder):
@@ -31,21 +30,6 @@ def assert_whole_images(folder):
                 for frame in range(getattr(image, "n_frames", 1)):
                     image.seek(frame)
                     image.load()
-
-
-def gif_frames(path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.n_frames
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_npz):
-    out = tmp_path_factory.mktemp("runs")
-    result = run_main("train", "--data", small_npz, "--epochs", "2", *TINY, "--out", out, "--run-name", "done")
-    assert result.returncode == 0, result.stderr
-    return str(out / "done")
 
 
 @pytest.mark.slow

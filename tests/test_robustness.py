@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_for_epoch, write_npz
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]  # real runs, signals and kills
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,27 +56,10 @@ def assert_same_run(a, b):
         np.testing.assert_allclose(wa[key], wb[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
-def wait_for_epoch(run_dir, epoch, proc, timeout=120):
-    path = os.path.join(run_dir, "checkpoint", "state.json")
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if json.load(open(path))["epoch"] >= epoch:
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"epoch {epoch} was not checkpointed in time (exit code {proc.poll()})")
-
-
 @pytest.fixture(scope="module")
 def slow_npz(tmp_path_factory, digits):
     """Enough real digits that one epoch of SLOW_FLAGS' model lasts about a second."""
-    x, y = digits
-    path = str(tmp_path_factory.mktemp("data") / "slow.npz")
-    n = SLOW_IMAGES
-    np.savez(path, x_train=x[:n, ..., 0], y_train=y[:n], x_test=x[-200:, ..., 0], y_test=y[-200:])
-    return path
+    return write_npz(tmp_path_factory.mktemp("data"), "slow.npz", digits, SLOW_IMAGES, 200)
 
 
 @pytest.fixture(scope="module")

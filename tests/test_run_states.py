@@ -7,31 +7,12 @@ import shlex
 import shutil
 import signal
 import stat
-import subprocess
-import sys
-import time
 
 import pytest
-from conftest import ROOT, run_main, run_program
+from conftest import TINY, gif_frames, run_main, run_program, start_program, wait_for_epoch, write_npz
 
 pytestmark = pytest.mark.backend_independent  # files, locks and messages: CI runs them on TensorFlow
-TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]
 OUTPUTS = ("model.keras", "metrics.json", "eval.json", "loss.png", "samples.png", "progress.gif")
-
-
-def gif_frames(path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.n_frames
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_npz):
-    out = tmp_path_factory.mktemp("runs")
-    result = run_main("train", "--data", small_npz, "--epochs", "2", *TINY, "--out", out, "--run-name", "done")
-    assert result.returncode == 0, result.stderr
-    return str(out / "done")
 
 
 def make_state(finished_run, folder, state):
@@ -108,41 +89,28 @@ def test_resume_and_evaluate_agree_in_every_state_of_a_run_folder(tmp_path, fini
 
 @pytest.fixture(scope="module")
 def longer_npz(tmp_path_factory, digits):
-    """Enough digits that a run of a few seconds is still training when a second process comes."""
-    import numpy as np
-
-    x, y = digits
-    path = str(tmp_path_factory.mktemp("data") / "longer.npz")
-    np.savez(path, x_train=x[:3000, ..., 0], y_train=y[:3000], x_test=x[-200:, ..., 0], y_test=y[-200:])
-    return path
+    """Enough digits that a run is still training when a second process comes."""
+    return write_npz(tmp_path_factory.mktemp("data"), "longer.npz", digits, 3000, 200)
 
 
-def start_training(*args):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_epoch(run_dir, epoch, proc, timeout=180):
-    path = os.path.join(run_dir, "checkpoint", "state.json")
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if json.load(open(path))["epoch"] >= epoch:
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"epoch {epoch} was not checkpointed in time (exit code {proc.poll()})")
+def start_training(run, epochs, data):
+    """train.py on `data` into the run folder `run`, in the background, once its first epoch is checkpointed."""
+    proc = start_program("train.py", "--data", data, "--epochs", epochs, "--hidden", "256", "--iw-samples", "5",
+                         "--out", os.path.dirname(run), "--run-name", os.path.basename(run))
+    try:
+        wait_for_epoch(run, 1, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
 
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_a_second_process_on_a_run_folder_is_refused_and_the_first_finishes(tmp_path, longer_npz):
     run = str(tmp_path / "busy")
-    first = start_training("--data", longer_npz, "--epochs", "12", "--hidden", "256", "--iw-samples", "5",
-                           "--out", tmp_path, "--run-name", "busy")
+    first = start_training(run, 12, longer_npz)
     try:
-        wait_for_epoch(run, 1, first)
         config_before = open(os.path.join(run, "config.json")).read()
         for program, args in (("train", ["--resume", run, "--epochs", "20"]), ("evaluate", [run])):
             refused = run_main(program, *args)
@@ -162,13 +130,9 @@ def test_a_second_process_on_a_run_folder_is_refused_and_the_first_finishes(tmp_
 @pytest.mark.multiprocess
 def test_a_killed_process_never_leaves_its_run_folder_locked(tmp_path, longer_npz):
     run = str(tmp_path / "killed")
-    first = start_training("--data", longer_npz, "--epochs", "30", "--hidden", "256", "--iw-samples", "5",
-                           "--out", tmp_path, "--run-name", "killed")
-    try:
-        wait_for_epoch(run, 1, first)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=60)
+    first = start_training(run, 30, longer_npz)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
     assert open(os.path.join(run, ".lock")).read().strip() == str(first.pid)  # its pid stays; its lock does not
     resumed = run_main("train", "--resume", run, "--epochs", "3")
     assert resumed.returncode == 0, resumed.stderr
@@ -181,10 +145,8 @@ def test_a_killed_process_never_leaves_its_run_folder_locked(tmp_path, longer_np
 @pytest.mark.multiprocess
 def test_a_run_folder_removed_during_training_is_not_reported_as_a_full_disk(tmp_path, longer_npz):
     run = str(tmp_path / "removed")
-    proc = start_training("--data", longer_npz, "--epochs", "50", "--hidden", "256", "--iw-samples", "5",
-                          "--out", tmp_path, "--run-name", "removed")
+    proc = start_training(run, 50, longer_npz)
     try:
-        wait_for_epoch(run, 1, proc)
         shutil.rmtree(run)
         _, stderr = proc.communicate(timeout=120)
     finally:

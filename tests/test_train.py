@@ -66,6 +66,14 @@ def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
     assert metrics["kl_loss"] > 0 and 0 < metrics["reconstruction_loss"] < 784 * np.log(2)
     # One more single-sample estimate on the same images: close to the last epoch's test loss.
     assert metrics["loss"] == pytest.approx(float(history[-1]["val_loss"]), rel=0.05)
+    # One held-out evaluation: metrics.json, eval.json and the console give the very same numbers.
+    evaluation = json.load(open(os.path.join(run_dir, "eval.json")))
+    assert (metrics["loss"], metrics["reconstruction_loss"], metrics["kl_loss"]) == (
+        evaluation["negative_elbo"], evaluation["reconstruction_loss"], evaluation["kl_loss"])
+    stdout = trained_run[1].stdout
+    assert (f"loss {metrics['loss']:.2f}, reconstruction_loss {metrics['reconstruction_loss']:.2f}, "
+            f"kl_loss {metrics['kl_loss']:.2f}") in stdout
+    assert f"{evaluation['negative_elbo']:9.2f} ± {evaluation['negative_elbo_stderr']:.2f}" in stdout
 
 
 @pytest.mark.slow
