@@ -72,7 +72,7 @@ def write_frames(run_dir, frames):
     shape = next(f for f in frames if f is not None).shape
     pixels = np.stack([np.zeros(shape, np.uint8) if f is None else np.round(np.asarray(f) * 255).astype(np.uint8)
                        for f in frames])
-    atomic_write(os.path.join(_dir(run_dir), "frames.npz"), lambda tmp: np.savez_compressed(tmp, pixels=pixels, kept=kept))
+    atomic_write(os.path.join(_dir(run_dir), "frames.npz"), lambda tmp: np.savez(tmp, pixels=pixels, kept=kept))
 
 
 def history_columns(rows):
