@@ -170,6 +170,7 @@ def _mount(*args):
     return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 
 
+@pytest.mark.backend_independent  # files and messages
 def test_unwritable_output_folder_is_refused_before_anything_else(tmp_path):
     target = tmp_path / "ro"
     target.mkdir()
@@ -191,6 +192,7 @@ def test_unwritable_output_folder_is_refused_before_anything_else(tmp_path):
             os.chmod(target, 0o700)
 
 
+@pytest.mark.backend_independent  # files and messages
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 def test_full_disk_gives_a_clear_message_and_keeps_the_previous_checkpoint(tmp_path, small_npz):
     disk = tmp_path / "disk"
@@ -211,6 +213,7 @@ def test_full_disk_gives_a_clear_message_and_keeps_the_previous_checkpoint(tmp_p
         subprocess.run(["umount", str(disk)])
 
 
+@pytest.mark.backend_independent  # files and messages
 def test_resume_refuses_bad_run_folders_with_one_line(tmp_path, reference_run):
     ref_dir, _ = reference_run
     cases = []
@@ -231,6 +234,7 @@ def test_resume_refuses_bad_run_folders_with_one_line(tmp_path, reference_run):
         assert message in line, line
 
 
+@pytest.mark.backend_independent  # files and messages
 def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, reference_run):
     import shutil
 
@@ -255,6 +259,7 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, re
     assert "cannot load checkpoint" in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.backend_independent  # files and messages
 def test_project_never_needs_unsafe_loading():
     for name in os.listdir(ROOT):
         if name.endswith(".py"):
