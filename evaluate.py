@@ -282,8 +282,23 @@ def _evaluate(args, config, backend):
         history = checkpoints.history_columns(state["history"]) if state else None
         written += [p for p in figures.save_all(vae, x_test, splits.y_test, history, args.run_dir, posterior,
                                                 seed=seed).values() if os.path.sep in p]
+        written.append(refresh_report(args.run_dir, config, results, state["history"] if state else []))
     print(f"evaluated on {backend} (the model of epoch {epoch}); wrote " + ", ".join(os.path.basename(p) for p in written))
     return 0
+
+
+def refresh_report(run_dir, config, results, history):
+    """report.html with this evaluation's numbers (and metrics.json's, where the run wrote one)."""
+    import json
+
+    import report
+
+    try:
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        metrics = {"epochs": results.get("epoch"), "partial": False}
+    return report.write(run_dir, config, metrics, results, history)
 
 
 def model_epoch(vae, config):

@@ -6,6 +6,7 @@ import numpy as np
 from keras import ops
 
 import plots
+from model import LOSS_TITLES
 
 
 def _pixels(logits):
@@ -34,7 +35,7 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     x_test = np.asarray(x_test, dtype=np.float32)
     y_test = np.asarray(y_test)
     if history and "loss" in history:
-        written["loss"] = plots.loss_curves(history, path("loss.png"))
+        written["loss"] = plots.loss_curves(history, LOSS_TITLES, path("loss.png"))
 
     z_mean = posterior["z_mean"]
     latent_dim = z_mean.shape[1]

@@ -11,6 +11,7 @@ import losses
 IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
 LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
+LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
 
 
 @keras.saving.register_keras_serializable(package="mnist_vae")

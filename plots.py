@@ -10,10 +10,6 @@ import numpy as np  # noqa: E402
 
 from runs import atomic_write  # noqa: E402
 
-TERMS = (("loss", "loss = reconstruction + β·KL"), ("reconstruction_loss", "reconstruction (BCE)"),
-         ("kl_loss", "KL(q(z|x) ‖ N(0, I))"))
-
-
 def _save(fig, path):
     # Through a temporary file: a kill mid-write never leaves a truncated figure in place of a good one.
     try:
@@ -29,10 +25,11 @@ def _tile(images, rows, cols):
     return images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
 
 
-def loss_curves(history, path, units="nats per image"):
-    """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (key, title) in zip(axes, TERMS):
+def loss_curves(history, titles, path, units="nats per image"):
+    """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins; titles:
+    {name: panel title} for the terms to draw, one panel each."""
+    fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4))
+    for ax, (key, title) in zip(axes, titles.items()):
         epochs = np.arange(1, len(history[key]) + 1)
         ax.plot(epochs, history[key], "o-", label="train")
         if "val_" + key in history:

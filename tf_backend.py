@@ -1,10 +1,12 @@
 """TensorFlow's own distribution engine (tf.distribute), and the TensorFlow-only details around it.
 
-Only train.py's TensorFlow path imports this module: MirroredStrategy over one machine's GPUs,
+train.py's TensorFlow path imports this module: MirroredStrategy over one machine's GPUs,
 MultiWorkerMirroredStrategy over the machines that TF_CONFIG names, and two Keras 3 workarounds that
-matter only under a tf.distribute strategy.
+matter only under a tf.distribute strategy. On every backend: TensorBoard logs (Keras' TensorBoard
+callback writes through tf.summary whatever the backend) and TensorFlow's start-up (distribute.start_keras).
 """
 import json
+import os
 
 from cli import UserError
 
@@ -90,6 +92,32 @@ def is_lost_worker(error):
     import tensorflow as tf
 
     return isinstance(error, tf.errors.OpError)
+
+
+def tensorboard_callbacks(log_dir, frames):
+    """Keras' TensorBoard callback (the loss terms for train and test per epoch) and a callback that adds
+    the epoch's samples from the fixed latent draws (frames: figures.SampleFrames.frames) as an image."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    class SampleImages(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            side = int(np.sqrt(len(frames[-1])))
+            tiles = np.asarray(frames[-1][:side * side], np.float32).reshape(side, side, 28, 28)
+            grid = tiles.transpose(0, 2, 1, 3).reshape(1, side * 28, side * 28, 1)
+            with self.writer.as_default():
+                tf.summary.image("samples from the same z every epoch", 1 - grid, step=epoch)
+            self.writer.flush()
+
+        def on_train_end(self, logs=None):
+            self.writer.close()
+
+    return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False), SampleImages()]
 
 
 def deterministic_ops():

@@ -21,7 +21,7 @@ from runs import CONFIG_FORMAT
 from stopping import SignalGuard
 
 # Flags that --resume takes anew; the others must match the run's saved config.
-RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute", "backend"}
+RESUME_MAY_CHANGE = {"epochs", "data", "jit", "resume", "iw_samples", "device", "distribute", "backend", "tensorboard"}
 
 
 # ------------------------------------------------------------------ flags
@@ -72,6 +72,9 @@ def build_parser(suppress_defaults=False):
               "keras.distribution.DataParallel); multiworker (tensorflow): MultiWorkerMirroredStrategy over "
               "the machines that TF_CONFIG names (one process per machine). --batch-size stays the global "
               "batch; losses and gradients equal a single device's")
+    flag("--tensorboard", False, action="store_true",
+         help="also log for TensorBoard into <run>/tensorboard/: the loss terms for train and test per epoch and "
+              "the samples from fixed z as an image per epoch (view: tensorboard --logdir outputs)")
     flag("--jit", "auto", choices=("auto", "on", "off"),
          help="compile the training step (XLA on tensorflow and jax, torch.compile on torch); auto: what "
               "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: on for "
@@ -88,6 +91,19 @@ def parse_args(argv=None):
     """(flags, names of the flags given explicitly): --resume checks the latter against the saved config."""
     argv = sys.argv[1:] if argv is None else argv
     return build_parser().parse_args(argv), set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
+
+
+def reproduce_command(args):
+    """The train.py command that repeats this run: every flag that differs from its default, shell-quoted."""
+    defaults = vars(build_parser().parse_args([]))
+    words = ["python", "train.py"]
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if name in ("resume", "out", "run_name", "device", "distribute") or value == default:
+            continue  # where a run goes and what runs it do not change what it computes
+        flag = "--" + name.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
 
 
 def resumed_args(args, given):
@@ -261,7 +277,7 @@ def is_complete(run_dir, epochs):
     except (OSError, ValueError):
         return False
     return (isinstance(metrics, dict) and metrics.get("partial") is False and metrics.get("epochs") == epochs
-            and all(os.path.isfile(os.path.join(run_dir, name)) for name in ("model.keras", "eval.json")))
+            and all(os.path.isfile(os.path.join(run_dir, name)) for name in ("model.keras", "eval.json", "report.html")))
 
 
 def _train_in(run_dir, args, devices, guard):
@@ -301,8 +317,8 @@ def _train_in(run_dir, args, devices, guard):
     resume = resume_hint(devices, run_dir)  # what to run to continue, as the messages below say
     if done >= args.epochs:
         if is_complete(run_dir, done):
-            print(f"{run_dir} is complete ({done} epochs; model.keras, metrics.json and eval.json are written); "
-                  f"nothing to do. To train on: python train.py {resume} --epochs {done + 10}")
+            print(f"{run_dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
+                  f"written); nothing to do. To train on: python train.py {resume} --epochs {done + 10}")
             return 0
         print(f"all {done} epochs of {run_dir} are trained; writing the outputs it is missing")
         args.epochs = done
@@ -313,7 +329,7 @@ def _train_in(run_dir, args, devices, guard):
               "model about 10x faster here")
     config = {**vars(args), "resume": None, "format": CONFIG_FORMAT, "run_dir": run_dir,
               "data_source": splits.source, "train_images": len(splits.x_train), "test_images": len(splits.x_test),
-              "versions": backend_versions(args.backend)}
+              "versions": backend_versions(args.backend), "command": reproduce_command(args)}
     write_json(os.path.join(run_dir, "config.json"), config)
 
     keras.mixed_precision.set_global_policy(args.precision)
@@ -340,13 +356,17 @@ def _train_in(run_dir, args, devices, guard):
     frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done))
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
 
+    callbacks = [guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames, keras.callbacks.TerminateOnNaN(), saver]
+    if args.tensorboard:  # after frames, whose latest frame it logs
+        import tf_backend
+
+        callbacks[3:3] = tf_backend.tensorboard_callbacks(os.path.join(run_dir, "tensorboard"), frames.frames)
     if done < args.epochs:
         try:
             vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
                     validation_data=test_batches,
                     shuffle=False,  # the batches come shuffled by (seed, epoch)
-                    callbacks=[guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames,
-                               keras.callbacks.TerminateOnNaN(), saver],
+                    callbacks=callbacks,
                     verbose=1 if sys.stdout.isatty() else 2)
         except OSError as e:
             raise RunError(write_error(e, f"the checkpoint of epoch {len(saver.rows)} is intact",
@@ -373,7 +393,7 @@ def _train_in(run_dir, args, devices, guard):
               file=sys.stderr)
         return 128 + interrupted.signum
     try:
-        metrics, results, written = finish(vae, run_dir, splits, saver.rows, args, complete,
+        metrics, results, written = finish(vae, run_dir, splits, saver.rows, args, config, complete,
                                            frames=frames.frames[:epochs_kept])  # never a broken epoch's frame
     except OSError as e:
         raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
@@ -404,14 +424,15 @@ def _train_in(run_dir, args, devices, guard):
     return 0
 
 
-def finish(vae, run_dir, splits, rows, args, complete, frames=None):
-    """Write what the run earned: model.keras and eval.json (complete runs), the figures, and metrics.json
-    last (its "partial": false marks a complete run). Partial runs use the model of the last completed
+def finish(vae, run_dir, splits, rows, args, config, complete, frames=None):
+    """Write what the run earned: model.keras and eval.json (complete runs), the figures, report.html, and
+    metrics.json last (its "partial": false marks a complete run). Partial runs use the model of the last completed
     epoch and report that epoch's test numbers. Returns (metrics, eval results or None, {name: path})."""
     import checkpoints
     import data
     import evaluate
     import figures
+    import report
     from model import LOSS_TERMS
     from runs import atomic_write, write_json
 
@@ -439,11 +460,13 @@ def finish(vae, run_dir, splits, rows, args, complete, frames=None):
     if rows:
         written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
                                         posterior, seed=args.seed, frames=frames))
-    written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), {
+    metrics_file = {
         **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
         "epochs": len(rows), "partial": not complete, "kl_weight_last_epoch": last.get("kl_weight"),
         "binarize": args.binarize, "pixels": PIXELS[args.binarize],
-    })
+    }
+    written["report"] = report.write(run_dir, config, metrics_file, results, rows)
+    written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)
     return metrics, results, written
 
 

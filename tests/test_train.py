@@ -25,7 +25,7 @@ def read_history(run_dir):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, small_npz):
     out = str(tmp_path_factory.mktemp("runs"))
-    result = run_train("--data", small_npz, "--epochs", "2", "--batch-size", "32", "--hidden", "64", "--iw-samples", "10",
+    result = run_train("--data", small_npz, "--epochs", "2", "--batch-size", "32", "--hidden", "64", "--iw-samples", "10", "--tensorboard",
                        "--out", out, "--run-name", "tiny")
     assert result.returncode == 0, result.stderr[-3000:]
     return os.path.join(out, "tiny"), result
@@ -74,6 +74,29 @@ def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
     assert (f"loss {metrics['loss']:.2f}, reconstruction_loss {metrics['reconstruction_loss']:.2f}, "
             f"kl_loss {metrics['kl_loss']:.2f}") in stdout
     assert f"{evaluation['negative_elbo']:9.2f} ± {evaluation['negative_elbo_stderr']:.2f}" in stdout
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_the_loss_terms_and_the_samples_per_epoch(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    logs = os.path.join(trained_run[0], "tensorboard")
+    for split in ("train", "validation"):
+        events = EventAccumulator(os.path.join(logs, split), size_guidance={"tensors": 0}).Reload()
+        for term in ("loss", "reconstruction_loss", "kl_loss"):
+            values = events.Tensors("epoch_" + term)
+            assert [v.step for v in values] == [0, 1], (split, term)
+        history = read_history(trained_run[0])
+        prefix = "" if split == "train" else "val_"
+        logged = [float(make_ndarray(v.tensor_proto)) for v in events.Tensors("epoch_loss")]
+        np.testing.assert_allclose(logged, [float(row[prefix + "loss"]) for row in history], rtol=1e-5)
+    samples = EventAccumulator(os.path.join(logs, "samples"), size_guidance={"tensors": 0}).Reload()
+    (tag,) = samples.Tags()["tensors"]
+    images = samples.Tensors(tag)
+    assert [v.step for v in images] == [0, 1]
+    png = images[-1].tensor_proto.string_val[2]  # width, height, then the encoded image
+    assert png.startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
