@@ -126,5 +126,5 @@ def exit_on_user_error(run, *args):
     except (DataError, RunError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
     except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
     return 1

@@ -41,6 +41,21 @@ def loss_curves(history, titles, path, units="nats per image"):
     return _save(fig, path)
 
 
+def compare_curves(histories, path, units="nats per image"):
+    """histories: {run name: {column: [per-epoch values]}}; the test loss and the test KL per epoch of each
+    run, overlaid (training curves where a run has no test columns)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (term, title) in zip(axes, (("loss", "test loss"), ("kl_loss", "test KL"))):
+        for name, history in histories.items():
+            values = history.get("val_" + term) or history.get(term) or []
+            ax.plot(np.arange(1, len(values) + 1), values, "o-", markersize=3, label=name)
+        ax.set(title=title, xlabel="epoch", ylabel=units)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle("Runs compared (held-out test images)")
+    return _save(fig, path)
+
+
 def reconstructions(originals, reconstructed, path):
     """Top row: test digits; bottom row: their reconstructions (pixel probabilities)."""
     n = len(originals)

@@ -185,6 +185,21 @@ def write_error(error, saved, remedy):
     return f"cannot write {what}: {cause} ({saved}); {remedy}"
 
 
+def read_history(run_dir):
+    """history.csv as {column: [value per epoch]} (numbers as floats); {} when there is none."""
+    import csv
+
+    try:
+        with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    try:
+        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    except (TypeError, ValueError):
+        raise RunError(f"{run_dir}/history.csv: not numbers") from None
+
+
 def remove_stale_temporaries(run_dir):
     """Delete temporary files that a killed process left behind (the real files are always complete)."""
     for folder in (run_dir, os.path.join(run_dir, "checkpoint")):

@@ -5,10 +5,9 @@
 
 Trains the default model twice, with --beta 1 (the ELBO) and with --beta 1/latent_dim (what averaging
 the KL over latent dimensions amounts to), writes small PNGs into docs/ and prints a Markdown table
-of their test numbers. The runs themselves go to outputs/docs-z<latent>-*.
+of their test numbers (compare.py's table). The runs themselves go to outputs/docs-z<latent>-*.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ def main():
     p.add_argument("--latent-dim", type=int, default=2)
     args = p.parse_args()
     runs = {"beta-1": 1.0, "beta-avg": 1.0 / args.latent_dim}
-    rows = []
+    run_dirs = []
     for name, beta in runs.items():
         run_name = f"docs-z{args.latent_dim}-{name}"
         run_dir = os.path.join(ROOT, "outputs", run_name)
@@ -47,13 +46,11 @@ def main():
             subprocess.run(cmd, check=True)
         for figure in FIGURES[name]:
             shrink(os.path.join(run_dir, f"{figure}.png"), os.path.join(DOCS, f"z{args.latent_dim}-{name}-{figure}.png"))
-        results = json.load(open(os.path.join(run_dir, "eval.json")))
-        rows.append(f"| `--latent-dim {args.latent_dim} --beta {beta:g}` | {results['negative_elbo']:.1f} | {results['reconstruction_loss']:.1f} | "
-                    f"{results['kl_loss']:.2f} | {results['nll_iw']:.1f} | {results['active_units']} of "
-                    f"{len(results['kl_per_dim'])} |")
-    print("| run | negative ELBO | reconstruction | KL | NLL estimate (k=1000) | active units |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print("\n".join(rows))
+        run_dirs.append(run_dir)
+    sys.path.insert(0, ROOT)
+    import compare
+
+    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,125 @@
+"""Compare finished or stopped runs side by side.
+
+    python compare.py outputs/RUN_A outputs/RUN_B ...            # writes comparison.{png,csv,md} here
+    python compare.py outputs/RUN_A outputs/RUN_B --out results  # or into another folder
+
+One figure overlays the runs' test-loss curves and their KL per epoch; one row per run (printed as
+Markdown, and written as CSV and Markdown) gives the settings in which the runs differ, the final test
+loss terms (nats per image), the importance-weighted NLL estimate and the active units.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+
+import cli
+
+# Settings that describe where or how a run ran rather than what it computes: never compared.
+NOT_SETTINGS = {"resume", "out", "run_name", "run_dir", "format", "versions", "command", "data_source", "device",
+                "jit", "tensorboard", "iw_samples"}
+COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", "reconstruction"),
+           ("kl_loss", "metrics", "KL"), ("nll_iw", "eval", "NLL (IW)"), ("active_units", "eval", "active units"))
+
+
+def read_run(run_dir):
+    """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder; RunError if it
+    is not a run that has completed an epoch."""
+    from runs import CONFIG_FORMAT, RunError, read_config, read_history
+
+    config = read_config(run_dir, CONFIG_FORMAT)
+    try:
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+    except FileNotFoundError:
+        raise RunError(f"{run_dir}: no metrics.json yet (no epoch completed, or the run is still training)") from None
+    except (OSError, ValueError) as e:
+        raise RunError(f"{run_dir}/metrics.json: unreadable ({e.__class__.__name__})") from None
+    try:
+        with open(os.path.join(run_dir, "eval.json")) as f:
+            evaluation = json.load(f)
+    except (OSError, ValueError):
+        evaluation = None
+    history = read_history(run_dir)
+    return {"name": os.path.basename(os.path.normpath(run_dir)), "config": config, "metrics": metrics,
+            "eval": evaluation, "history": history}
+
+
+def differing_settings(runs):
+    keys = [k for k in runs[0]["config"] if k not in NOT_SETTINGS]
+    return [k for k in keys if len({json.dumps(run["config"].get(k)) for run in runs}) > 1]
+
+
+def table(runs):
+    """(header, rows) of the comparison: the differing settings, then the numbers."""
+    settings = differing_settings(runs)
+    header = ["run", *settings, "epochs trained", *(title for _, _, title in COLUMNS)]
+    rows = []
+    for run in runs:
+        values = {"metrics": run["metrics"], "eval": run["eval"] or {}}
+        numbers = []
+        for key, source, _ in COLUMNS:
+            value = values[source].get(key)
+            numbers.append("" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value))
+        epochs = f"{run['metrics'].get('epochs')}" + (" (stopped)" if run["metrics"].get("partial") else "")
+        rows.append([run["name"], *(str(run["config"].get(k)) for k in settings), epochs, *numbers])
+    return header, rows
+
+
+def markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Compare runs: their test curves in one figure, one row per run.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
+    p.add_argument("--out", default=".", help="folder for comparison.png, comparison.csv and comparison.md")
+    return p.parse_args(argv)
+
+
+def run(args):
+    from runs import RunError, atomic_write
+
+    runs, problems = [], []
+    for run_dir in args.runs:
+        try:
+            runs.append(read_run(run_dir))
+        except RunError as e:
+            problems.append(str(e))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    if len({r["name"] for r in runs}) < len(runs):  # same folder names in different places: use the paths
+        for r, path in zip(runs, args.runs):
+            r["name"] = os.path.normpath(path)
+    header, rows = table(runs)
+    text = markdown(header, rows)
+    print(text, end="")
+    os.makedirs(args.out, exist_ok=True)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *rows])
+
+    def saver(content):
+        def save(tmp):
+            with open(tmp, "w", newline="") as f:
+                f.write(content)
+        return save
+
+    written = [atomic_write(os.path.join(args.out, "comparison.csv"), saver(buffer.getvalue())),
+               atomic_write(os.path.join(args.out, "comparison.md"), saver(text))]
+    import plots
+
+    written.append(plots.compare_curves({r["name"]: r["history"] for r in runs}, os.path.join(args.out, "comparison.png")))
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def main(argv=None):
+    return cli.exit_on_user_error(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""compare.py: one figure and one row per run, with the settings that differ and the runs' own numbers."""
+import csv
+import json
+import os
+
+import pytest
+from conftest import TINY, run_main
+
+pytestmark = [pytest.mark.backend_independent, pytest.mark.slow]  # reads run folders; one tiny run
+
+
+def test_compare_shows_what_differs_and_each_runs_numbers(tmp_path, finished_run, small_npz):
+    other = run_main("train", "--data", small_npz, "--epochs", "2", "--beta", "0.5", *TINY, "--out", tmp_path,
+                     "--run-name", "half")
+    assert other.returncode == 0, other.stderr
+    runs = [finished_run, str(tmp_path / "half")]
+    result = run_main("compare", *runs, "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "cmp" / "comparison.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    # Only beta differs between the two runs: it is the one setting shown.
+    assert header == ["run", "beta", "epochs trained", "test loss", "reconstruction", "KL", "NLL (IW)", "active units"]
+    for row, run in zip(rows, runs):
+        metrics = json.load(open(os.path.join(run, "metrics.json")))
+        evaluation = json.load(open(os.path.join(run, "eval.json")))
+        config = json.load(open(os.path.join(run, "config.json")))
+        assert row == [os.path.basename(run), str(config["beta"]), "2", f"{metrics['loss']:.2f}",
+                       f"{metrics['reconstruction_loss']:.2f}", f"{metrics['kl_loss']:.2f}",
+                       f"{evaluation['nll_iw']:.2f}", str(evaluation["active_units"])]
+    markdown = open(tmp_path / "cmp" / "comparison.md").read()
+    assert markdown in result.stdout and markdown.count("\n") == 4  # header, rule, two rows
+    assert os.path.getsize(tmp_path / "cmp" / "comparison.png") > 10_000
+
+
+def test_bad_run_folders_are_one_line_each(tmp_path, finished_run):
+    result = run_main("compare", finished_run, tmp_path / "absent", tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"error: {tmp_path / 'absent'}: no such run folder",
+                                          f"error: {tmp_path}: not a run folder (no config.json)"]
