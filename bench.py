@@ -7,7 +7,9 @@ memory, and achieved GFLOP/s against this machine's own float32 matrix-multiply 
     python bench.py --data ../shared/data/mnist --memory   # peak memory of a default run at full MNIST size
 
 Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
-one JSON line; a table follows. Training only: no evaluation pass is timed.
+one JSON line; a table follows. Each epoch is timed twice, as train.py runs it: its training part alone
+(images/s and s/epoch come from this), and the whole epoch with the held-out pass, progress.gif's frame
+and the checkpoint (s/whole epoch, and the share of it outside training).
 """
 import argparse
 import json
@@ -88,25 +90,45 @@ def worker(name, argv, args):
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
 
+    # A whole epoch as train.py runs it: training, the held-out pass, progress.gif's frame and the
+    # checkpoint (into a scratch run folder); the training part ends with the epoch's last batch.
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.began = time.perf_counter()
 
+        def on_train_batch_end(self, batch, logs=None):
+            self.trained = time.perf_counter()
+
+    class EpochEnd(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.began)
+            now = time.perf_counter()
+            seconds.append(timer.trained - timer.began)
+            whole.append(now - timer.began)
             if epoch == 0:
                 first_epoch_done.append(time.time() - STARTED)
 
-    seconds, first_epoch_done = [], []
-    vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Timer()])
+    import tempfile
+
+    import checkpoints
+    import figures
+
+    timer, seconds, whole, first_epoch_done = Timer(), [], [], []
+    test_batches = data.test_batches(splits.x_test, args.batch_size, 0, noise_dim=options.latent_dim)
+    frames = figures.SampleFrames(options.latent_dim, 0)
+    with tempfile.TemporaryDirectory() as scratch:
+        vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
+                validation_data=test_batches,
+                callbacks=[timer, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames), EpochEnd()])
     n = len(splits.x_train)
     per_epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+    whole_epoch = float(np.median(whole[1:] if len(whole) > 1 else whole))
     images_per_s = n / per_epoch
     train_flops = 3 * forward_flops(vae)  # forward + backward (about twice the forward) per image
     print(json.dumps({
         "config": name, "backend": args.backend, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
         "jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"],
         "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
+        "s_whole_epoch": round(whole_epoch, 3), "outside_training": f"{(whole_epoch - per_epoch) / per_epoch:.0%}",
         "s_to_first_epoch_end": round(first_epoch_done[0], 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "train_mflop_per_image": round(train_flops / 1e6, 2),
@@ -189,10 +211,11 @@ def main():
             print(lines[-1], flush=True)
             rows.append(json.loads(lines[-1]))
 
-    print(f"\n{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'1st epoch at':>14}{'peak MB':>9}{'GFLOP/s':>9}"
-          f"{'% of peak':>10}  jit  steps/call")
+    print(f"\n{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'s/whole':>9}{'outside':>9}{'1st epoch at':>14}"
+          f"{'peak MB':>9}{'GFLOP/s':>9}{'% of peak':>10}  jit  steps/call")
     for r in rows:
-        print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_to_first_epoch_end']:>13.1f}s"
+        print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_whole_epoch']:>9.2f}"
+              f"{r['outside_training']:>9}{r['s_to_first_epoch_end']:>13.1f}s"
               f"{r['peak_rss_mb']:>9}{r['achieved_gflops']:>9.1f}{100 * r['achieved_gflops'] / peak:>9.0f}%"
               f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
     print(f"(float32 matmul peak measured here: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; "
