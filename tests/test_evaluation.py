@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -117,6 +118,21 @@ def test_active_units_and_kl_per_dim():
     expected_first = np.mean(-0.5 * (1 - 2.0 - z_mean[:, 0] ** 2 - math.exp(-2.0)))
     np.testing.assert_allclose(summary["kl_per_dim"], [expected_first, np.mean(0.5 * z_mean[:, 1] ** 2), 0.0],
                                rtol=1e-5, atol=1e-7)
+
+
+def test_the_importance_weighted_evaluation_shows_a_bar_on_a_terminal_only(capsys, monkeypatch):
+    from model import build_vae
+
+    vae = build_vae("dense", 2, hidden=8, seed=0)
+    x = (np.random.default_rng(0).random((250, 28, 28, 1)) > 0.5).astype(np.float32)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    evaluate.evaluate_model(vae, x, k=3)
+    terminal = capsys.readouterr().out
+    assert "importance-weighted evaluation, k = 3 samples per image:" in terminal and "250/250" in terminal
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    results, _ = evaluate.evaluate_model(vae, x, k=3)
+    assert capsys.readouterr().out == ""  # a log file gets the report's one line with the time, nothing more
+    assert f"({results['seconds']:.1f} s)" in evaluate.report(results, "static").splitlines()[-1]
 
 
 @pytest.mark.slow
