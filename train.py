@@ -302,15 +302,9 @@ def _train_in(run_dir, args, devices, guard):
 
     import checkpoints
     import figures
-    from model import LOSS_TERMS, KLWarmup, build_vae, dense_parameters
+    from model import KLWarmup
 
-    if args.arch == "dense":  # refused up front: an allocation this large fails deep inside the backend
-        weights = dense_parameters(args.latent_dim, args.hidden)
-        needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
-        if needed > data.memory_bytes():
-            raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
-                           f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
-                           f"more than this machine's {data.memory_bytes() / 1e9:,.0f} GB of memory")
+    check_model_fits_in_memory(args)
 
     state = checkpoints.read_state(run_dir) if args.resume else None
     done = state["epoch"] if state else 0
@@ -332,26 +326,12 @@ def _train_in(run_dir, args, devices, guard):
               "versions": backend_versions(args.backend), "command": reproduce_command(args)}
     write_json(os.path.join(run_dir, "config.json"), config)
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
-    with devices.scope():
-        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
     train_batches, steps = devices.training_batches(
         splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
         dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
     test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
                                      pad_to=devices.pad_to)
-    with devices.scope():
-        options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
-        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
-        vae.build_optimizer()  # its variables, made inside the scope, are distributed too
-    devices.prepare(vae)
-    if state:
-        with devices.scope():
-            checkpoints.restore(vae, run_dir, state)
-        checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
-        if done < args.epochs:
-            print(f"resuming {run_dir} after epoch {done}")
+    vae = build_model(args, devices, steps, run_dir, state)
     # progress.gif's frames: one per epoch, earlier sessions' from the checkpoint
     frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done))
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
@@ -380,7 +360,58 @@ def _train_in(run_dir, args, devices, guard):
                            f"completed epochs are checkpointed: restart every worker with python train.py {resume}") \
                 from None
 
-    # The one place that decides how the run ends: completed, stopped by a signal, or diverged.
+    return conclude(vae, run_dir, splits, args, config, devices, guard, saver, frames.frames, steps, started)
+
+
+def check_model_fits_in_memory(args):
+    """Refuse up front a dense model whose weights and Adam state cannot fit in memory: an allocation that
+    large fails deep inside the backend, with a traceback."""
+    import data
+    from model import dense_parameters
+    from runs import RunError
+
+    if args.arch != "dense":
+        return
+    weights = dense_parameters(args.latent_dim, args.hidden)
+    needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
+    if needed > data.memory_bytes():
+        raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
+                       f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
+                       f"more than this machine's {data.memory_bytes() / 1e9:,.0f} GB of memory")
+
+
+def build_model(args, devices, steps, run_dir, state):
+    """The VAE, compiled for this run's devices and speed options, restored from the checkpoint if any."""
+    import keras
+
+    import checkpoints
+    from model import build_vae
+
+    done = state["epoch"] if state else 0
+    keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
+    with devices.scope():
+        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
+        options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
+        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
+        vae.build_optimizer()  # its variables, made inside the scope, are distributed too
+    devices.prepare(vae)
+    if state:
+        with devices.scope():
+            checkpoints.restore(vae, run_dir, state)
+        checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
+        if done < args.epochs:
+            print(f"resuming {run_dir} after epoch {done}")
+    return vae
+
+
+def conclude(vae, run_dir, splits, args, config, devices, guard, saver, frames, steps, started):
+    """The one place that decides how a run ends (completed, stopped by a signal, or diverged), writes
+    what it earned and picks the exit code. frames: progress.gif's frames so far."""
+    from model import LOSS_TERMS
+    from runs import RunError, write_error
+
+    resume = resume_hint(devices, run_dir)
     epochs_kept = len(saver.rows)
     interrupted, diverged = guard.stopped, saver.diverged
     complete = interrupted is None and diverged is None
@@ -394,7 +425,7 @@ def _train_in(run_dir, args, devices, guard):
         return 128 + interrupted.signum
     try:
         metrics, results, written = finish(vae, run_dir, splits, saver.rows, args, config, complete,
-                                           frames=frames.frames[:epochs_kept])  # never a broken epoch's frame
+                                           frames=frames[:epochs_kept])  # never a broken epoch's frame
     except OSError as e:
         raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
                                    f"python train.py {resume} completes the run")) from None
@@ -422,6 +453,7 @@ def _train_in(run_dir, args, devices, guard):
     for name, what in written.items():
         print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
     return 0
+
 
 
 def finish(vae, run_dir, splits, rows, args, config, complete, frames=None):
