@@ -88,10 +88,13 @@ def select_backend(name, device="auto"):
 
 
 # What native libraries print while they start, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, its
-# info and warning lines, and the CUDA probes' errors on a machine without a GPU.
+# info and warning lines, and the two errors a GPU build prints on a machine without a GPU (the failed
+# cuInit probe, the duplicate CUDA library factories). Any other error line, a real CUDA problem on a
+# GPU machine included, reaches the user.
 START_UP_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
                               r"|[IW]\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*"
-                              r"|E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS).*")
+                              r"|E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*(failed call to cuInit"
+                              r"|Unable to register cu(DNN|FFT|BLAS) factory).*")
 
 
 @contextlib.contextmanager
