@@ -236,6 +236,7 @@ def train(args, given):
             if args.resume:
                 shutil.copytree(run_dir, scratch, dirs_exist_ok=True)
             run_dir = scratch
+
         def interrupted(name):  # a signal outside fit: loading, compiling, or the final evaluation and figures
             if os.path.exists(os.path.join(run_dir, "checkpoint", "state.json")):
                 return (f"interrupted by {name}; every completed epoch is in the run's checkpoint; continue with: "
