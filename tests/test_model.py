@@ -87,6 +87,7 @@ def test_gradient_step_follows_the_mean_loss():
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
+@pytest.mark.backend_independent  # test_backends.py reloads each backend's models under every other
 @pytest.mark.parametrize("arch", ["dense", "conv"])
 def test_save_and_reload_in_a_fresh_process(tmp_path, arch):
     x = np.random.default_rng(5).uniform(size=(6, 28, 28, 1)).astype(np.float32)

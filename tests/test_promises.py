@@ -37,7 +37,7 @@ def assert_whole_images(folder):
 def test_ctrl_c_while_evaluate_writes_figures_is_one_line_and_leaves_whole_files(tmp_path, finished_run):
     run = str(tmp_path / "run")
     shutil.copytree(finished_run, run)
-    for delay in (0.0, 0.15, 0.4):  # after the evaluation is written: while the figures are being drawn
+    for delay in (0.0, 0.3):  # after the evaluation is written: while the figures are being drawn
         before = os.stat(os.path.join(run, "eval.json")).st_mtime_ns
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "evaluate.py"), run, "--iw-samples", "3"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

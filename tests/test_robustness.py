@@ -71,6 +71,7 @@ def reference_run(tmp_path_factory, slow_npz):
     return os.path.join(out, "ref"), args
 
 
+@pytest.mark.backend_independent  # the resume tests compare runs exactly on every backend
 def test_same_seed_gives_identical_history(tmp_path, reference_run):
     ref_dir, args = reference_run
     result = run_train(*args, "--out", str(tmp_path), "--run-name", "again")
@@ -117,6 +118,7 @@ def test_signal_stops_cleanly_and_resume_is_exact(tmp_path, reference_run, signu
     assert json.load(open(os.path.join(run_dir, "metrics.json")))["partial"] is False
 
 
+@pytest.mark.backend_independent  # atomic files; exact resume is tested on every backend above
 def test_sigkill_leaves_only_complete_files_and_resume_is_exact(tmp_path, reference_run):
     ref_dir, args = reference_run
     run_dir = str(tmp_path / "k")
