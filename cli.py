@@ -21,7 +21,7 @@ INSTALL = {  # what to run when a backend's package is missing
 
 
 class UserError(Exception):
-    """Something the user can fix (message: one line)."""
+    """Something the user can fix (message: one line); data.DataError and runs.RunError are kinds of it."""
 
 
 def number_in_range(kind, low, low_ok=True, high=None):
@@ -121,12 +121,9 @@ def quiet_start_up():
 def exit_on_user_error(run, *args):
     """run(*args), with problems the user can fix (bad data, a bad run folder, a full or read-only disk,
     a missing backend) reported as one line on stderr and exit code 1 instead of a traceback."""
-    from data import DataError
-    from runs import RunError
-
     try:
         return run(*args)
-    except (DataError, RunError, UserError) as e:
+    except UserError as e:  # data.DataError and runs.RunError among them
         print(f"error: {e}", file=sys.stderr)
     except OSError as e:
         print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cli import UserError, quiet_start_up
+
 IDX_FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
     ("train", "labels"): "train-labels-idx1-ubyte",
@@ -24,7 +26,7 @@ BINARIZE_MODES = ("none", "static", "dynamic")
 TEST_BINARIZE_SEED = 20150901  # fixed: every run and every evaluation sees the same binarized test set
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data source is missing, unreadable or not what it should be (message: one line)."""
 
 
@@ -158,7 +160,8 @@ def load_npz(path):
 
 def download(dataset="mnist"):
     """Keras' standard download (cached, verified against its known hash)."""
-    import keras
+    with quiet_start_up():  # Keras starts TensorFlow, whose native start-up lines are chatter
+        import keras
 
     loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[dataset]
     try:

@@ -10,6 +10,8 @@ import shutil
 import tempfile
 import time
 
+from cli import UserError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are not protected against a second writer there
@@ -22,7 +24,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _in_flight = set()  # temporary files being written now (stopping.py removes them when a signal ends the process)
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A problem with the output folder or a run folder (message: one line)."""
 
 
