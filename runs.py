@@ -88,15 +88,11 @@ def atomic_write(path, write):
         write(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if e.filename in (None, tmp):  # name the file the user knows (writers like zipfile name none)
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # the file the user knows (zipfile names none)
             raise OSError(e.errno, e.strerror or str(e), path) from None
-        raise
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise
     finally:
         _in_flight.discard(tmp)
