@@ -77,7 +77,7 @@ def worker(name, argv, args):
     import data
     import train as train_cli
     from distribute import Devices
-    from model import build_vae
+    from model import HeldOutLoss, build_vae
 
     options, _ = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend])
     splits = data.load(args.data, val_split=0.2, limit=args.limit)
@@ -113,12 +113,12 @@ def worker(name, argv, args):
     import figures
 
     timer, seconds, whole, first_epoch_done = Timer(), [], [], []
-    test_batches = data.test_batches(splits.x_test, args.batch_size, 0, noise_dim=options.latent_dim)
     frames = figures.SampleFrames(options.latent_dim, 0)
     with tempfile.TemporaryDirectory() as scratch:
+        held_out = HeldOutLoss(data.test_batches(splits.x_test, seed=0, noise_dim=options.latent_dim))
         vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
-                validation_data=test_batches,
-                callbacks=[timer, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames), EpochEnd()])
+                callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
+                           EpochEnd()])
     n = len(splits.x_train)
     per_epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
     whole_epoch = float(np.median(whole[1:] if len(whole) > 1 else whole))

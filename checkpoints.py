@@ -1,18 +1,25 @@
 """Per-epoch checkpoints inside a run folder, written so that a crash at any moment loses nothing.
 
 Layout, in <run>/checkpoint/:
-    epoch-0007.weights.h5   model weights, optimizer state and the sampling stream after epoch 7
-    frames.npz              progress.gif's frames of epochs 1-7 (uint8), so a resumed run's GIF is whole
-    state.json              {"epoch": 7, "weights": "epoch-0007.weights.h5", "history": [...]}
-Each epoch writes the new weights file, then the frames, then <run>/history.csv, then state.json, each to a temporary
-name renamed into place; state.json is the commit point and the older weights file goes last. Keras'
+    epoch-0007.variables.npz  every variable of the model (weights, KL weight, step counters, the sampling
+                              stream) and of the optimizer after epoch 7, in their fixed order
+    frames.npz                progress.gif's frames of epochs 1-7 (uint8), so a resumed run's GIF is whole
+    state.json                {"epoch": 7, "weights": "epoch-0007.variables.npz", "history": [...]}
+Each epoch writes the new variables file, then the frames, then <run>/history.csv, then state.json, each to a
+temporary name renamed into place; state.json is the commit point and the older variables file goes last. Keras'
 BackupAndRestore and CSVLogger write in place, which a kill mid-write leaves half-written: hence this.
+
+The variables are copied out at the end of the epoch (milliseconds) and written by a background thread while
+the next epoch trains: Keras' save_weights took about as long as a fifth of a dense model's epoch here
+(bench.py). One write is in flight at most; the next epoch's end, the end of training and any error wait for it.
+Runs checkpointed by earlier versions (epoch-NNNN.weights.h5, Keras' format) still resume.
 """
 import csv
 import io
 import json
 import math
 import os
+import threading
 
 import keras
 import numpy as np
@@ -51,9 +58,42 @@ def restore(vae, run_dir, state):
         vae.build_optimizer()  # its variables must exist to receive the state
     path = os.path.join(_dir(run_dir), state["weights"])
     try:
-        vae.load_weights(path)
-    except Exception as e:  # h5py/OSError/ValueError: a damaged or mismatched file
-        raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+        if path.endswith(".weights.h5"):
+            vae.load_weights(path)  # written by an earlier version, with Keras' save_weights
+        else:
+            load_variables(vae, path)
+    except Exception as e:  # zipfile/OSError/ValueError: a damaged or mismatched file
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {reason})") from None
+
+
+def checkpointed_variables(vae):
+    """What a checkpoint holds, in a fixed order, named for people: the model's variables (layers' weights, the
+    KL weight, the step counters, the sampling layer's seed state), then the optimizer's."""
+    owned = [("model", v) for v in vae.variables] + [("optimizer", v) for v in vae.optimizer.variables]
+    return [(f"{i:04d}/{owner}/{v.path}", v) for i, (owner, v) in enumerate(owned)]
+
+
+def snapshot(vae):
+    """{name: value copied to NumPy} of every checkpointed variable."""
+    return {name: np.array(ops.convert_to_numpy(v.value)) for name, v in checkpointed_variables(vae)}
+
+
+def write_variables(path, arrays):
+    """Write a snapshot (atomically)."""
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def load_variables(vae, path):
+    """Assign a snapshot written by write_variables to a model of the same architecture, on any backend. The
+    arrays go by their order: layer names (conv2d_3) depend on what else a process built before."""
+    variables = [v for _, v in checkpointed_variables(vae)]
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = [saved[name] for name in sorted(saved.files)]
+    if len(arrays) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables)):
+        raise ValueError(f"its {len(arrays)} arrays do not fit this model's {len(variables)} variables")
+    for variable, array in zip(variables, arrays):
+        variable.assign(array.astype(variable.dtype))
 
 
 def read_frames(run_dir, epochs):
@@ -93,7 +133,8 @@ def write_history(run_dir, rows):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically."""
+    """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically; written in the
+    background (see the top of this file). `rows` are the committed epochs; wait() ends the write in flight."""
 
     def __init__(self, run_dir, rows=(), frames=None):
         super().__init__()
@@ -104,7 +145,20 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.checkpoint_bytes = 0  # size of the last checkpoint: the room the next one needs
         self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
         self.batches_done = None  # in the epoch in progress
+        self.writer, self.error = None, None  # the write in flight, and how the last one failed
         os.makedirs(_dir(run_dir), exist_ok=True)
+
+    def wait(self):
+        """Let the write in flight finish; raise the error it met, if any (once)."""
+        if self.writer is not None:
+            self.writer.join()
+            self.writer = None
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        self.wait()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -124,19 +178,27 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a broken model
         row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:-1] if k in logs},
                "kl_weight": float(ops.convert_to_numpy(self.model.kl_weight.value))}
+        arrays = snapshot(self.model)  # now, before the next epoch changes them
+        frames = list(self.frames) if self.frames else None
+        self.wait()
         rows = self.rows + [row]
-        folder = _dir(self.run_dir)
-        name = f"epoch-{epoch + 1:04d}.weights.h5"
-        path = os.path.join(folder, name)
-        ensure_space(folder, self.checkpoint_bytes or sum(
-            int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.model.variables + self.model.optimizer.variables))
-        atomic_write(path, self.model.save_weights)
-        self.checkpoint_bytes = os.path.getsize(path)
-        if self.frames and len(self.frames) == len(rows) and any(f is not None for f in self.frames):
-            write_frames(self.run_dir, self.frames)
-        write_history(self.run_dir, rows)
-        write_json(os.path.join(folder, "state.json"), {"epoch": epoch + 1, "weights": name, "history": rows})
-        self.rows = rows  # committed
-        for old in os.listdir(folder):
-            if old.endswith(".weights.h5") and old != name:
-                os.remove(os.path.join(folder, old))
+        ensure_space(_dir(self.run_dir), self.checkpoint_bytes or sum(a.nbytes for a in arrays.values()))
+        self.writer = threading.Thread(target=self._commit, args=(rows, arrays, frames), name="checkpoint")
+        self.writer.start()
+
+    def _commit(self, rows, arrays, frames):
+        try:
+            folder = _dir(self.run_dir)
+            name = f"epoch-{len(rows):04d}.variables.npz"
+            path = write_variables(os.path.join(folder, name), arrays)
+            self.checkpoint_bytes = os.path.getsize(path)
+            if frames and len(frames) == len(rows) and any(f is not None for f in frames):
+                write_frames(self.run_dir, frames)
+            write_history(self.run_dir, rows)
+            write_json(os.path.join(folder, "state.json"), {"epoch": len(rows), "weights": name, "history": rows})
+            self.rows = rows  # committed
+            for old in os.listdir(folder):
+                if old.startswith("epoch-") and old != name:
+                    os.remove(os.path.join(folder, old))
+        except BaseException as e:  # handed to the main thread by wait()
+            self.error = e

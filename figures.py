@@ -85,4 +85,6 @@ class SampleFrames(keras.callbacks.Callback):
         self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.frames.append(_pixels(self.model.decoder(self.z)))
+        # A compiled call: about 2 ms against 8 ms for an eager one (bench.py's whole-epoch time).
+        logits = np.asarray(self.model.decoder.predict_on_batch(self.z), np.float32)
+        self.frames.append(1 / (1 + np.exp(-logits[..., 0])))

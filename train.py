@@ -282,6 +282,8 @@ def is_complete(run_dir, epochs):
 
 
 def _train_in(run_dir, args, devices, guard):
+    import contextlib
+
     import data  # NumPy only: bad data is reported before the backend starts
     from runs import RunError, write_error, write_json
 
@@ -303,7 +305,7 @@ def _train_in(run_dir, args, devices, guard):
 
     import checkpoints
     import figures
-    from model import KLWarmup
+    from model import HeldOutLoss, KLWarmup
 
     check_model_fits_in_memory(args)
 
@@ -330,26 +332,27 @@ def _train_in(run_dir, args, devices, guard):
     train_batches, steps = devices.training_batches(
         splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
         dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
-    test_batches = data.test_batches(splits.x_test, args.batch_size, args.seed, noise_dim=args.latent_dim,
-                                     pad_to=devices.pad_to)
+    test_batches = data.test_batches(splits.x_test, seed=args.seed, noise_dim=args.latent_dim, pad_to=devices.pad_to)
     vae = build_model(args, devices, steps, run_dir, state)
     # progress.gif's frames: one per epoch, earlier sessions' from the checkpoint
     frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done))
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
 
-    callbacks = [guard.callback(), KLWarmup(args.beta, args.kl_warmup), frames, keras.callbacks.TerminateOnNaN(), saver]
+    callbacks = [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(test_batches), frames,
+                 keras.callbacks.TerminateOnNaN(), saver]
     if args.tensorboard:  # after frames, whose latest frame it logs
         import tf_backend
 
-        callbacks[3:3] = tf_backend.tensorboard_callbacks(os.path.join(run_dir, "tensorboard"), frames.frames)
+        callbacks[4:4] = tf_backend.tensorboard_callbacks(os.path.join(run_dir, "tensorboard"), frames.frames)
     if done < args.epochs:
         try:
             vae.fit(train_batches, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=done,
-                    validation_data=test_batches,
                     shuffle=False,  # the batches come shuffled by (seed, epoch)
                     callbacks=callbacks,
                     verbose=1 if sys.stdout.isatty() else 2)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                saver.wait()  # a write in flight may still commit an epoch
             raise RunError(write_error(e, f"the checkpoint of epoch {len(saver.rows)} is intact",
                                        f"python train.py {resume}")) from None
         except Exception as e:

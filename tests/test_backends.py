@@ -54,7 +54,7 @@ for ARCH in ("dense", "conv"):
       out["own_logits"] = c(vae.decoder(np.load(work + "/z.npy")))  # this backend's decoding of what it saves
   np.savez(work + "/" + keras.backend.backend() + "-step.npz", **out)
   vae.save(work + "/" + keras.backend.backend() + ".keras")
-  vae.save_weights(work + "/" + keras.backend.backend() + ".weights.h5")
+  checkpoints.write_variables(work + "/" + keras.backend.backend() + ".variables.npz", checkpoints.snapshot(vae))
 """
 
 # Reload every other backend's model (safe mode) and checkpoint; decode the same z.
@@ -68,7 +68,7 @@ for ARCH in ("dense", "conv"):
     out[source + "-logits"] = c(loaded.decoder(z))
     vae = build_vae(ARCH, 3, hidden=16, beta=0.5, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
-    checkpoints.restore(vae, work, {"weights": "../" + source + ".weights.h5"})
+    checkpoints.restore(vae, work, {"weights": "../" + source + ".variables.npz"})
     out[source + "-ckpt-logits"] = c(vae.decoder(z))
     for i, v in enumerate(vae.optimizer.variables):
       out[f"{source}-opt{i}"] = c(v.value)

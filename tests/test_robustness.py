@@ -35,13 +35,9 @@ def history(run_dir):
 
 
 def checkpoint_arrays(run_dir):
-    import h5py
-
     state = json.load(open(os.path.join(run_dir, "checkpoint", "state.json")))
-    arrays = {}
-    with h5py.File(os.path.join(run_dir, "checkpoint", state["weights"])) as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return arrays
+    with np.load(os.path.join(run_dir, "checkpoint", state["weights"])) as saved:
+        return {name: saved[name] for name in saved.files}
 
 
 def assert_same_run(a, b):
@@ -51,9 +47,9 @@ def assert_same_run(a, b):
         for key in ra:
             assert ra[key] == pytest.approx(rb[key], rel=1e-5), (ra["epoch"], key)
     wa, wb = checkpoint_arrays(a), checkpoint_arrays(b)
-    assert wa.keys() == wb.keys() and any("optimizer" in k for k in wa) and any("seed_generator" in k for k in wa)
-    for key in wa:
-        np.testing.assert_allclose(wa[key], wb[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    assert len(wa) == len(wb) and any("/optimizer/" in k for k in wa) and any("seed_generator" in k for k in wa)
+    for key_a, key_b in zip(sorted(wa), sorted(wb)):  # by order: layer names may differ between processes
+        np.testing.assert_allclose(wa[key_a], wb[key_b], rtol=1e-5, atol=1e-7, err_msg=key_a)
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +158,14 @@ def test_checkpoint_skips_a_non_finite_epoch_and_keeps_the_last_good_one(tmp_pat
     saver.set_params({"steps": 10, "epochs": 3})
     good = {"loss": 1.0, "reconstruction_loss": 0.5, "kl_loss": 0.5}
     saver.on_epoch_end(0, good)
-    before = open(tmp_path / "checkpoint" / "epoch-0001.weights.h5", "rb").read()
+    saver.wait()
+    before = open(tmp_path / "checkpoint" / "epoch-0001.variables.npz", "rb").read()
     vae.first_nonfinite_step.assign(13)  # as the train step records it: global step 13 is epoch 2, batch 4
     saver.on_epoch_end(1, {**good, "loss": float("nan")})
+    saver.wait()
     assert saver.diverged == (2, 4)
     assert checkpoints.read_state(str(tmp_path))["epoch"] == 1
-    assert open(tmp_path / "checkpoint" / "epoch-0001.weights.h5", "rb").read() == before
+    assert open(tmp_path / "checkpoint" / "epoch-0001.variables.npz", "rb").read() == before
     assert len(history(str(tmp_path))) == 1
 
 
