@@ -33,7 +33,7 @@ class DataError(UserError):
 @dataclass
 class Splits:
     x_train: np.ndarray  # uint8 (N, 28, 28, 1)
-    y_train: np.ndarray  # uint8 (N,)
+    y_train: np.ndarray  # uint8 (N,), or None for data without labels
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
@@ -115,20 +115,19 @@ def _find_idx(folder, stem):
 
 
 def load_idx_folder(folder):
-    """{split: (images, labels)} for every split whose files are in the folder."""
+    """{split: (images, labels, note)} for every split whose images are in the folder (labels None where
+    its labels file is absent: images alone train the plain VAE)."""
     found = {}
     for split in ("train", "test"):
         images_path = _find_idx(folder, IDX_FILES[split, "images"])
         labels_path = _find_idx(folder, IDX_FILES[split, "labels"])
         if images_path is None and labels_path is None:
             continue
-        if images_path is None or labels_path is None:
-            missing = IDX_FILES[split, "images" if images_path is None else "labels"]
-            raise DataError(f"{folder}: has the {split} {'labels' if images_path is None else 'images'} "
-                            f"but not {missing}[.gz]")
+        if images_path is None:
+            raise DataError(f"{folder}: has the {split} labels but not {IDX_FILES[split, 'images']}[.gz]")
         images = parse_idx(_read_bytes(images_path), images_path)
-        labels = parse_idx(_read_bytes(labels_path), labels_path)
-        found[split] = check_arrays(images, labels, images_path, labels_path)
+        labels = None if labels_path is None else parse_idx(_read_bytes(labels_path), labels_path)
+        found[split] = check_arrays(images, labels, images_path, labels_path or IDX_FILES[split, "labels"])
     if not found:
         raise DataError(f"{folder}: no MNIST IDX files found (expected {IDX_FILES['train', 'images']}[.gz] "
                         f"and/or {IDX_FILES['test', 'images']}[.gz] with their labels)")
@@ -150,9 +149,9 @@ def load_npz(path):
     for split in ("train", "test"):
         xk, yk = f"x_{split}", f"y_{split}"
         if xk in arrays or yk in arrays:
-            if xk not in arrays or yk not in arrays:
-                raise DataError(f"{path}: has {xk if xk in arrays else yk} but not {yk if xk in arrays else xk}")
-            found[split] = check_arrays(arrays[xk], arrays[yk], f"{path}[{xk}]", f"{path}[{yk}]")
+            if xk not in arrays:
+                raise DataError(f"{path}: has {yk} but not {xk}")
+            found[split] = check_arrays(arrays[xk], arrays.get(yk), f"{path}[{xk}]", f"{path}[{yk}]")
     if not found:
         raise DataError(f"{path}: none of the keys {', '.join(NPZ_KEYS)} (has: {', '.join(arrays) or 'nothing'})")
     return found
@@ -179,9 +178,12 @@ def download(dataset="mnist"):
 # ---------------------------------------------------------------- checks and splits
 
 def check_arrays(images, labels, images_name, labels_name):
-    """Validate one split; returns (uint8 images (N, 28, 28, 1), uint8 labels (N,), a note or "").
-    Black-and-white images stored as booleans or 0/1 are scaled to 0/255, and the note says so."""
-    images, labels = np.asarray(images), np.asarray(labels)
+    """Validate one split; returns (uint8 images (N, 28, 28, 1), uint8 labels (N,) or None, a note or "").
+    Black-and-white images stored as booleans or 0/1 are scaled to 0/255, and the note says so; images
+    without labels (labels None) are allowed, and the note says what that changes."""
+    images = np.asarray(images)
+    unlabelled = labels is None
+    labels = np.zeros(len(images), np.uint8) if unlabelled else np.asarray(labels)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -197,11 +199,13 @@ def check_arrays(images, labels, images_name, labels_name):
             raise DataError(f"{name}: expected integer values (uint8), got dtype {arr.dtype}")
         if arr.min() < 0 or arr.max() > top:
             raise DataError(f"{name}: values must lie in 0..{top}, found {arr.min()}..{arr.max()}")
-    note = ""
+    notes = []
     if images.dtype == np.bool_ or images.max() <= 1:
-        note = f"{images_name}: pixels are only 0 and 1: read as black and white (0 and 255)"
+        notes.append(f"{images_name}: pixels are only 0 and 1: read as black and white (0 and 255)")
         images = images.astype(np.uint8) * 255
-    return images.astype(np.uint8)[..., None], labels.astype(np.uint8), note
+    if unlabelled:
+        notes.append(f"{labels_name}: absent: no labels (plots are not coloured by digit; --conditional needs them)")
+    return images.astype(np.uint8)[..., None], None if unlabelled else labels.astype(np.uint8), "; ".join(notes)
 
 
 def load(data=None, dataset="mnist", val_split=0.2, limit=None):
@@ -225,15 +229,22 @@ def load(data=None, dataset="mnist", val_split=0.2, limit=None):
         if not 0 < n_test < len(x):
             raise DataError(f"{source}: only a {only} split with {len(x)} images; --val-split {val_split} "
                             "leaves no training or no test images")
-        x_train, y_train, x_test, y_test = x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:]
+        x_train, y_train, x_test, y_test = x[:-n_test], _rows(y, slice(None, -n_test)), x[-n_test:], _rows(y, slice(-n_test, None))
         notes.append(f"only the {only} split was found: training on its first {len(x_train)} images, "
                      f"testing on the last {n_test} (--val-split {val_split})")
     if limit:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        x_test, y_test = x_test[:max(1, limit // 4)], y_test[:max(1, limit // 4)]
+        x_train, y_train = x_train[:limit], _rows(y_train, slice(limit))
+        x_test, y_test = x_test[:max(1, limit // 4)], _rows(y_test, slice(max(1, limit // 4)))
         notes.append(f"--limit {limit}: using the first {len(x_train)} of those training and {len(x_test)} "
                      "test images")
+    if (y_train is None) != (y_test is None):  # labels for one split only: use none
+        y_train = y_test = None
+        notes.append("labels for only one split: training without labels")
     return Splits(x_train, y_train, x_test, y_test, source, "; ".join(notes))
+
+
+def _rows(labels, rows):
+    return None if labels is None else labels[rows]
 
 
 def binarized(images, seed):
@@ -291,15 +302,16 @@ def _draw(images, seed, epoch, step, stream, dynamic_binarization=False, noise_d
         images = np.where(draw < grey, 255, 0).astype(np.uint8)
     eps = None
     if noise_dim is not None:
-        eps = _rng(seed, stream, epoch, step).standard_normal((len(images), noise_dim), dtype=np.float32)
+        eps = _rng(seed, stream, epoch, step).standard_normal((len(images), *np.atleast_1d(noise_dim)), dtype=np.float32)
     return images, eps
 
 
-def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, noise_dim=None, pad_to=1):
-    """One step's batch as the model takes it: {"image", "eps", "weight"}.
+def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, noise_dim=None, pad_to=1, labels=None):
+    """One step's batch as the model takes it: {"image", "eps", "weight"}, and "label" when labels are given.
 
     image: float32 (B, 28, 28, 1) in [0, 1] (under dynamic binarization, 0/1 drawn as Bernoulli(grey));
-    eps: float32 (B, noise_dim) ~ N(0, I), the reparameterisation noise; weight: 1/B for each image, so
+    eps: float32 (B, *noise_dim) ~ N(0, I), the reparameterisation noise (noise_dim: d, or (k, d) for k draws
+    per image); label: the images' digits (uint8), for a conditional model; weight: 1/B for each image, so
     the loss is a plain sum of weight * per-image loss however the batch is split over devices. With
     pad_to > 1 the batch is padded with blank rows of weight 0 up to a multiple of pad_to (devices that
     need equal shares); they change neither the loss, nor its gradient, nor the logged means.
@@ -308,28 +320,31 @@ def make_batch(images, seed, epoch, step, stream, dynamic_binarization=False, no
     batch = {"image": as_float(pixels), "weight": np.full(len(pixels), 1.0 / len(pixels), np.float32)}
     if eps is not None:
         batch["eps"] = eps
+    if labels is not None:
+        batch["label"] = np.asarray(labels, np.uint8)
     padding = -len(pixels) % pad_to
     if padding:
         batch = {k: np.concatenate([v, np.zeros((padding,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
     return batch
 
 
-def epoch_arrays(images, batch_size, seed, epoch, dynamic_binarization=False, noise_dim=None):
+def epoch_arrays(images, batch_size, seed, epoch, dynamic_binarization=False, noise_dim=None, labels=None):
     """A whole epoch's batches end to end, drawn exactly as make_batch draws them: {"image": uint8 pixels,
-    "eps", "weight"}, for input pipelines that cut batches themselves (tf.data: see tf_backend.py)."""
+    "eps", "weight", "label"}, for input pipelines that cut batches themselves (tf.data: see tf_backend.py)."""
     order = epoch_permutation(len(images), seed, epoch)
-    parts = {"image": [], "eps": [], "weight": []}
+    parts = {"image": [], "eps": [], "weight": [], "label": []}
     for step, start in enumerate(range(0, len(images), batch_size)):
-        pixels, eps = _draw(images[order[start:start + batch_size]], seed, epoch, step, NOISE_STREAM,
-                            dynamic_binarization, noise_dim)
+        chosen = order[start:start + batch_size]
+        pixels, eps = _draw(images[chosen], seed, epoch, step, NOISE_STREAM, dynamic_binarization, noise_dim)
         parts["image"].append(pixels)
         parts["eps"].append(eps)
         parts["weight"].append(np.full(len(pixels), 1.0 / len(pixels), np.float32))
+        parts["label"].append(None if labels is None else np.asarray(labels[chosen], np.uint8))
     return {k: np.concatenate(v) for k, v in parts.items() if v[0] is not None}
 
 
 def train_batches(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None,
-                  pad_to=1):
+                  pad_to=1, labels=None):
     """(generator over the batches of epochs initial_epoch..epochs-1, steps per epoch) for keras.Model.fit
     with steps_per_epoch: one stream across epochs, each epoch shuffled by (seed, epoch)."""
     steps = math.ceil(len(images) / batch_size)
@@ -340,14 +355,15 @@ def train_batches(images, batch_size, seed, epochs, initial_epoch=0, dynamic_bin
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 yield (make_batch(images[idx], seed, epoch, step, NOISE_STREAM, dynamic_binarization, noise_dim,
-                                  pad_to),)  # Keras takes (inputs,) tuples from a generator
+                                  pad_to, None if labels is None else labels[idx]),)  # Keras takes (inputs,) tuples
 
     return stream(), steps
 
 
-def test_batches(images, batch_size=2000, seed=0, noise_dim=None, pad_to=1):
+def test_batches(images, batch_size=2000, seed=0, noise_dim=None, pad_to=1, labels=None):
     """The held-out images as a list of batches, in order, each with its own fixed noise: the same at every
     evaluation. Large batches (model.HeldOutLoss evaluates each in one compiled step); the loss terms are
     per-image means, so the batch size changes nothing but the noise drawn."""
-    return [make_batch(images[start:start + batch_size], seed, 0, step, TEST_NOISE_STREAM, False, noise_dim, pad_to)
+    return [make_batch(images[start:start + batch_size], seed, 0, step, TEST_NOISE_STREAM, False, noise_dim, pad_to,
+                       None if labels is None else labels[start:start + batch_size])
             for step, start in enumerate(range(0, len(images), batch_size))]

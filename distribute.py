@@ -69,18 +69,18 @@ class Devices:
         self.gpu = has_gpu(self.backend)
 
     def training_batches(self, images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False,
-                         noise_dim=None):
+                         noise_dim=None, labels=None):
         """(the training batches in the form this engine takes fastest, steps per epoch): the same values
         on every backend (data.train_batches; on TensorFlow as a tf.data pipeline, tf_backend.py)."""
         import data
 
         stream, steps = data.train_batches(images, batch_size, seed, epochs, initial_epoch, dynamic_binarization,
-                                           noise_dim, pad_to=self.pad_to)
+                                           noise_dim, pad_to=self.pad_to, labels=labels)
         if self.backend == "tensorflow":
             import tf_backend
 
             stream = tf_backend.train_dataset(images, batch_size, seed, epochs, initial_epoch, dynamic_binarization,
-                                              noise_dim)
+                                              noise_dim, labels)
         return stream, steps
 
     def scope(self):

@@ -26,13 +26,14 @@ def _noise(seed, shape):
     return np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32)
 
 
-def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEED, 0)):
+def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEED, 0), labels=None):
     """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
 
-    A lower bound on log p(x) that tightens as k grows (k = 1: the single-sample ELBO). All k noise
-    draws are made first (NumPy, from seed); `chunk` (samples decoded at once) only bounds memory and
-    leaves the result unchanged. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row. The log-weights
-    are float32; their logsumexp is taken stably, in float64.
+    A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
+    single-sample ELBO). All k noise draws are made first (NumPy, from seed); `chunk` (samples decoded at
+    once) only bounds memory and leaves the result unchanged. log_px_given_z(x_rows, z_rows) returns
+    log p(x|z) per row (with labels, log_px_given_z(x_rows, z_rows, label_rows)). The log-weights come from losses.log_importance_weights, as IWAE training's
+    do; their logsumexp is taken stably, in float64.
     """
     from keras import ops
 
@@ -49,8 +50,8 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
         rows = lambda t: np.broadcast_to(t[None], (c,) + t.shape).reshape((c * b,) + t.shape[1:])  # noqa: E731
         mean_rows, log_var_rows = rows(z_mean), rows(z_log_var)
         z = ops.convert_to_numpy(losses.reparameterize(mean_rows, log_var_rows, e.reshape(c * b, d)))
-        log_w.append(ops.convert_to_numpy(losses.log_importance_weights(
-            log_px_given_z(rows(x), z), z, mean_rows, log_var_rows)).reshape(c, b))
+        log_px = log_px_given_z(rows(x), z) if labels is None else log_px_given_z(rows(x), z, rows(np.asarray(labels)))
+        log_w.append(ops.convert_to_numpy(losses.log_importance_weights(log_px, z, mean_rows, log_var_rows)).reshape(c, b))
     log_w = np.concatenate(log_w).astype(np.float64)
     top = log_w.max(axis=0)
     return top + np.log(np.exp(log_w - top).sum(axis=0)) - math.log(k)
@@ -75,24 +76,31 @@ def predict(fn, inputs, batch_size):
     return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
-def log_likelihood(decoder):
-    """A compiled function (x_rows, z_rows) -> log p(x|z) per row: the decoder and the reconstruction
-    term as one small Keras model, so each backend compiles it its own way."""
+def log_likelihood(vae):
+    """A compiled function (x_rows, z_rows, label_rows) -> log p(x|z) per row (label_rows: digits, read by
+    a conditional model only): the decoder and the reconstruction term as one small Keras model, so each
+    backend compiles it its own way."""
     import keras
 
     import losses
+    from model import one_hot
 
     class LogLikelihood(keras.Model):
         def __init__(self):
             super().__init__()
-            self.decoder = decoder
+            self.decoder = vae.decoder
 
         def call(self, inputs):
-            x, z = inputs
-            return -losses.reconstruction_loss(x, self.decoder(z))
+            x, z, y = inputs
+            return -losses.reconstruction_loss(x, self.decoder([z, y] if vae.conditional else z))
 
     model = LogLikelihood()
-    return lambda x_rows, z: predict(lambda a, b: model.predict_on_batch([a, b]), [x_rows, z], len(x_rows))[0]
+
+    def log_px_given_z(x_rows, z, label_rows=None):
+        y = one_hot(label_rows) if vae.conditional else np.zeros((len(z), 1), np.float32)
+        return predict(lambda a, b, c: model.predict_on_batch([a, b, c]), [x_rows, z, y], len(x_rows))[0]
+
+    return log_px_given_z
 
 
 def posterior_summary(z_mean, z_log_var):
@@ -107,24 +115,50 @@ def posterior_summary(z_mean, z_log_var):
             "threshold": ACTIVE_THRESHOLD}
 
 
-def encode(vae, x, batch_size=1000):
-    """q(z|x) for images x: {"z_mean", "z_log_var"} as NumPy, with the per-dimension summary."""
-    z_mean, z_log_var = predict(lambda a: vae.encoder.predict_on_batch(a), [np.asarray(x, np.float32)], batch_size)
+def encode(vae, x, labels=None, batch_size=1000):
+    """q(z|x) (q(z|x, label) for a conditional model) for images x: {"z_mean", "z_log_var"} as NumPy, with
+    the per-dimension summary."""
+    from model import encoder_inputs
+
+    x = np.asarray(x, np.float32)
+    labels = np.zeros(len(x), np.uint8) if labels is None else np.asarray(labels)
+    z_mean, z_log_var = predict(lambda a, y: vae.encoder.predict_on_batch(encoder_inputs(vae, a, y)), [x, labels],
+                                batch_size)
     return {"z_mean": z_mean, "z_log_var": z_log_var, **posterior_summary(z_mean, z_log_var)}
 
 
-def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
-    """The held-out numbers for images x (float32 in [0, 1], binarized or not), as a dict for eval.json,
-    and the posterior (see encode) for the figures."""
+def mutual_information(z_mean, z_log_var, seed=(EVAL_SEED, 2)):
+    """(estimate, standard error) of I(x; z) under the encoder for these codes (nats): one z_m ~ q(z|x_m) per
+    image (fixed noise), scored against the aggregate posterior q(z) = (1/N) sum_n q(z|x_n) of all N codes
+    (losses.mutual_information_terms). It lies between 0 and the mean KL, and below log N."""
+    from keras import ops
+
+    import losses
+
+    z_mean, z_log_var = np.asarray(z_mean, np.float32), np.asarray(z_log_var, np.float32)
+    z = ops.convert_to_numpy(losses.reparameterize(z_mean, z_log_var, _noise(seed, z_mean.shape)))
+    kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
+    chunk = max(1, 20_000_000 // z_mean.size)  # rows per (rows, N, d) block: about 80 MB
+    log_q = np.concatenate([ops.convert_to_numpy(losses.log_aggregate_posterior(z[start:start + chunk], z_mean, z_log_var))
+                            for start in range(0, len(z), chunk)])  # chunks of rows bound the (rows, N) matrix
+    terms = ops.convert_to_numpy(losses.mutual_information_terms(z, kl, log_q)).astype(np.float64)
+    return float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(len(terms))) if len(terms) > 1 else 0.0
+
+
+def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000, labels=None):
+    """The held-out numbers for images x (float32 in [0, 1], binarized or not; labels: their digits, which
+    a conditional model reads), as a dict for eval.json, and the posterior (see encode) for the figures,
+    with the per-image values behind the means ("per_image": {name: (N,) array}) for paired comparisons."""
     import keras
     from keras import ops
 
     import losses
 
     started = time.time()
-    posterior = encode(vae, x)
+    labels = None if labels is None else np.asarray(labels)
+    posterior = encode(vae, x, labels)
     z_mean, z_log_var = posterior["z_mean"], posterior["z_log_var"]
-    log_px_given_z = log_likelihood(vae.decoder)
+    log_px_given_z = log_likelihood(vae)
     chunk = max(1, min(k, max_rows // batch_images))
     reconstruction, nll = [], []
     starts = range(0, len(x), batch_images)
@@ -134,10 +168,11 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
         print(f"importance-weighted evaluation, k = {k} samples per image:")
     for i, start in enumerate(starts):
         xb, mb, lb = x[start:start + batch_images], z_mean[start:start + batch_images], z_log_var[start:start + batch_images]
+        yb = None if labels is None else labels[start:start + batch_images]
         # The single-sample estimate of the training loss: one z per image, as in train and test steps.
         z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
-        reconstruction.append(-log_px_given_z(xb, z))
-        nll.append(-iw_bound(xb, mb, lb, log_px_given_z, k, chunk, seed=(EVAL_SEED, i)))
+        reconstruction.append(-log_px_given_z(xb, z, yb))
+        nll.append(-iw_bound(xb, mb, lb, log_px_given_z, k, chunk, seed=(EVAL_SEED, i), labels=yb))
         if bar:
             bar.update(min(start + batch_images, len(x)))
     reconstruction, nll = np.concatenate(reconstruction), np.concatenate(nll)
@@ -150,7 +185,9 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
     for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
                          ("kl_loss", kl), ("nll_iw", nll)):
         results[name], results[name + "_stderr"] = mean_and_stderr(values)
+    results["mutual_information"], results["mutual_information_stderr"] = mutual_information(z_mean, z_log_var)
     results.update({
+        "conditional": bool(vae.conditional),
         "iw_samples": k, "images": int(len(x)),
         "active_units": int(posterior["active"].sum()),
         "active_unit_variances": [float(v) for v in posterior["variances"]],
@@ -158,6 +195,7 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000):
         "kl_per_dim": [float(v) for v in posterior["kl_per_dim"]],
         "seconds": round(time.time() - started, 2),
     })
+    posterior["per_image"] = {"negative_elbo": reconstruction + kl, "nll_iw": nll}
     return results, posterior
 
 
@@ -165,6 +203,8 @@ def report(results, binarize):
     """A short table for the console."""
     likelihood = binarize != "none"
     note = "binarized pixels" if likelihood else "GREY pixels: these are not likelihoods"
+    if results.get("conditional"):
+        note += "; a conditional model: bounds on log p(x | label)"
     lines = [f"held-out set: {results['images']} images, nats per image ({note}; binarize={binarize})",
              f"  negative ELBO           {results['negative_elbo']:9.2f} ± {results['negative_elbo_stderr']:.2f}",
              f"    reconstruction        {results['reconstruction_loss']:9.2f} ± {results['reconstruction_loss_stderr']:.2f}",
@@ -173,6 +213,8 @@ def report(results, binarize):
              + ("" if likelihood else "   (a bound on a 'likelihood' of grey targets)"),
              f"  active units            {results['active_units']} of {len(results['kl_per_dim'])} "
              f"(Var of z_mean > {results['active_threshold']})",
+             f"  mutual information I(x;z) {results['mutual_information']:7.2f} ± {results['mutual_information_stderr']:.2f}"
+             f"   (0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f})",
              f"  ({results['seconds']:.1f} s)"]
     return "\n".join(lines)
 
@@ -253,6 +295,8 @@ def _evaluate(args, config, backend):
     if config.get("test_images") not in (None, len(splits.x_test)):
         raise data.DataError(f"{splits.source}: {len(splits.x_test)} test images, but the run was tested on "
                              f"{config['test_images']}")
+    if config.get("conditional") and splits.y_test is None:
+        raise data.DataError(f"{splits.source}: has no labels, which the run's conditional model needs")
     x_test = data.as_float(splits.x_test[:args.max_images])
     partial = len(x_test) < len(splits.x_test)
 
@@ -270,7 +314,8 @@ def _evaluate(args, config, backend):
         raise RunError(f"{model_path} is the model of epoch {epoch}, but the run's checkpoint has trained {trained} "
                        f"epochs (a --resume that did not finish): python train.py --resume "
                        f"{shlex.quote(args.run_dir)} finishes it; --older-model evaluates epoch {epoch}'s model")
-    results, posterior = evaluate_model(vae, x_test, args.iw_samples)
+    y_test = None if splits.y_test is None else splits.y_test[:args.max_images]
+    results, posterior = evaluate_model(vae, x_test, args.iw_samples, labels=y_test)
     results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
     name = f"eval-first{len(x_test)}.json" if partial else "eval.json"
     written = [write_json(os.path.join(args.run_dir, name), results)]

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 import plots
-from model import LOSS_TITLES
+from model import CLASSES, decoder_inputs, loss_titles, one_hot
 
 
 def _pixels(logits):
@@ -18,12 +18,20 @@ def fixed_latent_draws(latent_dim, seed, n=64):
     return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
 
 
-def _interpolation_pairs(labels, pairs=6):
-    """Index pairs of test digits with different labels: first 0 with first 5, first 1 with first 6, ..."""
+def _interpolation_pairs(labels, pairs=6, n=None):
+    """Index pairs of test digits with different labels: first 0 with first 5, first 1 with first 6, ...
+    (without labels: images 0 and 1, 2 and 3, ... of the n)."""
+    if labels is None:
+        return [(i, i + 1) for i in range(0, n - 1, 2)][:pairs]
     first = {int(d): int(np.argmax(labels == d)) for d in np.unique(labels)}
     chosen = [(first[a], first[(a + 5) % 10]) for a in range(10) if a in first and (a + 5) % 10 in first]
     chosen += [(i, i + 1) for i in range(0, len(labels) - 1, 2)]  # fallback for tiny label sets
     return chosen[:pairs]
+
+
+def frame_labels(n):
+    """The digit each of n fixed draws is decoded as, for a conditional model: 0, 1, ..., 9, 0, 1, ..."""
+    return np.arange(n) % CLASSES
 
 
 def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=None):
@@ -32,21 +40,28 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     posterior: the test images' codes and their per-dimension summary (evaluate.encode)."""
     written = {}
     path = lambda name: os.path.join(run_dir, name)  # noqa: E731
+    decode = lambda z, labels=None: _pixels(vae.decoder(decoder_inputs(vae, z, labels)))  # noqa: E731
     x_test = np.asarray(x_test, dtype=np.float32)
-    y_test = np.asarray(y_test)
+    y_test = None if y_test is None else np.asarray(y_test)
     if history and "loss" in history:
-        written["loss"] = plots.loss_curves(history, LOSS_TITLES, path("loss.png"))
+        suptitle = "Training curves (loss: the objective; the ELBO's terms beside it; averaged over images)"
+        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective), path("loss.png"), suptitle=suptitle)
 
     z_mean = posterior["z_mean"]
     latent_dim = z_mean.shape[1]
 
     shown = x_test[:10]
-    written["reconstructions"] = plots.reconstructions(shown[..., 0], _pixels(vae.decoder(z_mean[:10])),
+    written["reconstructions"] = plots.reconstructions(shown[..., 0], decode(z_mean[:10], None if y_test is None else y_test[:10]),
                                                        path("reconstructions.png"))
-    written["samples"] = plots.samples(_pixels(vae.decoder(fixed_latent_draws(latent_dim, seed))), path("samples.png"))
+    if vae.conditional:  # row d: label d; column j: the same z_j
+        z = np.tile(fixed_latent_draws(latent_dim, seed, 10), (CLASSES, 1))
+        digits = np.repeat(np.arange(CLASSES), 10)
+        written["samples"] = plots.samples_by_digit(decode(z, digits).reshape(CLASSES, 10, 28, 28), path("samples.png"))
+    else:
+        written["samples"] = plots.samples(decode(fixed_latent_draws(latent_dim, seed)), path("samples.png"))
     written["latent_scatter"] = plots.latent_scatter(z_mean, y_test, path("latent_scatter.png"))
 
-    grid = plots.gaussian_grid(20)
+    grid = plots.gaussian_grid(8 if vae.conditional else 20)
     if latent_dim == 2:
         zz, axis_names = np.array([[a, b] for b in grid[::-1] for a in grid], dtype=np.float32), ("z[0]", "z[1]")
     elif latent_dim > 2:  # the plane of the two principal directions of the codes, scaled by their spread
@@ -55,18 +70,26 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
         zz = np.array([centre + a * spread[0] * directions[0] + b * spread[1] * directions[1]
                        for b in grid[::-1] for a in grid], dtype=np.float32)
         axis_names = ("principal direction 1 (in its std)", "principal direction 2 (in its std)")
-    if latent_dim >= 2:
-        written["latent_manifold"] = plots.latent_manifold(_pixels(vae.decoder(zz)), grid,
-                                                           path("latent_manifold.png"), axis_names)
+    if latent_dim >= 2 and vae.conditional:  # one panel per digit label, the same grid of z in each
+        images = decode(np.tile(zz, (CLASSES, 1)), np.repeat(np.arange(CLASSES), len(zz)))
+        written["latent_manifold"] = plots.latent_manifold_by_digit(images.reshape(CLASSES, len(zz), 28, 28), grid,
+                                                                    path("latent_manifold.png"), axis_names)
+    elif latent_dim >= 2:
+        written["latent_manifold"] = plots.latent_manifold(decode(zz), grid, path("latent_manifold.png"), axis_names)
     else:
         written["latent_manifold"] = "skipped: needs at least 2 latent dimensions"
 
-    pairs = _interpolation_pairs(y_test)
+    pairs = _interpolation_pairs(y_test, n=len(x_test))
     if pairs:
         t = np.linspace(0, 1, 10, dtype=np.float32)[None, :, None]
         starts, ends = z_mean[[a for a, _ in pairs]][:, None], z_mean[[b for _, b in pairs]][:, None]
-        line = (1 - t) * starts + t * ends  # (pairs, 10, latent_dim)
-        decoded = _pixels(vae.decoder(line.reshape(-1, latent_dim))).reshape(len(pairs), 10, 28, 28)
+        line = ((1 - t) * starts + t * ends).reshape(-1, latent_dim)  # (pairs x 10, latent_dim)
+        if vae.conditional:  # the label moves from one digit's one-hot to the other's along with z
+            y_start, y_end = one_hot(y_test[[a for a, _ in pairs]])[:, None], one_hot(y_test[[b for _, b in pairs]])[:, None]
+            decoded = _pixels(vae.decoder([line, ((1 - t) * y_start + t * y_end).reshape(-1, CLASSES)]))
+        else:
+            decoded = decode(line)
+        decoded = decoded.reshape(len(pairs), 10, 28, 28)
         written["interpolation"] = plots.interpolation(decoded, path("interpolation.png"))
 
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
@@ -79,12 +102,13 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
 class SampleFrames(keras.callbacks.Callback):
     """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
 
-    def __init__(self, latent_dim, seed, n=36, frames=()):
+    def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False):
         super().__init__()
         self.z = fixed_latent_draws(latent_dim, seed, n)
+        self.inputs = [self.z, one_hot(frame_labels(n))] if conditional else self.z  # digits 0-9 in turn
         self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
 
     def on_epoch_end(self, epoch, logs=None):
         # A compiled call: about 2 ms against 8 ms for an eager one (bench.py's whole-epoch time).
-        logits = np.asarray(self.model.decoder.predict_on_batch(self.z), np.float32)
+        logits = np.asarray(self.model.decoder.predict_on_batch(self.inputs), np.float32)
         self.frames.append(1 / (1 + np.exp(-logits[..., 0])))

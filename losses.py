@@ -61,10 +61,39 @@ def standard_normal_log_density(z):
     return -0.5 * ops.sum(LOG_2PI + ops.square(z), axis=-1)
 
 
-def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
-    """log w = log p(x|z) + log p(z) - log q(z|x) per sample: E_q[w] = p(x), so E_q[log w] is the ELBO."""
-    return ops.cast(log_px_given_z, "float32") + standard_normal_log_density(z) \
-        - gaussian_log_density(z, z_mean, z_log_var)
+def log_importance_weights(log_px_given_z, z, z_mean, z_log_var, kl_weight=1.0):
+    """log w = log p(x|z) + log p(z) - log q(z|x) per sample: E_q[w] = p(x), so E_q[log w] is the ELBO.
+
+    Training under a KL weight beta (--beta, the warm-up) weighs the prior ratio alike:
+    log p(x|z) + beta * (log p(z) - log q(z|x)), whose k = 1 case is the beta-weighted ELBO's integrand.
+    The same function gives evaluate.py's bound (beta = 1) and the IWAE training loss."""
+    return ops.cast(log_px_given_z, "float32") + kl_weight * (
+        standard_normal_log_density(z) - gaussian_log_density(z, z_mean, z_log_var))
+
+
+def iwae_loss(log_w):
+    """-(log (1/k) sum_i w_i) per example, over the last axis of log w (k samples): the negative
+    importance-weighted bound of Burda et al. (2015), computed stably (logsumexp). k = 1: -log w, the
+    single-sample negative ELBO."""
+    (log_w,) = _float32(log_w)
+    k = ops.shape(log_w)[-1]
+    return -(ops.logsumexp(log_w, axis=-1) - ops.log(ops.cast(k, "float32")))
+
+
+def log_aggregate_posterior(z, z_mean, z_log_var):
+    """log q(z) = log (1/N) sum_n q(z | x_n) for each row of z (M, d), the aggregate posterior of N codes
+    (z_mean, z_log_var: (N, d)): an (M, N) mixture density, computed stably (logsumexp)."""
+    z, z_mean, z_log_var = _float32(z, z_mean, z_log_var)
+    log_q = gaussian_log_density(z[:, None, :], z_mean[None], z_log_var[None])  # (M, N)
+    return ops.logsumexp(log_q, axis=-1) - ops.log(ops.cast(ops.shape(z_mean)[0], "float32"))
+
+
+def mutual_information_terms(z, kl, log_q_z):
+    """Per image m, with z_m ~ q(z|x_m): KL(q(z|x_m) || p(z)) - [log q(z_m) - log p(z_m)]. Their mean
+    estimates I(x; z) = E_x KL(q(z|x) || p(z)) - KL(q(z) || p(z)) under the encoder (Hoffman & Johnson 2016;
+    He et al. 2019), log_q_z being log q(z_m) from log_aggregate_posterior."""
+    kl, log_q_z = _float32(kl, log_q_z)
+    return kl - (log_q_z - standard_normal_log_density(z))
 
 
 def negative_elbo(reconstruction, kl, beta=1.0):

@@ -2,6 +2,9 @@
 
 Images are (N, 28, 28, 1) floats in [0, 1]. `vae.encoder(x)` gives (z_mean, z_log_var);
 `vae.decoder(z)` gives Bernoulli logits shaped like the images (sigmoid them to see pixels).
+A conditional VAE (conditional=True) also feeds both the digit's one-hot label: `vae.encoder([x, y])`,
+`vae.decoder([z, y])`; encoder_inputs / decoder_inputs below build either form. Its prior stays N(0, I):
+z holds the style, the label the digit, and the bound is on log p(x | y).
 """
 import keras
 import numpy as np
@@ -13,6 +16,33 @@ IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
 LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
 LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
+OBJECTIVES = ("elbo", "iwae")
+CLASSES = 10  # digits, for the conditional model
+
+
+def loss_titles(objective="elbo"):
+    """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
+    return {**LOSS_TITLES, "loss": "loss = −IWAE bound (k samples)"} if objective == "iwae" else LOSS_TITLES
+
+
+def one_hot(labels):
+    """Digit labels (N,) -> float32 one-hot rows (N, 10), in NumPy."""
+    return np.eye(CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
+def encoder_inputs(vae, images, labels=None):
+    """What vae.encoder takes: the images, and for a conditional model their one-hot labels too."""
+    return [images, one_hot(labels)] if vae.conditional else images
+
+
+def decoder_inputs(vae, z, labels=None):
+    """What vae.decoder takes: z, and for a conditional model the one-hot labels to draw."""
+    return [z, one_hot(labels)] if vae.conditional else z
+
+
+def noise_shape(latent_dim, objective="elbo", k=1):
+    """The reparameterisation noise one image needs: (latent_dim,) for the ELBO, (k, latent_dim) for IWAE."""
+    return (k, latent_dim) if objective == "iwae" else (latent_dim,)
 
 
 @keras.saving.register_keras_serializable(package="mnist_vae")
@@ -30,10 +60,14 @@ class Sampling(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.built = True  # nothing to build: Keras never needs a data batch to build it
 
-    def call(self, inputs, eps=None):
+    def call(self, inputs, eps=None, samples=None):
+        """z shaped like z_mean; with eps of shape (N, k, d) or samples=k, k draws per row: (N, k, d)."""
         z_mean, z_log_var = inputs
         if eps is None:
-            eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+            shape = ops.shape(z_mean) if samples is None else (ops.shape(z_mean)[0], samples, ops.shape(z_mean)[1])
+            eps = keras.random.normal(shape, dtype=z_mean.dtype, seed=self.seed_generator)
+        if len(eps.shape) == 3:
+            z_mean, z_log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         return losses.reparameterize(z_mean, z_log_var, eps)
 
     # Keras saves a layer's weights but not its seed generator's state; without it a reloaded
@@ -50,25 +84,35 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(arch="dense", latent_dim=2, hidden=512):
-    x = inputs = keras.Input(IMAGE_SHAPE, name="image")
+def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False):
+    x = image = keras.Input(IMAGE_SHAPE, name="image")
+    label = keras.Input((CLASSES,), name="label") if conditional else None
     if arch == "dense":
         x = layers.Flatten()(x)
+        if conditional:  # the label joins the pixels before the hidden layer
+            x = layers.Concatenate()([x, label])
         x = layers.Dense(hidden, activation="relu", name="hidden")(x)
     elif arch == "conv":
         x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)  # 14x14
         x = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(x)  # 7x7
         x = layers.Flatten()(x)
+        if conditional:  # ... and the convolutions' features before the heads
+            x = layers.Concatenate()([x, label])
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    inputs = [image, label] if conditional else image
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     # The Dense heads keep the compute dtype; the losses cast to float32 themselves.
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
     return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
 
-def build_decoder(arch="dense", latent_dim=2, hidden=512):
-    z = inputs = keras.Input((latent_dim,), name="z")
+def build_decoder(arch="dense", latent_dim=2, hidden=512, conditional=False):
+    z = keras.Input((latent_dim,), name="z")
+    inputs = z
+    if conditional:  # the digit to draw joins z
+        label = keras.Input((CLASSES,), name="label")
+        inputs, z = [z, label], layers.Concatenate()([z, label])
     if arch == "dense":
         x = layers.Dense(hidden, activation="relu", name="hidden")(z)
         x = layers.Dense(28 * 28, name="pixel_logits")(x)
@@ -88,18 +132,22 @@ def build_decoder(arch="dense", latent_dim=2, hidden=512):
 
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class VAE(keras.Model):
-    """Variational autoencoder: loss = reconstruction + beta * KL per image, averaged over the batch.
+    """Variational autoencoder: loss = reconstruction + beta * KL per image, averaged over the batch
+    (objective "elbo"), or the negative importance-weighted bound with k samples per image ("iwae").
 
     Written once for every Keras backend: the forward pass is `call`, the loss is `compute_loss`, and
     Keras' own trainer (TensorFlow, JAX or PyTorch) takes the gradients and applies the optimizer.
     """
 
-    def __init__(self, encoder, decoder, beta=1.0, seed=None, **kwargs):
+    def __init__(self, encoder, decoder, beta=1.0, seed=None, objective="elbo", k=1, conditional=False, **kwargs):
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
         self.encoder = encoder
         self.decoder = decoder
         self.beta = float(beta)
         self.seed = seed
+        self.objective, self.k, self.conditional = objective, int(k), bool(conditional)
         self.sampling = Sampling(seed=seed, name="sampling")
         # The KL weight in force; a warm-up schedule may move it from 0 up to beta.
         self.kl_weight = self.add_weight(
@@ -123,26 +171,54 @@ class VAE(keras.Model):
         return list(self.trackers.values())
 
     def call(self, inputs, training=False):
-        """inputs: images (N, 28, 28, 1) in [0, 1], or a batch {"image", "eps", "weight"} from data.py
-        whose eps is the noise to draw z with. Returns the decoder's logits and q(z|x)'s parameters."""
-        images, eps = (inputs["image"], inputs.get("eps")) if isinstance(inputs, dict) else (inputs, None)
-        z_mean, z_log_var = self.encoder(images, training=training)
-        z = self.sampling([z_mean, z_log_var], eps=eps)
-        return {"logits": self.decoder(z, training=training), "z_mean": z_mean, "z_log_var": z_log_var}
+        """inputs: images (N, 28, 28, 1) in [0, 1], or a batch {"image", "eps", "weight", "label"} from data.py
+        whose eps is the noise to draw z with: (N, d) for one z per image, (N, k, d) for k. A conditional
+        model needs the batch's "label" (digits). Returns the decoder's logits (one row per z), z, and
+        q(z|x)'s parameters."""
+        if isinstance(inputs, dict):
+            images, eps, labels = inputs["image"], inputs.get("eps"), inputs.get("label")
+        else:
+            images, eps, labels = inputs, None, None
+        y = None
+        if self.conditional:
+            if labels is None:
+                raise ValueError("a conditional VAE needs the digits' labels: call it with {'image': ..., 'label': ...}")
+            y = ops.one_hot(ops.cast(labels, "int32"), CLASSES)
+        z_mean, z_log_var = self.encoder([images, y] if self.conditional else images, training=training)
+        samples = self.k if eps is None and self.objective == "iwae" else None
+        z = self.sampling([z_mean, z_log_var], eps=eps, samples=samples)
+        z_rows = z
+        if len(z.shape) == 3:  # k draws per image, decoded as rows image by image
+            k = z.shape[1]
+            z_rows = ops.reshape(z, (-1, z.shape[-1]))
+            y = ops.repeat(y, k, axis=0) if y is not None else None
+        logits = self.decoder([z_rows, y] if self.conditional else z_rows, training=training)
+        return {"logits": logits, "z": z, "z_mean": z_mean, "z_log_var": z_log_var}
 
-    def per_example_losses(self, inputs, training=False):
-        """(reconstruction, kl) per image for one z drawn from q(z|x): the single-sample ELBO's terms."""
+    def terms(self, inputs, training=False):
+        """(reconstruction, kl, loss) per image: the single-sample ELBO's terms (with k draws, the mean of
+        their reconstructions) and the objective at the current KL weight."""
         return self._terms(inputs, self(inputs, training=training))
 
-    @staticmethod
-    def _terms(inputs, outputs):
+    def per_example_losses(self, inputs, training=False):
+        """(reconstruction, kl) per image for z drawn from q(z|x): the single-sample ELBO's terms."""
+        return self.terms(inputs, training)[:2]
+
+    def _terms(self, inputs, outputs):
         images = inputs["image"] if isinstance(inputs, dict) else inputs
-        return (losses.reconstruction_loss(images, outputs["logits"]),
-                losses.kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
+        z, z_mean, z_log_var, kl_weight = outputs["z"], outputs["z_mean"], outputs["z_log_var"], self.kl_weight.value
+        kl = losses.kl_divergence(z_mean, z_log_var)
+        if len(z.shape) == 2:
+            reconstruction = losses.reconstruction_loss(images, outputs["logits"])
+            return reconstruction, kl, losses.negative_elbo(reconstruction, kl, kl_weight)
+        k = z.shape[1]
+        reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"]), (-1, k))
+        log_w = losses.log_importance_weights(-reconstruction, z, ops.expand_dims(z_mean, 1),
+                                              ops.expand_dims(z_log_var, 1), kl_weight)
+        return ops.mean(reconstruction, axis=-1), kl, losses.iwae_loss(log_w)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        reconstruction, kl = self._terms(x, y_pred)
-        per_example = losses.negative_elbo(reconstruction, kl, self.kl_weight.value)
+        reconstruction, kl, per_example = self._terms(x, y_pred)
         # The batch's weights are 1/(global batch) per image (0 for padding), so summing weight * loss
         # gives the single-device batch mean on any number of devices and any split of the batch.
         if isinstance(x, dict) and "weight" in x:
@@ -171,6 +247,9 @@ class VAE(keras.Model):
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "beta": self.beta,
             "seed": self.seed,
+            "objective": self.objective,
+            "k": self.k,
+            "conditional": self.conditional,
         }
 
     @classmethod
@@ -181,11 +260,11 @@ class VAE(keras.Model):
         return cls(**config)
 
 
-def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None):
+def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None, objective="elbo", k=1, conditional=False):
     return VAE(
-        build_encoder(arch, latent_dim, hidden),
-        build_decoder(arch, latent_dim, hidden),
-        beta=beta, seed=seed, name="vae",
+        build_encoder(arch, latent_dim, hidden, conditional),
+        build_decoder(arch, latent_dim, hidden, conditional),
+        beta=beta, seed=seed, objective=objective, k=k, conditional=conditional, name="vae",
     )
 
 

@@ -25,7 +25,8 @@ def _tile(images, rows, cols):
     return images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
 
 
-def loss_curves(history, titles, path, units="nats per image"):
+def loss_curves(history, titles, path, units="nats per image", suptitle="Training curves (single-sample ELBO terms, "
+                "averaged over images)"):
     """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins; titles:
     {name: panel title} for the terms to draw, one panel each."""
     fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4))
@@ -37,7 +38,7 @@ def loss_curves(history, titles, path, units="nats per image"):
         ax.set(title=title, xlabel="epoch", ylabel=units)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Training curves (single-sample ELBO terms, averaged over images)")
+    fig.suptitle(suptitle)
     return _save(fig, path)
 
 
@@ -77,6 +78,18 @@ def samples(images, path, title="Samples: decoded draws z ~ N(0, I)"):
     return _save(fig, path)
 
 
+def samples_by_digit(images, path):
+    """images: (10, n, 28, 28), row d decoded with label d, column j from the same z_j: the digit changes down a
+    column while the style (z) stays."""
+    digits, n = images.shape[:2]
+    fig, ax = plt.subplots(figsize=(n * 0.7, digits * 0.7 + 0.6))
+    ax.imshow(_tile(images.reshape(digits * n, 28, 28), digits, n), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_yticks(np.arange(digits) * 28 + 14, [f"label {d}" for d in range(digits)])
+    ax.set_xticks(np.arange(n) * 28 + 14, [f"z{j + 1}" for j in range(n)], fontsize="small")
+    ax.set_title("Samples on request: one row per digit label, one z ~ N(0, I) per column")
+    return _save(fig, path)
+
+
 def principal_components(points, k=2):
     """(projection onto the top-k principal directions, those directions (k, d), explained variance ratios)."""
     centred = points - points.mean(axis=0)
@@ -86,7 +99,7 @@ def principal_components(points, k=2):
 
 
 def latent_scatter(z_mean, labels, path):
-    """Test images' posterior means coloured by digit (first two principal components if d > 2)."""
+    """Test images' posterior means coloured by digit, labels (N,) or None (first two principal components if d > 2)."""
     d = z_mean.shape[1]
     if d == 1:
         points, axis_names = np.column_stack([z_mean[:, 0], np.zeros(len(z_mean))]), ("z[0]", "")
@@ -96,8 +109,11 @@ def latent_scatter(z_mean, labels, path):
         points, _, ratios = principal_components(z_mean)
         axis_names = tuple(f"principal component {i + 1} ({r:.0%} of variance)" for i, r in enumerate(ratios))
     fig, ax = plt.subplots(figsize=(7, 6))
-    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.7)
-    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
+    if labels is None:  # data without labels: one colour
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.7)
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.7)
+        fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
            title=f"Latent space: z_mean of {len(z_mean)} test images" + (f" ({d}-D, PCA)" if d > 2 else ""))
     return _save(fig, path)
@@ -121,6 +137,21 @@ def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]")):
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
            title="Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)" if axis_names[0] == "z[0]"
            else "Latent manifold along the two principal directions of the test codes (5%–95% quantiles)")
+    return _save(fig, path)
+
+
+def latent_manifold_by_digit(images, grid, path, axis_names=("z[0]", "z[1]")):
+    """images: (10, n*n, 28, 28): for each digit label, the same grid of z decoded as in latent_manifold."""
+    n = len(grid)
+    fig, axes = plt.subplots(2, 5, figsize=(15, 6.8))
+    for digit, ax in enumerate(axes.flat):
+        ax.imshow(_tile(images[digit], n, n), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"label {digit}")
+    fig.supxlabel(f"{axis_names[0]}: {grid[0]:.1f} … {grid[-1]:.1f}")
+    fig.supylabel(f"{axis_names[1]}: {grid[0]:.1f} (bottom) … {grid[-1]:.1f} (top)")
+    fig.suptitle("Latent manifold per digit: the same grid of z decoded with each label (z carries the style)")
     return _save(fig, path)
 
 

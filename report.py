@@ -32,6 +32,18 @@ FIGURES = (
     ("progress.gif", "The same 36 latent draws decoded after every epoch. Look for: how fast the samples "
                      "become digits, and when they stop changing."),
 )
+# What changes for a conditional model (--conditional): the label carries the digit, z the style.
+CONDITIONAL_FIGURES = {
+    "samples.png": "Samples on request: one row per digit label, each column one draw z ~ N(0, I) decoded with every "
+                   "label. Look for: each row shows its digit; down a column the digit changes while the style "
+                   "(slant, thickness) stays.",
+    "latent_scatter.png": "Every test image's z_mean, coloured by its digit. For a conditional model, look for "
+                          "digits mixed together: the label carries the digit, so z need only hold the style.",
+    "latent_manifold.png": "One panel per digit label: the same 8 x 8 grid of latent points decoded with each label. "
+                           "Look for: the same style varying the same way across panels.",
+    "interpolation.png": "Straight lines between pairs of test digits' codes, the label moving from one digit's "
+                         "one-hot to the other's along with z. Look for: a smooth change of digit and style.",
+}
 TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
          ("kl_loss", "kl_loss", "KL"))
 GREY_WARNING = ("Grey pixels (--binarize none): the reconstruction term is a cross-entropy against grey targets, "
@@ -68,17 +80,29 @@ def render(run_dir, config, metrics, evaluation, history):
         numbers.append([f"active units, of {len(evaluation['kl_per_dim'])} (Var of z_mean > "
                         f"{evaluation['active_threshold']})",
                         _number("eval.json", "active_units", evaluation["active_units"], digits=0)])
+        if "mutual_information" in evaluation:  # evaluations before it was measured lack it
+            numbers.append(["mutual information I(x; z) under the encoder (0: z ignores x; at most the KL)",
+                            _number("eval.json", "mutual_information", evaluation["mutual_information"],
+                                    stderr=evaluation["mutual_information_stderr"])])
     else:
         for _, key, label in TERMS:
             if metrics.get(key) is not None:
                 numbers.append([f"{label} (test, last completed epoch)", _number("metrics.json", key, metrics[key])])
     binarize = config.get("binarize", "none")
     numbers.append(["binarization", f"--binarize {binarize}"])
+    objective = config.get("objective", "elbo")
+    numbers.append(["training objective", "ELBO" if objective == "elbo" else
+                    f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "
+                    "columns are the ELBO's terms)"])
+    conditional = bool(config.get("conditional"))
+    if conditional:
+        numbers.append(["model", "conditional on the digit label: the numbers bound log p(x | label)"])
+    captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if conditional else {})}
     warning = f'<p class="warning">{html.escape(GREY_WARNING)}</p>' if binarize == "none" else ""
 
     figures = "".join(
         f'<figure><img src="{file}" alt="{file}"><figcaption><b>{file}</b>: {html.escape(caption)}</figcaption></figure>'
-        for file, caption in FIGURES if os.path.isfile(os.path.join(run_dir, file)))
+        for file, caption in captions.items() if os.path.isfile(os.path.join(run_dir, file)))
     columns = list(history[0]) if history else []
     history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                                       for c in columns] for row in history])

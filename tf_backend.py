@@ -126,7 +126,8 @@ def deterministic_ops():
     tf.config.experimental.enable_op_determinism()
 
 
-def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None):
+def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None,
+                  labels=None):
     """The batches of data.train_batches as a tf.data pipeline, value for value.
 
     Keras feeds TensorFlow a Python generator through tf.data's from_generator, which measured 1.5-2x
@@ -134,20 +135,22 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_bin
     So NumPy draws each epoch whole (data.epoch_arrays) through a numpy_function, and tf.data cuts, scales
     and prefetches the batches: as fast as in-memory data (measured: within the machine's noise).
     """
+    import numpy as np
     import tensorflow as tf
 
     import data
 
-    keys = ("image", "eps", "weight") if noise_dim is not None else ("image", "weight")
+    keys = ("image", "weight") + (("eps",) if noise_dim is not None else ()) + (("label",) if labels is not None else ())
 
     def arrays_of(epoch):
-        arrays = data.epoch_arrays(images, batch_size, seed, int(epoch), dynamic_binarization, noise_dim)
+        arrays = data.epoch_arrays(images, batch_size, seed, int(epoch), dynamic_binarization, noise_dim, labels)
         return tuple(arrays[k] for k in keys)
 
-    shapes = {"image": (None,) + images.shape[1:], "eps": (None, noise_dim), "weight": (None,)}
+    shapes = {"image": (None,) + images.shape[1:], "eps": (None, *np.atleast_1d(noise_dim)), "weight": (None,),
+              "label": (None,)}
 
     def batches_of(epoch):
-        arrays = tf.numpy_function(arrays_of, [epoch], [tf.uint8 if k == "image" else tf.float32 for k in keys])
+        arrays = tf.numpy_function(arrays_of, [epoch], [tf.uint8 if k in ("image", "label") else tf.float32 for k in keys])
         for key, array in zip(keys, arrays):
             array.set_shape(shapes[key])
         return tf.data.Dataset.from_tensor_slices(dict(zip(keys, arrays))).batch(batch_size)

@@ -44,6 +44,14 @@ def build_parser(suppress_defaults=False):
     flag("--hidden", 512, type=number_in_range(int, 1), help="width of the dense hidden layer")
     flag("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate")
     flag("--beta", 1.0, type=number_in_range(float, 0), help="weight of the KL term")
+    flag("--objective", "elbo", choices=("elbo", "iwae"),
+         help="elbo: reconstruction + beta * KL with one z per image; iwae: the importance-weighted bound with --k "
+              "samples per image (Burda et al. 2015), tighter than the ELBO as k grows")
+    flag("--k", None, type=number_in_range(int, 1),
+         help="importance samples per image in training, with --objective iwae (default 5)")
+    flag("--conditional", False, action="store_true",
+         help="a conditional VAE: encoder and decoder also get the digit's label (one-hot), so samples.png draws "
+              "each digit on request; the bound is then on log p(x | label)")
     flag("--kl-warmup", 0, type=number_in_range(int, 0),
          help="epochs over which the KL weight rises linearly from 0 to --beta (0: no warm-up)")
     flag("--binarize", "none", choices=("none", "static", "dynamic"),
@@ -101,6 +109,8 @@ def reproduce_command(args):
         value = getattr(args, name)
         if name in ("resume", "out", "run_name", "device", "distribute") or value == default:
             continue  # where a run goes and what runs it do not change what it computes
+        if name == "k" and (args.objective != "iwae" or value == 5):
+            continue  # the ELBO's one sample, and IWAE's default
         flag = "--" + name.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]
     return shlex.join(words)
@@ -219,6 +229,9 @@ def train(args, given):
         run_dir, args = args.resume, resumed_args(args, given)
     else:
         args.backend = args.backend or cli.default_backend()
+    if args.objective == "elbo" and args.k not in (None, 1):
+        raise cli.UserError(f"--k {args.k} needs --objective iwae (the ELBO draws one z per image)")
+    args.k = args.k or (5 if args.objective == "iwae" else 1)
     if args.data and (not args.resume or "data" in given):
         args.data = os.path.abspath(args.data)  # so that evaluate.py and --resume find it from anywhere
     # Before Keras is imported and before any data is loaded: a missing backend is one line.
@@ -289,6 +302,9 @@ def _train_in(run_dir, args, devices, guard):
 
     started = time.time()
     splits = data.load_for_run(args.data, args.dataset, args.val_split, args.limit, args.binarize, args.seed)
+    if args.conditional and splits.y_train is None:
+        raise data.DataError(f"--conditional needs the digits' labels, and {splits.source} has none (an .npz needs "
+                             "y_train and y_test; an IDX folder the *-labels-idx1-ubyte files)")
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
@@ -305,7 +321,7 @@ def _train_in(run_dir, args, devices, guard):
 
     import checkpoints
     import figures
-    from model import HeldOutLoss, KLWarmup
+    from model import HeldOutLoss, KLWarmup, noise_shape
 
     check_model_fits_in_memory(args)
 
@@ -329,13 +345,20 @@ def _train_in(run_dir, args, devices, guard):
               "versions": backend_versions(args.backend), "command": reproduce_command(args)}
     write_json(os.path.join(run_dir, "config.json"), config)
 
+    noise = noise_shape(args.latent_dim, args.objective, args.k)
+
+    def labels(y):  # only a conditional model reads the labels
+        return y if args.conditional else None
+
     train_batches, steps = devices.training_batches(
         splits.x_train, args.batch_size, args.seed, args.epochs, initial_epoch=done,
-        dynamic_binarization=args.binarize == "dynamic", noise_dim=args.latent_dim)
-    test_batches = data.test_batches(splits.x_test, seed=args.seed, noise_dim=args.latent_dim, pad_to=devices.pad_to)
+        dynamic_binarization=args.binarize == "dynamic", noise_dim=noise, labels=labels(splits.y_train))
+    test_batches = data.test_batches(splits.x_test, seed=args.seed, noise_dim=noise, pad_to=devices.pad_to,
+                                     labels=labels(splits.y_test))
     vae = build_model(args, devices, steps, run_dir, state)
     # progress.gif's frames: one per epoch, earlier sessions' from the checkpoint
-    frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done))
+    frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done),
+                                  conditional=args.conditional)
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
 
     callbacks = [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(test_batches), frames,
@@ -395,7 +418,8 @@ def build_model(args, devices, steps, run_dir, state):
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
-        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed)
+        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed, objective=args.objective,
+                        k=args.k, conditional=args.conditional)
         options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
         vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
@@ -479,7 +503,7 @@ def finish(vae, run_dir, splits, rows, args, config, complete, frames=None):
     if complete:
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
         # One held-out evaluation: metrics.json, eval.json and the console all report its numbers.
-        results, posterior = evaluate.evaluate_model(vae, x_test, args.iw_samples)
+        results, posterior = evaluate.evaluate_model(vae, x_test, args.iw_samples, labels=splits.y_test)
         results.update({"epoch": len(rows), "binarize": args.binarize, "data": splits.source})
         written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
         metrics = {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]},
@@ -492,7 +516,7 @@ def finish(vae, run_dir, splits, rows, args, config, complete, frames=None):
         metrics = {**{k: last.get("val_" + k) for k in LOSS_TERMS},
                    "loss_is": "the last completed epoch's test loss: reconstruction + kl_weight_in_loss x KL",
                    "kl_weight_in_loss": last.get("kl_weight")}
-        posterior = evaluate.encode(vae, x_test) if rows else None
+        posterior = evaluate.encode(vae, x_test, splits.y_test) if rows else None
     if rows:
         written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
                                         posterior, seed=args.seed, frames=frames))

@@ -166,7 +166,9 @@ def test_missing_backend_package_is_one_line_before_any_data_is_loaded(tmp_path)
 @pytest.mark.skipif(BACKENDS != ["tensorflow", "jax", "torch"], reason="needs all three backends")
 def test_one_run_trained_on_jax_resumed_on_torch_evaluated_on_tensorflow(tmp_path, small_npz):
     """Training, saving, the figures, --resume and evaluate.py across the three backends: a run starts
-    on JAX, continues on PyTorch and is evaluated on TensorFlow (this suite's backend, in this process)."""
+    on JAX, continues on PyTorch and is evaluated on TensorFlow (this suite's backend, in this process).
+    The run is a conditional model trained with the IWAE objective: the plain ELBO model's steps and
+    reloads are compared across backends above, and these two add their own inputs (labels, k draws)."""
     import keras
 
     def run(script, *args):
@@ -175,11 +177,13 @@ def test_one_run_trained_on_jax_resumed_on_torch_evaluated_on_tensorflow(tmp_pat
 
     run_dir = str(tmp_path / "r")
     first = run("train.py", "--backend", "jax", "--data", small_npz, "--epochs", "1", "--batch-size", "32",
-                "--hidden", "64", "--iw-samples", "10", "--out", str(tmp_path), "--run-name", "r")
+                "--hidden", "64", "--iw-samples", "10", "--conditional", "--objective", "iwae", "--k", "2",
+                "--out", str(tmp_path), "--run-name", "r")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "backend: jax" in first.stdout
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["backend"] == "jax" and "jax" in config["versions"]
+    assert (config["conditional"], config["objective"], config["k"]) == (True, "iwae", 2)
     resumed = run("train.py", "--resume", run_dir, "--epochs", "2", "--backend", "torch")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "backend: torch" in resumed.stdout and "resuming" in resumed.stdout

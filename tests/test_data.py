@@ -89,13 +89,18 @@ def test_mismatched_counts_are_reported(tmp_path):
         data.load_idx_folder(str(tmp_path))
 
 
-def test_missing_labels_and_empty_folder_are_reported(tmp_path):
+def test_images_without_labels_load_with_a_note_and_an_empty_folder_is_reported(tmp_path):
     with pytest.raises(DataError, match="no MNIST IDX files found"):
         data.load_idx_folder(str(tmp_path))
-    x, _ = _digits(5)
-    data.write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), x)
-    with pytest.raises(DataError, match=r"has the test images but not t10k-labels-idx1-ubyte"):
+    x, y = _digits(5)
+    data.write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), y)
+    with pytest.raises(DataError, match=r"has the test labels but not t10k-images-idx3-ubyte"):
         data.load_idx_folder(str(tmp_path))
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    data.write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), x)
+    splits = data.load(str(tmp_path), val_split=0.4)
+    assert splits.y_train is None and splits.y_test is None and len(splits.x_train) == 3
+    assert "no labels" in splits.note and "--conditional needs them" in splits.note
 
 
 def test_npz_loading_and_its_errors(tmp_path):
@@ -205,14 +210,18 @@ def test_tensorflow_pipeline_gives_the_same_batches_as_the_numpy_one():
     import tf_backend
 
     images = np.random.default_rng(7).integers(0, 256, size=(45, 28, 28, 1), dtype=np.uint8)
-    for initial_epoch in (0, 1):
+    labels = np.arange(45, dtype=np.uint8) % 10
+    # One z per image (the ELBO); k = 3 per image with the labels a conditional model reads (IWAE, CVAE).
+    for initial_epoch, noise, y in ((0, 4, None), (1, 4, None), (1, (3, 4), labels)):
         stream, steps = data.train_batches(images, 16, seed=5, epochs=3, initial_epoch=initial_epoch,
-                                           dynamic_binarization=True, noise_dim=4)
+                                           dynamic_binarization=True, noise_dim=noise, labels=y)
         dataset = tf_backend.train_dataset(images, 16, seed=5, epochs=3, initial_epoch=initial_epoch,
-                                           dynamic_binarization=True, noise_dim=4)
+                                           dynamic_binarization=True, noise_dim=noise, labels=y)
         pairs = list(zip(stream, dataset))
         assert len(pairs) == steps * (3 - initial_epoch) and steps == 3
         for (want,), (got,) in pairs:
+            assert want["eps"].shape[1:] == tuple(np.atleast_1d(noise))
+            assert ("label" in want) == (y is not None)
             assert set(got) == set(want)
             for key in want:
                 np.testing.assert_array_equal(got[key].numpy(), want[key], err_msg=key)
