@@ -268,3 +268,36 @@ def test_project_never_needs_unsafe_loading():
             text = open(os.path.join(ROOT, name)).read()
             for unsafe in ("safe_mode=False", "import pickle", "allow_pickle=True", "eval("):
                 assert unsafe not in text, f"{name} uses {unsafe}"
+
+
+def test_checkpoints_of_earlier_versions_and_of_this_one_restore_every_variable(tmp_path):
+    """This version's checkpoint (every variable copied out and written in the background) and an earlier
+    version's (Keras' save_weights, epoch-NNNN.weights.h5) restore weights, optimizer state and sampling stream."""
+    import keras
+    from keras import ops
+
+    import checkpoints
+    from model import build_vae
+
+    batch = {"image": np.random.default_rng(0).random((16, 28, 28, 1)).astype(np.float32)}
+    trained = build_vae("dense", 2, hidden=8, seed=0)
+    trained.compile(optimizer=keras.optimizers.Adam())
+    trained.train_on_batch(batch)
+    saver = checkpoints.EpochCheckpoint(str(tmp_path / "new"))
+    saver.set_model(trained)
+    saver.set_params({"steps": 1, "epochs": 1})
+    saver.on_epoch_begin(0)
+    saver.on_train_batch_end(0)
+    saver.on_epoch_end(0, {"loss": 1.0, "reconstruction_loss": 0.5, "kl_loss": 0.5})
+    saver.on_train_end()
+    os.makedirs(tmp_path / "old" / "checkpoint")
+    trained.save_weights(str(tmp_path / "old" / "checkpoint" / "epoch-0001.weights.h5"))
+    for run, name in (("new", "epoch-0001.variables.npz"), ("old", "epoch-0001.weights.h5")):
+        fresh = build_vae("dense", 2, hidden=8, seed=1)
+        fresh.compile(optimizer=keras.optimizers.Adam())
+        checkpoints.restore(fresh, str(tmp_path / run), {"weights": name})
+        for (key, want), (_, got) in zip(checkpoints.checkpointed_variables(trained),
+                                         checkpoints.checkpointed_variables(fresh)):
+            np.testing.assert_array_equal(ops.convert_to_numpy(got.value), ops.convert_to_numpy(want.value),
+                                          err_msg=f"{run}: {key}")
+    assert checkpoints.read_state(str(tmp_path / "new"))["weights"] == "epoch-0001.variables.npz"
