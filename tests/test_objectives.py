@@ -83,7 +83,6 @@ def test_iwae_bound_is_above_the_elbo_and_rises_with_k(images):
 
 
 def test_gradients_are_finite_at_large_k(images):
-    x = data.as_float(images[0][:8])
     vae = build_vae("dense", 3, 16, seed=0, objective="iwae", k=2000)
     vae.compile(optimizer=keras.optimizers.SGD(1e-3))
     before = vae.get_weights()
@@ -92,7 +91,6 @@ def test_gradients_are_finite_at_large_k(images):
     after = vae.get_weights()
     assert all(np.isfinite(w).all() for w in after)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
-    assert x.shape[0] == 8
 
 
 @pytest.mark.slow
