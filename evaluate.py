@@ -92,8 +92,9 @@ def log_likelihood(vae):
 
         def call(self, inputs):
             x, z, y = inputs
-            return -losses.reconstruction_loss(x, self.decoder([z, y] if vae.conditional else z))
+            return -losses.reconstruction_loss(x, self.decoder([z, y] if vae.conditional else z), likelihood)
 
+    likelihood = getattr(vae, "likelihood", "bernoulli")
     model = LogLikelihood()
 
     def log_px_given_z(x_rows, z, label_rows=None):
@@ -188,6 +189,7 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000, labels=None
     results["mutual_information"], results["mutual_information_stderr"] = mutual_information(z_mean, z_log_var)
     results.update({
         "conditional": bool(vae.conditional),
+        "likelihood": getattr(vae, "likelihood", "bernoulli"),
         "iw_samples": k, "images": int(len(x)),
         "active_units": int(posterior["active"].sum()),
         "active_unit_variances": [float(v) for v in posterior["variances"]],
@@ -201,8 +203,10 @@ def evaluate_model(vae, x, k=1000, batch_images=100, max_rows=10000, labels=None
 
 def report(results, binarize):
     """A short table for the console."""
-    likelihood = binarize != "none"
-    note = "binarized pixels" if likelihood else "GREY pixels: these are not likelihoods"
+    density = results.get("likelihood") == "continuous-bernoulli"
+    likelihood = binarize != "none" or density
+    note = ("grey pixels under a continuous Bernoulli: bounds on a true density, may be negative" if density
+            else "binarized pixels" if likelihood else "GREY pixels: these are not likelihoods")
     if results.get("conditional"):
         note += "; a conditional model: bounds on log p(x | label)"
     lines = [f"held-out set: {results['images']} images, nats per image ({note}; binarize={binarize})",

@@ -5,12 +5,18 @@ import keras
 import numpy as np
 from keras import ops
 
+import explorer
+import losses
 import plots
 from model import CLASSES, decoder_inputs, loss_titles, one_hot
 
+# What a drawn pixel is, under each likelihood: the figures' captions say it.
+SHOWN = {"bernoulli": "pixels: the Bernoulli means, sigmoid(logit)",
+         "continuous-bernoulli": "pixels: the continuous Bernoulli's means (not its parameter sigmoid(logit))"}
 
-def _pixels(logits):
-    return ops.convert_to_numpy(ops.sigmoid(logits))[..., 0]
+
+def _pixels(logits, likelihood="bernoulli"):
+    return ops.convert_to_numpy(losses.pixel_means(logits, likelihood))[..., 0]
 
 
 def fixed_latent_draws(latent_dim, seed, n=64):
@@ -40,25 +46,29 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     posterior: the test images' codes and their per-dimension summary (evaluate.encode)."""
     written = {}
     path = lambda name: os.path.join(run_dir, name)  # noqa: E731
-    decode = lambda z, labels=None: _pixels(vae.decoder(decoder_inputs(vae, z, labels)))  # noqa: E731
+    likelihood = getattr(vae, "likelihood", "bernoulli")
+    decode = lambda z, labels=None: _pixels(vae.decoder(decoder_inputs(vae, z, labels)), likelihood)  # noqa: E731
+    pixel_note = SHOWN[likelihood]
     x_test = np.asarray(x_test, dtype=np.float32)
     y_test = None if y_test is None else np.asarray(y_test)
     if history and "loss" in history:
         suptitle = "Training curves (loss: the objective; the ELBO's terms beside it; averaged over images)"
-        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective), path("loss.png"), suptitle=suptitle)
+        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, likelihood), path("loss.png"),
+                                            suptitle=suptitle)
 
     z_mean = posterior["z_mean"]
     latent_dim = z_mean.shape[1]
 
     shown = x_test[:10]
     written["reconstructions"] = plots.reconstructions(shown[..., 0], decode(z_mean[:10], None if y_test is None else y_test[:10]),
-                                                       path("reconstructions.png"))
+                                                       path("reconstructions.png"), note=pixel_note)
     if vae.conditional:  # row d: label d; column j: the same z_j
         z = np.tile(fixed_latent_draws(latent_dim, seed, 10), (CLASSES, 1))
         digits = np.repeat(np.arange(CLASSES), 10)
-        written["samples"] = plots.samples_by_digit(decode(z, digits).reshape(CLASSES, 10, 28, 28), path("samples.png"))
+        written["samples"] = plots.samples_by_digit(decode(z, digits).reshape(CLASSES, 10, 28, 28), path("samples.png"),
+                                                    note=pixel_note)
     else:
-        written["samples"] = plots.samples(decode(fixed_latent_draws(latent_dim, seed)), path("samples.png"))
+        written["samples"] = plots.samples(decode(fixed_latent_draws(latent_dim, seed)), path("samples.png"), note=pixel_note)
     written["latent_scatter"] = plots.latent_scatter(z_mean, y_test, path("latent_scatter.png"))
 
     grid = plots.gaussian_grid(8 if vae.conditional else 20)
@@ -73,9 +83,10 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     if latent_dim >= 2 and vae.conditional:  # one panel per digit label, the same grid of z in each
         images = decode(np.tile(zz, (CLASSES, 1)), np.repeat(np.arange(CLASSES), len(zz)))
         written["latent_manifold"] = plots.latent_manifold_by_digit(images.reshape(CLASSES, len(zz), 28, 28), grid,
-                                                                    path("latent_manifold.png"), axis_names)
+                                                                    path("latent_manifold.png"), axis_names, note=pixel_note)
     elif latent_dim >= 2:
-        written["latent_manifold"] = plots.latent_manifold(decode(zz), grid, path("latent_manifold.png"), axis_names)
+        written["latent_manifold"] = plots.latent_manifold(decode(zz), grid, path("latent_manifold.png"), axis_names,
+                                                           note=pixel_note)
     else:
         written["latent_manifold"] = "skipped: needs at least 2 latent dimensions"
 
@@ -86,24 +97,30 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
         line = ((1 - t) * starts + t * ends).reshape(-1, latent_dim)  # (pairs x 10, latent_dim)
         if vae.conditional:  # the label moves from one digit's one-hot to the other's along with z
             y_start, y_end = one_hot(y_test[[a for a, _ in pairs]])[:, None], one_hot(y_test[[b for _, b in pairs]])[:, None]
-            decoded = _pixels(vae.decoder([line, ((1 - t) * y_start + t * y_end).reshape(-1, CLASSES)]))
+            decoded = _pixels(vae.decoder([line, ((1 - t) * y_start + t * y_end).reshape(-1, CLASSES)]), likelihood)
         else:
             decoded = decode(line)
         decoded = decoded.reshape(len(pairs), 10, 28, 28)
-        written["interpolation"] = plots.interpolation(decoded, path("interpolation.png"))
+        written["interpolation"] = plots.interpolation(decoded, path("interpolation.png"), note=pixel_note)
 
+    conv = any(layer.__class__.__name__ == "Conv2DTranspose" for layer in vae.decoder.layers)
+    about = (f"{'conv' if conv else 'dense'} decoder, {latent_dim}-D latent space, {likelihood} likelihood"
+             + (", conditional on the digit label" if vae.conditional else "") + "; " + pixel_note)
+    written["explorer"] = explorer.write(run_dir, vae, z_mean, y_test, x_test, about=about)
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              path("kl_per_dim.png"))
     if frames and any(f is not None for f in frames):
-        written["progress"] = plots.progress_gif(frames, path("progress.gif"))
+        written["progress"] = plots.progress_gif(frames, path("progress.gif"),
+                                                 means="continuous-Bernoulli means" if likelihood != "bernoulli" else "")
     return written
 
 
 class SampleFrames(keras.callbacks.Callback):
     """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
 
-    def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False):
+    def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False, likelihood="bernoulli"):
         super().__init__()
+        self.likelihood = likelihood
         self.z = fixed_latent_draws(latent_dim, seed, n)
         self.inputs = [self.z, one_hot(frame_labels(n))] if conditional else self.z  # digits 0-9 in turn
         self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
@@ -111,4 +128,4 @@ class SampleFrames(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # A compiled call: about 2 ms against 8 ms for an eager one (bench.py's whole-epoch time).
         logits = np.asarray(self.model.decoder.predict_on_batch(self.inputs), np.float32)
-        self.frames.append(1 / (1 + np.exp(-logits[..., 0])))
+        self.frames.append(_pixels(logits, self.likelihood))

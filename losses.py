@@ -37,16 +37,65 @@ def reparameterize(z_mean, z_log_var, eps):
     return z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
 
 
-def reconstruction_loss(x, logits):
-    """Binary cross-entropy between targets x in [0, 1] and Bernoulli logits, summed over
-    every pixel: -log p(x|z) per example, in nats.
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli")
+# Below this |logit| the continuous Bernoulli's normaliser and mean use their series at 0: the closed forms
+# divide zero by zero there, and their float32 differences lose digits close to it.
+_SERIES_BELOW = 0.1
 
-    Uses max(l, 0) - l*x + log(1 + exp(-|l|)), which is exact and finite for any logit,
-    instead of clipping sigmoid probabilities.
+
+def continuous_bernoulli_log_normalizer(logits):
+    """log C(l) per pixel, C the normalising constant of the continuous Bernoulli with logit l
+    (Loaiza-Ganem & Cunningham 2019): C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), which with
+    lambda = sigmoid(l) is l / tanh(l / 2), an even function with limit 2 at l = 0.
+
+    Computed as log|l| - log(1 - e^-|l|) + log(1 + e^-|l|), finite and exact to float32 for any logit;
+    near 0, where that is 0 - 0, as log 2 + x^2/3 - 7 x^4/90 + 62 x^6/2835 (x = l / 2).
     """
+    (logits,) = _float32(logits)
+    a = ops.abs(logits)
+    near_zero = a < _SERIES_BELOW
+    safe = ops.where(near_zero, 1.0, a)  # keeps the unused branch (and its gradient) finite
+    closed = ops.log(safe) - ops.log(-ops.expm1(-safe)) + ops.log1p(ops.exp(-safe))
+    x2 = ops.square(0.5 * logits)
+    series = math.log(2.0) + x2 * (1.0 / 3.0 + x2 * (-7.0 / 90.0 + x2 * (62.0 / 2835.0)))
+    return ops.where(near_zero, series, closed)
+
+
+def _bernoulli_cross_entropy(x, logits):
+    # max(l, 0) - l*x + log(1 + exp(-|l|)): exact and finite for any logit, unlike clipped probabilities.
+    return ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
+def reconstruction_loss(x, logits, likelihood="bernoulli"):
+    """-log p(x|z) per example, in nats: summed over every pixel, x in [0, 1], logits from the decoder.
+
+    bernoulli: the binary cross-entropy; a likelihood when x is binary, a cross-entropy against grey
+    targets otherwise. continuous-bernoulli: the same cross-entropy minus log C(logit), the negative log
+    of a proper density on [0, 1], so grey pixels get a true likelihood.
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {likelihood!r}; choose from {LIKELIHOODS}")
     x, logits = _float32(x, logits)
-    per_pixel = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    per_pixel = _bernoulli_cross_entropy(x, logits)
+    if likelihood == "continuous-bernoulli":
+        per_pixel = per_pixel - continuous_bernoulli_log_normalizer(logits)
     return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
+
+
+def pixel_means(logits, likelihood="bernoulli"):
+    """E[x | z] per pixel, what the figures show: sigmoid(l) under the Bernoulli; under the continuous
+    Bernoulli (1 + L(l / 2)) / 2, L(x) = coth x - 1/x the Langevin function (its series near 0), which is
+    less extreme than sigmoid(l)."""
+    (logits,) = _float32(logits)
+    if likelihood == "bernoulli":
+        return ops.sigmoid(logits)
+    x = 0.5 * logits
+    near_zero = ops.abs(logits) < _SERIES_BELOW
+    safe = ops.where(near_zero, 1.0, x)
+    closed = 1.0 / ops.tanh(safe) - 1.0 / safe
+    x2 = ops.square(x)
+    series = x * (1.0 / 3.0 + x2 * (-1.0 / 45.0 + x2 * (2.0 / 945.0)))
+    return 0.5 * (1.0 + ops.where(near_zero, series, closed))
 
 
 def gaussian_log_density(z, mean, log_var):

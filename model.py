@@ -1,7 +1,8 @@
 """The whole model: a Sampling layer, the encoder, the decoder and the VAE that trains them.
 
 Images are (N, 28, 28, 1) floats in [0, 1]. `vae.encoder(x)` gives (z_mean, z_log_var);
-`vae.decoder(z)` gives Bernoulli logits shaped like the images (sigmoid them to see pixels).
+`vae.decoder(z)` gives per-pixel logits shaped like the images: the parameter of a Bernoulli, or of a
+continuous Bernoulli (likelihood="continuous-bernoulli"); losses.pixel_means turns them into pixels to see.
 A conditional VAE (conditional=True) also feeds both the digit's one-hot label: `vae.encoder([x, y])`,
 `vae.decoder([z, y])`; encoder_inputs / decoder_inputs below build either form. Its prior stays N(0, I):
 z holds the style, the label the digit, and the bound is on log p(x | y).
@@ -20,9 +21,14 @@ OBJECTIVES = ("elbo", "iwae")
 CLASSES = 10  # digits, for the conditional model
 
 
-def loss_titles(objective="elbo"):
+def loss_titles(objective="elbo", likelihood="bernoulli"):
     """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
-    return {**LOSS_TITLES, "loss": "loss = −IWAE bound (k samples)"} if objective == "iwae" else LOSS_TITLES
+    titles = dict(LOSS_TITLES)
+    if objective == "iwae":
+        titles["loss"] = "loss = −IWAE bound (k samples)"
+    if likelihood == "continuous-bernoulli":
+        titles["reconstruction_loss"] = "reconstruction (−log continuous Bernoulli)"
+    return titles
 
 
 def one_hot(labels):
@@ -139,10 +145,14 @@ class VAE(keras.Model):
     Keras' own trainer (TensorFlow, JAX or PyTorch) takes the gradients and applies the optimizer.
     """
 
-    def __init__(self, encoder, decoder, beta=1.0, seed=None, objective="elbo", k=1, conditional=False, **kwargs):
+    def __init__(self, encoder, decoder, beta=1.0, seed=None, objective="elbo", k=1, conditional=False,
+                 likelihood="bernoulli", **kwargs):
         super().__init__(**kwargs)
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+        if likelihood not in losses.LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose from {losses.LIKELIHOODS}")
+        self.likelihood = likelihood  # of p(x|z): what the decoder's logits parameterise
         self.encoder = encoder
         self.decoder = decoder
         self.beta = float(beta)
@@ -209,10 +219,11 @@ class VAE(keras.Model):
         z, z_mean, z_log_var, kl_weight = outputs["z"], outputs["z_mean"], outputs["z_log_var"], self.kl_weight.value
         kl = losses.kl_divergence(z_mean, z_log_var)
         if len(z.shape) == 2:
-            reconstruction = losses.reconstruction_loss(images, outputs["logits"])
+            reconstruction = losses.reconstruction_loss(images, outputs["logits"], self.likelihood)
             return reconstruction, kl, losses.negative_elbo(reconstruction, kl, kl_weight)
         k = z.shape[1]
-        reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"]), (-1, k))
+        reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"],
+                                                                self.likelihood), (-1, k))
         log_w = losses.log_importance_weights(-reconstruction, z, ops.expand_dims(z_mean, 1),
                                               ops.expand_dims(z_log_var, 1), kl_weight)
         return ops.mean(reconstruction, axis=-1), kl, losses.iwae_loss(log_w)
@@ -250,6 +261,7 @@ class VAE(keras.Model):
             "objective": self.objective,
             "k": self.k,
             "conditional": self.conditional,
+            "likelihood": self.likelihood,
         }
 
     @classmethod
@@ -260,11 +272,12 @@ class VAE(keras.Model):
         return cls(**config)
 
 
-def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None, objective="elbo", k=1, conditional=False):
+def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None, objective="elbo", k=1, conditional=False,
+              likelihood="bernoulli"):
     return VAE(
         build_encoder(arch, latent_dim, hidden, conditional),
         build_decoder(arch, latent_dim, hidden, conditional),
-        beta=beta, seed=seed, objective=objective, k=k, conditional=conditional, name="vae",
+        beta=beta, seed=seed, objective=objective, k=k, conditional=conditional, likelihood=likelihood, name="vae",
     )
 
 

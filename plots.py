@@ -57,28 +57,33 @@ def compare_curves(histories, path, units="nats per image"):
     return _save(fig, path)
 
 
-def reconstructions(originals, reconstructed, path):
-    """Top row: test digits; bottom row: their reconstructions (pixel probabilities)."""
+def _titled(title, note):
+    return f"{title}\n{note}" if note else title
+
+
+def reconstructions(originals, reconstructed, path, note=""):
+    """Top row: test digits; bottom row: their reconstructions (the decoder's pixel means); note: a
+    second title line (what a pixel shows)."""
     n = len(originals)
     fig, ax = plt.subplots(figsize=(n * 0.9, 2.2))
     ax.imshow(_tile(np.concatenate([originals, reconstructed]), 2, n), cmap="gray_r", vmin=0, vmax=1)
     ax.set_yticks([14, 42], ["test digit", "reconstruction"])
     ax.set_xticks([])
-    ax.set_title("Test digits (top) and their reconstructions from z_mean (bottom)")
+    ax.set_title(_titled("Test digits (top) and their reconstructions from z_mean (bottom)", note))
     return _save(fig, path)
 
 
-def samples(images, path, title="Samples: decoded draws z ~ N(0, I)"):
-    """A square grid of generated images (pixel probabilities)."""
+def samples(images, path, title="Samples: decoded draws z ~ N(0, I)", note=""):
+    """A square grid of generated images (the decoder's pixel means)."""
     side = int(np.sqrt(len(images)))
     fig, ax = plt.subplots(figsize=(side * 0.7, side * 0.7 + 0.4))
     ax.imshow(_tile(images[: side * side], side, side), cmap="gray_r", vmin=0, vmax=1)
     ax.axis("off")
-    ax.set_title(title)
+    ax.set_title(_titled(title, note))
     return _save(fig, path)
 
 
-def samples_by_digit(images, path):
+def samples_by_digit(images, path, note=""):
     """images: (10, n, 28, 28), row d decoded with label d, column j from the same z_j: the digit changes down a
     column while the style (z) stays."""
     digits, n = images.shape[:2]
@@ -86,7 +91,7 @@ def samples_by_digit(images, path):
     ax.imshow(_tile(images.reshape(digits * n, 28, 28), digits, n), cmap="gray_r", vmin=0, vmax=1)
     ax.set_yticks(np.arange(digits) * 28 + 14, [f"label {d}" for d in range(digits)])
     ax.set_xticks(np.arange(n) * 28 + 14, [f"z{j + 1}" for j in range(n)], fontsize="small")
-    ax.set_title("Samples on request: one row per digit label, one z ~ N(0, I) per column")
+    ax.set_title(_titled("Samples on request: one row per digit label, one z ~ N(0, I) per column", note))
     return _save(fig, path)
 
 
@@ -125,7 +130,7 @@ def gaussian_grid(n=20):
     return np.array([normal.inv_cdf(p) for p in np.linspace(0.05, 0.95, n)], dtype=np.float32)
 
 
-def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]")):
+def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]"), note=""):
     """images: (n*n, 28, 28) decoded at grid[j] (x) and grid[i] (y), row i from the top = largest y."""
     n = len(grid)
     fig, ax = plt.subplots(figsize=(9, 9))
@@ -135,12 +140,13 @@ def latent_manifold(images, grid, path, axis_names=("z[0]", "z[1]")):
     ax.set_xticks(ticks[::2], labels[::2])
     ax.set_yticks(ticks[::2], labels[::-1][::2])
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
-           title="Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)" if axis_names[0] == "z[0]"
-           else "Latent manifold along the two principal directions of the test codes (5%–95% quantiles)")
+           title=_titled("Latent manifold: decoded digits over N(0, 1) quantiles (5%–95%)" if axis_names[0] == "z[0]"
+                         else "Latent manifold along the two principal directions of the test codes (5%–95% quantiles)",
+                         note))
     return _save(fig, path)
 
 
-def latent_manifold_by_digit(images, grid, path, axis_names=("z[0]", "z[1]")):
+def latent_manifold_by_digit(images, grid, path, axis_names=("z[0]", "z[1]"), note=""):
     """images: (10, n*n, 28, 28): for each digit label, the same grid of z decoded as in latent_manifold."""
     n = len(grid)
     fig, axes = plt.subplots(2, 5, figsize=(15, 6.8))
@@ -151,18 +157,19 @@ def latent_manifold_by_digit(images, grid, path, axis_names=("z[0]", "z[1]")):
         ax.set_title(f"label {digit}")
     fig.supxlabel(f"{axis_names[0]}: {grid[0]:.1f} … {grid[-1]:.1f}")
     fig.supylabel(f"{axis_names[1]}: {grid[0]:.1f} (bottom) … {grid[-1]:.1f} (top)")
-    fig.suptitle("Latent manifold per digit: the same grid of z decoded with each label (z carries the style)")
+    fig.suptitle(_titled("Latent manifold per digit: the same grid of z decoded with each label (z carries the style)",
+                         note))
     return _save(fig, path)
 
 
-def interpolation(images, path):
+def interpolation(images, path, note=""):
     """images: (pairs, steps, 28, 28); each row walks a straight line in latent space between two test digits."""
     pairs, steps = images.shape[:2]
     fig, ax = plt.subplots(figsize=(steps * 0.8, pairs * 0.85 + 0.5))
     ax.imshow(_tile(images.reshape(pairs * steps, 28, 28), pairs, steps), cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([14, steps * 28 - 14], ["start: z_mean of\na test digit", "end: z_mean of\nanother"])
     ax.set_yticks([])
-    ax.set_title("Interpolation: decoded points on straight lines between two test digits' codes")
+    ax.set_title(_titled("Interpolation: decoded points on straight lines between two test digits' codes", note))
     return _save(fig, path)
 
 
@@ -181,7 +188,7 @@ def kl_per_dim(kl, active, threshold, path):
     return _save(fig, path)
 
 
-def progress_gif(frames, path, seconds_per_frame=0.5):
+def progress_gif(frames, path, seconds_per_frame=0.5, means=""):
     """frames: per epoch from epoch 1, (n, 28, 28) samples decoded from the same fixed latent draws, or None
     for an epoch whose frame was not kept; one GIF frame each."""
     from PIL import Image, ImageDraw
@@ -195,7 +202,8 @@ def progress_gif(frames, path, seconds_per_frame=0.5):
         image = Image.fromarray(pixels, mode="L").resize((side * 28 * 2, side * 28 * 2), Image.NEAREST)
         canvas = Image.new("L", (image.width, image.height + 20), 255)
         canvas.paste(image, (0, 20))
-        ImageDraw.Draw(canvas).text((4, 4), f"samples after epoch {epoch} (same z each frame)", fill=0)
+        ImageDraw.Draw(canvas).text((4, 4), f"samples after epoch {epoch} (same z each frame)"
+                                    + (f"; {means}" if means else ""), fill=0)
         images.append(canvas)
     return atomic_write(path, lambda tmp: images[0].save(
         tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000), loop=0))

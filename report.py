@@ -15,8 +15,9 @@ FIGURES = (
     ("loss.png", "Loss per epoch, training (circles) against held-out test images (squares), for the loss and "
                  "its two terms. Look for: curves still falling (train longer), test rising while training "
                  "falls (over-fitting), a KL near 0 (the posterior collapsed onto the prior)."),
-    ("reconstructions.png", "Ten test digits (top) and their reconstructions decoded from z_mean (bottom). "
-                            "Look for: which details the code keeps; blur is the Bernoulli decoder's mean."),
+    ("reconstructions.png", "Ten test digits (top) and their reconstructions decoded from z_mean (bottom), each "
+                            "pixel the decoder's mean. Look for: which details the code keeps; blur is the "
+                            "decoder's mean (a continuous Bernoulli's mean is less extreme than sigmoid(logit))."),
     ("samples.png", "Digits decoded from 64 random draws z ~ N(0, I). Look for: digit-like samples all over; "
                     "smudges mean the prior and the aggregate posterior disagree."),
     ("latent_scatter.png", "Every test image's z_mean, coloured by its digit (more than two latent "
@@ -98,11 +99,17 @@ def render(run_dir, config, metrics, evaluation, history):
     if conditional:
         numbers.append(["model", "conditional on the digit label: the numbers bound log p(x | label)"])
     captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if conditional else {})}
-    warning = f'<p class="warning">{html.escape(GREY_WARNING)}</p>' if binarize == "none" else ""
+    density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
+    numbers.append(["likelihood p(x|z)", "continuous Bernoulli: the numbers bound a true density of the grey "
+                    "images (nats per image; they may be negative)" if density else "Bernoulli"])
+    warning = f'<p class="warning">{html.escape(GREY_WARNING)}</p>' if binarize == "none" and not density else ""
 
     figures = "".join(
         f'<figure><img src="{file}" alt="{file}"><figcaption><b>{file}</b>: {html.escape(caption)}</figcaption></figure>'
         for file, caption in captions.items() if os.path.isfile(os.path.join(run_dir, file)))
+    explorer = ('<p class="explorer"><a href="explorer.html">explorer.html</a>: move through the latent space '
+                'and watch the decoder draw (opens offline, from the file).</p>'
+                if os.path.isfile(os.path.join(run_dir, "explorer.html")) else "")
     columns = list(history[0]) if history else []
     history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                                       for c in columns] for row in history])
@@ -127,6 +134,7 @@ pre {{ background: #f4f4f4; padding: 0.6em; overflow-x: auto; }} .warning {{ col
 <body>
 <h1>VAE run {html.escape(name)}</h1>
 <p class="status">{html.escape(status)}</p>
+{explorer}
 <h2>Reproduce</h2>
 <pre>{html.escape(command)}</pre>
 <h2>Key numbers</h2>

@@ -57,6 +57,10 @@ def build_parser(suppress_defaults=False):
     flag("--binarize", "none", choices=("none", "static", "dynamic"),
          help="none: grey pixels (the loss is then not a likelihood); static: binarized once; dynamic: "
               "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)")
+    flag("--likelihood", "bernoulli", choices=("bernoulli", "continuous-bernoulli"),
+         help="p(x|z) per pixel: bernoulli (the cross-entropy; a likelihood of binarized pixels only) or "
+              "continuous-bernoulli (Loaiza-Ganem & Cunningham 2019: a true density of grey pixels in [0, 1]; "
+              "needs --binarize none)")
     flag("--iw-samples", 1000, type=number_in_range(int, 1),
          help="importance samples per test image for the NLL estimate at the end (evaluate.py)")
     flag("--seed", 0, type=number_in_range(int, 0, high=2**32), help="seed for weights, shuffling and sampling")
@@ -159,7 +163,14 @@ PIXELS = {
     "none": "grey levels (--binarize none): the losses are training objectives, not likelihoods",
     "static": "binarized once (--binarize static): losses are bounds on a Bernoulli likelihood",
     "dynamic": "re-binarized every batch (--binarize dynamic): losses are bounds on a Bernoulli likelihood",
+    "continuous-bernoulli": "grey levels under a continuous Bernoulli (--likelihood continuous-bernoulli): losses "
+                            "are bounds on a true density of the grey images (nats per image; they may be negative)",
 }
+
+
+def pixels_note(binarize, likelihood="bernoulli"):
+    """What the pixels are and what the losses then mean, in one line."""
+    return PIXELS["continuous-bernoulli" if likelihood == "continuous-bernoulli" else binarize]
 
 
 # ------------------------------------------------------------------ several devices and machines
@@ -231,6 +242,9 @@ def train(args, given):
         args.backend = args.backend or cli.default_backend()
     if args.objective == "elbo" and args.k not in (None, 1):
         raise cli.UserError(f"--k {args.k} needs --objective iwae (the ELBO draws one z per image)")
+    if args.likelihood == "continuous-bernoulli" and args.binarize != "none":
+        raise cli.UserError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize {args.binarize} "
+                            "the plain Bernoulli (the default) is already the exact likelihood")
     args.k = args.k or (5 if args.objective == "iwae" else 1)
     if args.data and (not args.resume or "data" in given):
         args.data = os.path.abspath(args.data)  # so that evaluate.py and --resume find it from anywhere
@@ -308,7 +322,7 @@ def _train_in(run_dir, args, devices, guard):
     print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
     if splits.note:
         print(f"note: {splits.note}")
-    print(f"pixels: {PIXELS[args.binarize]}")
+    print(f"pixels: {pixels_note(args.binarize, args.likelihood)}")
     if args.resume and (len(splits.x_train), len(splits.x_test)) != (args.train_images, args.test_images):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
                              f"but the run was trained on {args.train_images}/{args.test_images}")
@@ -358,7 +372,7 @@ def _train_in(run_dir, args, devices, guard):
     vae = build_model(args, devices, steps, run_dir, state)
     # progress.gif's frames: one per epoch, earlier sessions' from the checkpoint
     frames = figures.SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run_dir, done),
-                                  conditional=args.conditional)
+                                  conditional=args.conditional, likelihood=args.likelihood)
     saver = checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames.frames)
 
     callbacks = [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(test_batches), frames,
@@ -419,7 +433,7 @@ def build_model(args, devices, steps, run_dir, state):
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
         vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed, objective=args.objective,
-                        k=args.k, conditional=args.conditional)
+                        k=args.k, conditional=args.conditional, likelihood=args.likelihood)
         options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
         vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
@@ -523,7 +537,7 @@ def finish(vae, run_dir, splits, rows, args, config, complete, frames=None):
     metrics_file = {
         **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
         "epochs": len(rows), "partial": not complete, "kl_weight_last_epoch": last.get("kl_weight"),
-        "binarize": args.binarize, "pixels": PIXELS[args.binarize],
+        "binarize": args.binarize, "likelihood": args.likelihood, "pixels": pixels_note(args.binarize, args.likelihood),
     }
     written["report"] = report.write(run_dir, config, metrics_file, results, rows)
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)

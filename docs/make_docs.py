@@ -4,12 +4,17 @@
     python docs/make_docs.py --data ../shared/data/mnist --latent-dim 20   # the same comparison in 20-D
     python docs/make_docs.py --data ../shared/data/mnist --objectives      # ELBO against IWAE (k = 5)
     python docs/make_docs.py --data ../shared/data/mnist --conditional     # the conditional model's figures
+    python docs/make_docs.py --data ../shared/data/mnist --likelihoods     # Bernoulli against continuous Bernoulli
+    python docs/make_docs.py --data ../shared/data/mnist --explorer        # a screenshot of explorer.html in use
 
 Trains the default model twice, with --beta 1 (the ELBO) and with --beta 1/latent_dim (what averaging
 the KL over latent dimensions amounts to), writes small PNGs into docs/ and prints a Markdown table
 of their test numbers (compare.py's table). The runs themselves go to outputs/docs-z<latent>-*.
 With --objectives: trains --objective elbo and --objective iwae --k 5 (20-D, --binarize dynamic), prints
 their table and the paired differences of the per-image test numbers (same images, same noise).
+With --likelihoods: trains --likelihood bernoulli and continuous-bernoulli (20-D, grey pixels), draws both
+models' reconstructions of the same test digits into docs/likelihood-reconstructions.png and prints their
+numbers with two measures of sharpness.
 """
 import argparse
 import os
@@ -23,13 +28,13 @@ FIGURES = {"beta-1": ["loss", "reconstructions", "samples", "latent_scatter", "l
            "beta-avg": ["samples", "latent_scatter", "latent_manifold", "kl_per_dim"]}
 
 
-def shrink(source, target, width=480):
+def shrink(source, target, width=480, colors=64):
     from PIL import Image
 
     image = Image.open(source).convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-    image.quantize(colors=64).save(target, optimize=True)
+    image.quantize(colors=colors).save(target, optimize=True)
 
 
 def main():
@@ -39,9 +44,16 @@ def main():
     p.add_argument("--latent-dim", type=int, default=2)
     p.add_argument("--objectives", action="store_true", help="ELBO against IWAE instead (20-D unless --latent-dim)")
     p.add_argument("--conditional", action="store_true", help="instead: a --conditional run of 10 epochs and its figures")
+    p.add_argument("--likelihoods", action="store_true", help="instead: Bernoulli against continuous Bernoulli (20-D)")
+    p.add_argument("--explorer", action="store_true", help="instead: docs/explorer.png, the default run's explorer.html "
+                   "in headless Chromium (needs selenium and Debian's chromium-driver)")
     args = p.parse_args()
+    if args.explorer:
+        return explorer_screenshot(args)
     if args.objectives:
         return objectives(args)
+    if args.likelihoods:
+        return likelihoods(args)
     if args.conditional:
         run_dir = os.path.join(ROOT, "outputs", "docs-conditional")
         if not os.path.exists(os.path.join(run_dir, "eval.json")):
@@ -88,6 +100,110 @@ def objectives(args):
 
     print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
     paired(run_dirs, args.data)
+
+
+def likelihoods(args):
+    latent_dim = 20 if args.latent_dim == 2 else args.latent_dim
+    run_dirs = []
+    for likelihood in ("bernoulli", "continuous-bernoulli"):
+        run_name = f"docs-likelihood-z{latent_dim}-{likelihood}"
+        run_dir = os.path.join(ROOT, "outputs", run_name)
+        if not os.path.exists(os.path.join(run_dir, "eval.json")):
+            cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), "--likelihood",
+                   likelihood, "--latent-dim", str(latent_dim), "--out", os.path.join(ROOT, "outputs"),
+                   "--run-name", run_name] + (["--data", args.data] if args.data else [])
+            subprocess.run(cmd, check=True)
+        run_dirs.append(run_dir)
+    sys.path.insert(0, ROOT)
+    import compare
+
+    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
+    sharpness(run_dirs, args.data)
+
+
+def sharpness(run_dirs, data_path, shown=12):
+    """Both models' reconstructions (decoder means at z_mean) of the same test images: their mean absolute
+    error against the images, the share of grey pixels (mean between 0.1 and 0.9; the images' own share
+    beside it), and one picture: the test digits, then each model's reconstructions."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    import cli
+    from distribute import start_keras
+
+    cli.select_backend(cli.default_backend())
+    keras = start_keras()
+    import data
+    import evaluate
+    import losses
+    import model  # noqa: F401  (registers the custom classes for loading)
+
+    rows, names = [], []
+    for run_dir in run_dirs:
+        config = json.load(open(os.path.join(run_dir, "config.json")))
+        splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
+                                   config["binarize"], config["seed"])
+        x = data.as_float(splits.x_test)
+        vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+        z_mean = evaluate.encode(vae, x)["z_mean"]
+        means = keras.ops.convert_to_numpy(losses.pixel_means(vae.decoder.predict(z_mean, verbose=0), vae.likelihood))
+        grey = lambda a: float(np.mean((a > 0.1) & (a < 0.9)))  # noqa: E731
+        print(f"{config['likelihood']}: mean |reconstruction - image| {np.abs(means - x).mean():.4f}, grey pixels "
+              f"{grey(means):.1%} of the reconstructions ({grey(x):.1%} of the test images)")
+        rows.append(means[:shown, ..., 0])
+        names.append(config["likelihood"])
+    images = [x[:shown, ..., 0]] + rows
+    fig, ax = plt.subplots(figsize=(shown * 0.8, 0.8 * len(images) + 0.6))
+    ax.imshow(np.concatenate([np.concatenate(list(r), axis=1) for r in images]), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_yticks([14 + 28 * i for i in range(len(images))], ["test digit", *names])
+    ax.set_xticks([])
+    ax.set_title("Reconstructions from z_mean (each pixel the decoder's mean), same digits, same training")
+    full = os.path.join(run_dirs[-1], "likelihood-reconstructions.png")
+    fig.savefig(full, dpi=100, bbox_inches="tight")
+    shrink(full, os.path.join(DOCS, "likelihood-reconstructions.png"), width=800)
+
+
+def explorer_screenshot(args):
+    """The default run's explorer.html as a user leaves it: two held-out digits picked (their interpolation
+    shown) and the pointer on the plane."""
+    import numpy as np
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    run_dir = os.path.join(ROOT, "outputs", "docs-explorer")
+    if not os.path.exists(os.path.join(run_dir, "eval.json")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), "--out",
+                        os.path.join(ROOT, "outputs"), "--run-name", "docs-explorer"]
+                       + (["--data", args.data] if args.data else []), check=True)
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--window-size=1150,1040"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get("file://" + os.path.join(run_dir, "explorer.html"))
+        labels = driver.execute_script("return JSON.parse(document.getElementById('vae-data').textContent)"
+                                       ".points.labels")
+        import base64
+
+        digits = np.frombuffer(base64.b64decode(labels), np.uint8)
+        for n in (int(np.argmax(digits == 7)), int(np.argmax(digits == 0))):  # a 7, then a 0
+            driver.execute_script(
+                "var c = document.getElementById('plane'), r = c.getBoundingClientRect(), p = explorerPixelOf(arguments[0]);"
+                "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + p[0] * r.width / c.width, "
+                "clientY: r.top + p[1] * r.height / c.height, bubbles: true}));", n)
+        ActionChains(driver).move_to_element_with_offset(driver.find_element("id", "plane"), 90, -40).perform()
+        shot = os.path.join(run_dir, "explorer-screenshot.png")
+        driver.save_screenshot(shot)
+    finally:
+        driver.quit()
+    shrink(shot, os.path.join(DOCS, "explorer.png"), width=900, colors=256)
 
 
 def paired(run_dirs, data_path):
