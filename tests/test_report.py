@@ -70,6 +70,8 @@ def test_the_report_shows_the_runs_own_images_numbers_and_command(finished_run):
         assert getattr(args, name) == config[name], name
     text = read(finished_run, "report.html")
     assert "complete: 2 epochs" in text and "Grey pixels (--binarize none)" in text  # the run is grey
+    # The latent-space explorer is written beside the figures, and the report links to it.
+    assert '<a href="explorer.html">' in text and os.path.getsize(os.path.join(finished_run, "explorer.html")) > 0
 
 
 @pytest.mark.slow
@@ -77,7 +79,9 @@ def test_evaluate_refreshes_the_report_and_a_stopped_run_says_so(tmp_path, finis
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     os.remove(run / "report.html")
+    os.remove(run / "explorer.html")
     assert run_main("evaluate", run, "--iw-samples", "7").returncode == 0
+    assert os.path.getsize(run / "explorer.html") > 0  # evaluate.py writes the explorer anew
     page = Page(read(run, "report.html"))
     assert ("eval.json", "nll_iw", read(run, "eval.json")["nll_iw"]) in page.numbers
     assert "NLL estimate, k = 7 importance samples" in read(run, "report.html")

@@ -104,7 +104,7 @@ def test_signal_stops_cleanly_and_resume_is_exact(tmp_path, reference_run, signu
     done = len(history(run_dir))
     assert metrics["partial"] is True and metrics["epochs"] == done and done in (1, 2)
     assert metrics["loss"] == history(run_dir)[-1]["val_loss"]
-    for plot in ("loss.png", "reconstructions.png", "samples.png", "latent_scatter.png"):
+    for plot in ("loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "explorer.html"):
         assert os.path.getsize(os.path.join(run_dir, plot)) > 0
     assert not os.path.exists(os.path.join(run_dir, "model.keras"))  # only a finished run has one
 

@@ -7,7 +7,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = sorted(name[:-3] for name in os.listdir(ROOT) if name.endswith(".py"))
-BACKEND_NEUTRAL = ("model", "losses", "evaluate", "figures", "plots", "checkpoints", "data", "cli", "stopping")
+BACKEND_NEUTRAL = ("model", "losses", "evaluate", "figures", "plots", "checkpoints", "data", "cli", "stopping",
+                   "explorer")
 
 pytestmark = pytest.mark.backend_independent
 
