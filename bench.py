@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-import cli
+from mnist_vae import backends
 
 STARTED = time.time()
 
@@ -68,25 +68,25 @@ def worker(name, argv, args):
     """Train one configuration in this process and print its JSON line."""
     import resource
 
-    cli.select_backend(args.backend)
-    from distribute import start_keras
+    backends.select_backend(args.backend)
+    from mnist_vae.backends import start_keras
 
     keras = start_keras()
     import numpy as np
 
-    import data
-    import train as train_cli
-    from distribute import Devices
-    from model import HeldOutLoss, build_vae
+    from mnist_vae import data, pipeline, settings, training
+    from mnist_vae.callbacks import HeldOutLoss, SampleFrames
+    from mnist_vae.distribute import Devices
+    from model import build_vae
 
-    options, _ = train_cli.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend])
-    splits = data.load(args.data, val_split=0.2, limit=args.limit)
+    options, _ = settings.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend])
+    splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
     devices = Devices(args.backend)
     batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs,
                                               noise_dim=options.latent_dim)
-    speed = train_cli.speed_options(options, steps, devices)
+    speed = training.speed_options(options, steps, devices)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
 
@@ -109,13 +109,12 @@ def worker(name, argv, args):
 
     import tempfile
 
-    import checkpoints
-    import figures
+    from mnist_vae import checkpoints
 
     timer, seconds, whole, first_epoch_done = Timer(), [], [], []
-    frames = figures.SampleFrames(options.latent_dim, 0)
+    frames = SampleFrames(options.latent_dim, 0)
     with tempfile.TemporaryDirectory() as scratch:
-        held_out = HeldOutLoss(data.test_batches(splits.x_test, seed=0, noise_dim=options.latent_dim))
+        held_out = HeldOutLoss(pipeline.held_out_batches(splits.x_test, seed=0, noise_dim=options.latent_dim))
         vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
                 callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
                            EpochEnd()])
@@ -145,12 +144,13 @@ def full_size_memory(args):
 
     import numpy as np
 
-    import data
+    from mnist_vae import data, settings
+
 
     with tempfile.TemporaryDirectory() as tmp:
         source = []
         if args.data:
-            splits = data.load(args.data, val_split=0.2)
+            splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"])
             x = np.concatenate([splits.x_train, splits.x_test])[..., 0]
             y = np.concatenate([splits.y_train, splits.y_test])
             path = os.path.join(tmp, "full-size.npz")  # np.resize repeats the images up to the size asked
@@ -167,7 +167,8 @@ def full_size_memory(args):
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"config": "default train.py run, 60000 + 10000 images", "epochs": args.epochs,
                       "tiled_from": args.data, "peak_rss_mb": round(peak), "seconds": round(time.time() - started)}))
-    print(f"\npeak memory of a default run at full MNIST size: {peak:.0f} MB ({args.epochs} epochs, evaluation, figures)")
+    print(f"\npeak memory of a default run at full MNIST size: {peak:.0f} MB ({args.epochs} epochs, evaluation, "
+          "figures)")
     return 0
 
 
@@ -176,7 +177,7 @@ def main():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    p.add_argument("--backends", nargs="+", choices=cli.BACKENDS, default=[cli.default_backend()],
+    p.add_argument("--backends", nargs="+", choices=backends.BACKENDS, default=[backends.default_backend()],
                    help="Keras backends to measure, each model on each (default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--backend", help=argparse.SUPPRESS)  # the worker's
     p.add_argument("--epochs", type=int, default=5, help="epochs per configuration (the first is not timed)")

@@ -14,11 +14,8 @@ import json
 import os
 import sys
 
-import cli
+from mnist_vae import cli
 
-# Settings that describe where or how a run ran rather than what it computes: never compared.
-NOT_SETTINGS = {"resume", "out", "run_name", "run_dir", "format", "versions", "command", "data_source", "device",
-                "jit", "tensorboard", "iw_samples"}
 COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", "reconstruction"),
            ("kl_loss", "metrics", "KL"), ("nll_iw", "eval", "NLL (IW)"), ("active_units", "eval", "active units"))
 
@@ -26,7 +23,8 @@ COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", 
 def read_run(run_dir):
     """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder; RunError if it
     is not a run that has completed an epoch."""
-    from runs import CONFIG_FORMAT, RunError, read_config, read_history
+    from mnist_vae.checkpoints import read_history
+    from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config, read_json
 
     config = read_config(run_dir, CONFIG_FORMAT)
     try:
@@ -36,18 +34,16 @@ def read_run(run_dir):
         raise RunError(f"{run_dir}: no metrics.json yet (no epoch completed, or the run is still training)") from None
     except (OSError, ValueError) as e:
         raise RunError(f"{run_dir}/metrics.json: unreadable ({e.__class__.__name__})") from None
-    try:
-        with open(os.path.join(run_dir, "eval.json")) as f:
-            evaluation = json.load(f)
-    except (OSError, ValueError):
-        evaluation = None
+    evaluation = read_json(run_dir, "eval.json")
     history = read_history(run_dir)
     return {"name": os.path.basename(os.path.normpath(run_dir)), "config": config, "metrics": metrics,
             "eval": evaluation, "history": history}
 
 
 def differing_settings(runs):
-    keys = [k for k in runs[0]["config"] if k not in NOT_SETTINGS]
+    from mnist_vae.settings import NOT_COMPARED
+
+    keys = [k for k in runs[0]["config"] if k not in NOT_COMPARED]
     return [k for k in keys if len({json.dumps(run["config"].get(k)) for run in runs}) > 1]
 
 
@@ -80,7 +76,7 @@ def parse_args(argv=None):
 
 
 def run(args):
-    from runs import RunError, atomic_write
+    from mnist_vae.rundir import RunError, atomic_write
 
     runs, problems = [], []
     for run_dir in args.runs:
@@ -110,9 +106,10 @@ def run(args):
 
     written = [atomic_write(os.path.join(args.out, "comparison.csv"), saver(buffer.getvalue())),
                atomic_write(os.path.join(args.out, "comparison.md"), saver(text))]
-    import plots
+    from mnist_vae import plots
 
-    written.append(plots.compare_curves({r["name"]: r["history"] for r in runs}, os.path.join(args.out, "comparison.png")))
+    histories = {r["name"]: r["history"] for r in runs}
+    written.append(plots.compare_curves(histories, os.path.join(args.out, "comparison.png")))
     print("wrote " + ", ".join(written))
     return 0
 

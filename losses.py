@@ -145,6 +145,7 @@ def mutual_information_terms(z, kl, log_q_z):
     return kl - (log_q_z - standard_normal_log_density(z))
 
 
-def negative_elbo(reconstruction, kl, beta=1.0):
-    """Per-example loss the model minimises: reconstruction + beta * KL (nats)."""
-    return reconstruction + beta * kl
+def weighted_elbo_loss(reconstruction, kl, kl_weight=1.0):
+    """Per-example loss the model minimises: reconstruction + kl_weight * KL (nats); the negative ELBO at
+    kl_weight 1, the beta-VAE's objective at beta (and the warm-up's below it)."""
+    return reconstruction + kl_weight * kl

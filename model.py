@@ -16,19 +16,8 @@ import losses
 IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
 LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
-LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
 OBJECTIVES = ("elbo", "iwae")
 CLASSES = 10  # digits, for the conditional model
-
-
-def loss_titles(objective="elbo", likelihood="bernoulli"):
-    """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
-    titles = dict(LOSS_TITLES)
-    if objective == "iwae":
-        titles["loss"] = "loss = −IWAE bound (k samples)"
-    if likelihood == "continuous-bernoulli":
-        titles["reconstruction_loss"] = "reconstruction (−log continuous Bernoulli)"
-    return titles
 
 
 def one_hot(labels):
@@ -192,7 +181,8 @@ class VAE(keras.Model):
         y = None
         if self.conditional:
             if labels is None:
-                raise ValueError("a conditional VAE needs the digits' labels: call it with {'image': ..., 'label': ...}")
+                raise ValueError("a conditional VAE needs the digits' labels: call it with "
+                                 "{'image': ..., 'label': ...}")
             y = ops.one_hot(ops.cast(labels, "int32"), CLASSES)
         z_mean, z_log_var = self.encoder([images, y] if self.conditional else images, training=training)
         samples = self.k if eps is None and self.objective == "iwae" else None
@@ -220,7 +210,7 @@ class VAE(keras.Model):
         kl = losses.kl_divergence(z_mean, z_log_var)
         if len(z.shape) == 2:
             reconstruction = losses.reconstruction_loss(images, outputs["logits"], self.likelihood)
-            return reconstruction, kl, losses.negative_elbo(reconstruction, kl, kl_weight)
+            return reconstruction, kl, losses.weighted_elbo_loss(reconstruction, kl, kl_weight)
         k = z.shape[1]
         reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"],
                                                                 self.likelihood), (-1, k))
@@ -290,41 +280,3 @@ def dense_parameters(latent_dim, hidden):
     return encoder + decoder
 
 
-def kl_weight_at(epoch, beta, warmup_epochs):
-    """KL weight for a 0-based epoch: rises linearly from 0 (epoch 0) to beta (epoch warmup_epochs)."""
-    return beta if warmup_epochs <= 0 else beta * min(1.0, epoch / warmup_epochs)
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """Sets vae.kl_weight at the start of every epoch from the schedule (a function of the epoch only,
-    so resumed runs follow it exactly)."""
-
-    def __init__(self, beta, warmup_epochs):
-        super().__init__()
-        self.beta, self.warmup_epochs = beta, warmup_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.kl_weight.assign(kl_weight_at(epoch, self.beta, self.warmup_epochs))
-
-
-class HeldOutLoss(keras.callbacks.Callback):
-    """Adds the held-out loss terms (val_loss, val_reconstruction_loss, val_kl_loss) to every epoch's logs, as
-    fit's validation_data would, for the callbacks after it and the history.
-
-    Each batch (data.test_batches: a few large ones, made once) is one compiled test step. Keras'
-    validation pass measured about 100 ms per epoch here whatever the batch size, most of it setting up
-    its input pipeline again (a fifth of a dense model's epoch on 8,000 images); this takes about 40.
-    """
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-        self.images = [int(np.count_nonzero(batch["weight"])) for batch in batches]  # padding rows weigh 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        totals = dict.fromkeys(LOSS_TERMS, 0.0)
-        for batch, images in zip(self.batches, self.images):
-            result = self.model.test_on_batch(batch, return_dict=True)  # per-image means of this batch
-            for name in LOSS_TERMS:
-                totals[name] += float(result[name]) * images
-        logs.update({"val_" + name: total / sum(self.images) for name, total in totals.items()})

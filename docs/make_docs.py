@@ -43,9 +43,11 @@ def main():
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--latent-dim", type=int, default=2)
     p.add_argument("--objectives", action="store_true", help="ELBO against IWAE instead (20-D unless --latent-dim)")
-    p.add_argument("--conditional", action="store_true", help="instead: a --conditional run of 10 epochs and its figures")
+    p.add_argument("--conditional", action="store_true",
+                   help="instead: a --conditional run of 10 epochs and its figures")
     p.add_argument("--likelihoods", action="store_true", help="instead: Bernoulli against continuous Bernoulli (20-D)")
-    p.add_argument("--explorer", action="store_true", help="instead: docs/explorer.png, the default run's explorer.html "
+    p.add_argument("--explorer", action="store_true",
+                   help="instead: docs/explorer.png, the default run's explorer.html "
                    "in headless Chromium (needs selenium and Debian's chromium-driver)")
     args = p.parse_args()
     if args.explorer:
@@ -74,7 +76,8 @@ def main():
                    "--run-name", run_name] + (["--data", args.data] if args.data else [])
             subprocess.run(cmd, check=True)
         for figure in FIGURES[name]:
-            shrink(os.path.join(run_dir, f"{figure}.png"), os.path.join(DOCS, f"z{args.latent_dim}-{name}-{figure}.png"))
+            shrink(os.path.join(run_dir, f"{figure}.png"),
+                   os.path.join(DOCS, f"z{args.latent_dim}-{name}-{figure}.png"))
         run_dirs.append(run_dir)
     sys.path.insert(0, ROOT)
     import compare
@@ -133,15 +136,14 @@ def sharpness(run_dirs, data_path, shown=12):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    import cli
-    from distribute import start_keras
+    from mnist_vae import backends
+    from mnist_vae.backends import start_keras
 
-    cli.select_backend(cli.default_backend())
+    backends.select_backend(backends.default_backend())
     keras = start_keras()
-    import data
-    import evaluate
     import losses
     import model  # noqa: F401  (registers the custom classes for loading)
+    from mnist_vae import data, evaluation
 
     rows, names = [], []
     for run_dir in run_dirs:
@@ -150,7 +152,7 @@ def sharpness(run_dirs, data_path, shown=12):
                                    config["binarize"], config["seed"])
         x = data.as_float(splits.x_test)
         vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-        z_mean = evaluate.encode(vae, x)["z_mean"]
+        z_mean = evaluation.encode(vae, x)["z_mean"]
         means = keras.ops.convert_to_numpy(losses.pixel_means(vae.decoder.predict(z_mean, verbose=0), vae.likelihood))
         grey = lambda a: float(np.mean((a > 0.1) & (a < 0.9)))  # noqa: E731
         print(f"{config['likelihood']}: mean |reconstruction - image| {np.abs(means - x).mean():.4f}, grey pixels "
@@ -195,7 +197,8 @@ def explorer_screenshot(args):
         digits = np.frombuffer(base64.b64decode(labels), np.uint8)
         for n in (int(np.argmax(digits == 7)), int(np.argmax(digits == 0))):  # a 7, then a 0
             driver.execute_script(
-                "var c = document.getElementById('plane'), r = c.getBoundingClientRect(), p = explorerPixelOf(arguments[0]);"
+                "var c = document.getElementById('plane'), r = c.getBoundingClientRect(),"
+                " p = explorerPixelOf(arguments[0]);"
                 "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + p[0] * r.width / c.width, "
                 "clientY: r.top + p[1] * r.height / c.height, bubbles: true}));", n)
         ActionChains(driver).move_to_element_with_offset(driver.find_element("id", "plane"), 90, -40).perform()
@@ -211,16 +214,13 @@ def paired(run_dirs, data_path):
     number and its standard error (far smaller than either number's own, which includes how images differ)."""
     import json
 
-    import numpy as np
+    from mnist_vae import backends
+    from mnist_vae.backends import start_keras
 
-    import cli
-    from distribute import start_keras
-
-    cli.select_backend(cli.default_backend())
+    backends.select_backend(backends.default_backend())
     keras = start_keras()
-    import data
-    import evaluate
     import model  # noqa: F401  (registers the custom classes for loading)
+    from mnist_vae import data, evaluation
 
     per_image = []
     for run_dir in run_dirs:
@@ -228,14 +228,15 @@ def paired(run_dirs, data_path):
         splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
                                    config["binarize"], config["seed"])
         vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-        _, posterior = evaluate.evaluate_model(vae, data.as_float(splits.x_test), config["iw_samples"],
+        _, posterior = evaluation.evaluate_model(vae, data.as_float(splits.x_test), config["iw_samples"],
                                                labels=splits.y_test)
         per_image.append(posterior["per_image"])
     names = [os.path.basename(d) for d in run_dirs]
     print(f"\npaired, {names[1]} minus {names[0]} (nats per image, ± standard error over images):")
     for key in ("negative_elbo", "nll_iw"):
         difference = per_image[1][key] - per_image[0][key]
-        print(f"  {key}: {difference.mean():+.2f} ± {difference.std(ddof=1) / np.sqrt(len(difference)):.2f}")
+        mean, stderr = evaluation.mean_and_stderr(difference)
+        print(f"  {key}: {mean:+.2f} ± {stderr:.2f}")
 
 
 if __name__ == "__main__":

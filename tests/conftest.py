@@ -1,8 +1,8 @@
 import contextlib
 import importlib
 import io
-import os
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ def mnist_test_split():
     """The real MNIST test split (uint8 images (10000, 28, 28, 1), labels), or a skip."""
     if not os.path.isdir(MNIST_DIR):
         pytest.skip(f"real MNIST not found at {MNIST_DIR} (the project's shared data folder)")
-    import data
+    from mnist_vae import data
 
     found = data.load_idx_folder(MNIST_DIR)
     return found["test"][:2]
@@ -57,7 +57,7 @@ def digits():
     """Digits for end-to-end tests: the real MNIST test split (uint8 (N, 28, 28, 1), labels), or 4,000
     synthetic ones where the shared data folder is absent."""
     if os.path.isdir(MNIST_DIR):
-        import data
+        from mnist_vae import data
 
         return data.load_idx_folder(MNIST_DIR)["test"][:2]
     return synthetic_digits(4000)
@@ -132,6 +132,25 @@ def run_main(module, *args):
         except SystemExit as e:  # argparse's refusals
             code = e.code
     return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+def read_history(run_dir):
+    """history.csv as a list of rows, each {column: float}: the one reader of it in the tests."""
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def checkpoint_arrays(run_dir):
+    state = json.load(open(os.path.join(run_dir, "checkpoint", "state.json")))
+    with np.load(os.path.join(run_dir, "checkpoint", state["weights"])) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def mount(*args):
+    """mount ARGS (root only): True when it worked."""
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 
 
 def gradients(fn, *arrays):

@@ -1,32 +1,66 @@
-"""The shape of the code: modules import each other in one direction only, and the model, its losses, the
-evaluation and the figures are written against Keras 3 alone (no TensorFlow), so they serve every backend."""
+"""The shape of the code: what a user runs or a learner opens at the top level, the machinery in one package,
+imports in one direction (scripts -> package -> model and losses), no cycles, short functions, and the model,
+its losses, the evaluation and the figures written against Keras 3 alone (no TensorFlow), so they serve every
+backend."""
 import ast
 import os
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = sorted(name[:-3] for name in os.listdir(ROOT) if name.endswith(".py"))
-BACKEND_NEUTRAL = ("model", "losses", "evaluate", "figures", "plots", "checkpoints", "data", "cli", "stopping",
-                   "explorer")
+PACKAGE = "mnist_vae"
+SCRIPTS = {"train", "evaluate", "compare", "bench"}  # what a user runs
+CORE = {"model", "losses"}  # what a learner reads first: the model and its loss
+TOP_LEVEL = SCRIPTS | CORE
+PACKAGE_MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, PACKAGE))
+                         if name.endswith(".py") and name != "__init__.py")
+TENSORFLOW_ONLY = {"tf_engine", "tensorboard"}  # TensorFlow's engine and its log writer, named for it
+LONGEST_FUNCTION = 50  # lines, in the package (HTML templates are module constants, not functions)
 
 pytestmark = pytest.mark.backend_independent
 
 
+def path_of(module):
+    return os.path.join(ROOT, module + ".py") if module in TOP_LEVEL else os.path.join(ROOT, PACKAGE, module + ".py")
+
+
 def imports(module):
-    """Every module name imported anywhere in module's source (top level or inside functions)."""
-    tree = ast.parse(open(os.path.join(ROOT, module + ".py")).read())
+    """Every project module imported anywhere in module's source (top level or inside functions)."""
+    tree = ast.parse(open(path_of(module)).read())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            for alias in node.names:
+                parts = alias.name.split(".")
+                names.add(parts[1] if parts[0] == PACKAGE and len(parts) > 1 else parts[0])
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            parts = node.module.split(".")
+            if parts == [PACKAGE]:
+                names.update(alias.name for alias in node.names)
+            else:
+                names.add(parts[1] if parts[0] == PACKAGE else parts[0])
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{module}: relative import; the project imports {PACKAGE}.module by name")
     return names
 
 
-def test_project_modules_import_each_other_without_cycles():
-    graph = {m: imports(m) & set(MODULES) for m in MODULES}
+def test_the_top_level_holds_what_users_run_and_learners_open():
+    tops = {name[:-3] for name in os.listdir(ROOT) if name.endswith(".py")}
+    assert tops == TOP_LEVEL
+
+
+def test_imports_run_one_way_scripts_then_package_then_model_and_losses():
+    project = TOP_LEVEL | set(PACKAGE_MODULES)
+    for module in CORE:
+        assert imports(module) & project <= {"losses"}, module  # model.py imports losses.py, and nothing else
+    for module in PACKAGE_MODULES:
+        assert not imports(module) & SCRIPTS, module
+    for module in SCRIPTS:
+        assert not imports(module) & (SCRIPTS - {module}), module
+
+
+def test_package_modules_import_each_other_without_cycles():
+    graph = {m: imports(m) & set(PACKAGE_MODULES) for m in PACKAGE_MODULES}
     visiting, done = set(), set()
 
     def visit(module, path):
@@ -39,12 +73,31 @@ def test_project_modules_import_each_other_without_cycles():
         visiting.discard(module)
         done.add(module)
 
-    for module in MODULES:
+    for module in PACKAGE_MODULES:
         visit(module, [])
 
 
-def test_model_losses_evaluation_and_figures_never_import_tensorflow():
-    for module in BACKEND_NEUTRAL:
+def test_no_function_in_the_package_is_long():
+    for module in PACKAGE_MODULES:
+        for node in ast.walk(ast.parse(open(path_of(module)).read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= LONGEST_FUNCTION, f"{module}.{node.name}: {length} lines"
+
+
+def test_only_tensorflows_own_modules_import_tensorflow():
+    for module in sorted(CORE | {"evaluate", "compare"} | set(PACKAGE_MODULES) - TENSORFLOW_ONLY):
         assert "tensorflow" not in imports(module), module
-    # TensorFlow's own engine lives in one module whose name says so.
-    assert "tensorflow" in imports("tf_backend")
+    for module in TENSORFLOW_ONLY:
+        assert "tensorflow" in imports(module), module
+
+
+def test_the_flags_choices_are_the_models_own():
+    """settings.py runs before Keras may start, so it cannot import model.py: the two lists must agree."""
+    import losses
+    import model
+    from mnist_vae import settings
+
+    assert settings.BY_NAME["arch"].choices == model.ARCHITECTURES
+    assert settings.BY_NAME["objective"].choices == model.OBJECTIVES
+    assert settings.BY_NAME["likelihood"].choices == losses.LIKELIHOODS

@@ -1,0 +1,63 @@
+"""The callbacks a run trains with besides Keras' own: the KL warm-up, the held-out loss per epoch and
+progress.gif's frames (the checkpoint's is checkpoints.EpochCheckpoint, the signals' stopping.SignalGuard)."""
+import keras
+import numpy as np
+
+from mnist_vae.figures import fixed_latent_draws, frame_labels, pixels_of
+from model import LOSS_TERMS, one_hot
+
+
+def kl_weight_at(epoch, beta, warmup_epochs):
+    """KL weight for a 0-based epoch: rises linearly from 0 (epoch 0) to beta (epoch warmup_epochs)."""
+    return beta if warmup_epochs <= 0 else beta * min(1.0, epoch / warmup_epochs)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Sets vae.kl_weight at the start of every epoch from the schedule (a function of the epoch only,
+    so resumed runs follow it exactly)."""
+
+    def __init__(self, beta, warmup_epochs):
+        super().__init__()
+        self.beta, self.warmup_epochs = beta, warmup_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.kl_weight.assign(kl_weight_at(epoch, self.beta, self.warmup_epochs))
+
+
+class HeldOutLoss(keras.callbacks.Callback):
+    """Adds the held-out loss terms (val_loss, val_reconstruction_loss, val_kl_loss) to every epoch's logs, as
+    fit's validation_data would, for the callbacks after it and the history.
+
+    Each batch (pipeline.held_out_batches: a few large ones, made once) is one compiled test step: Keras'
+    own validation pass sets up its input pipeline again every epoch, which cost more than the pass itself
+    (docs/performance.md).
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+        self.images = [int(np.count_nonzero(batch["weight"])) for batch in batches]  # padding rows weigh 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        totals = dict.fromkeys(LOSS_TERMS, 0.0)
+        for batch, images in zip(self.batches, self.images):
+            result = self.model.test_on_batch(batch, return_dict=True)  # per-image means of this batch
+            for name in LOSS_TERMS:
+                totals[name] += float(result[name]) * images
+        logs.update({"val_" + name: total / sum(self.images) for name, total in totals.items()})
+
+
+class SampleFrames(keras.callbacks.Callback):
+    """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
+
+    def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False, likelihood="bernoulli"):
+        super().__init__()
+        self.likelihood = likelihood
+        self.z = fixed_latent_draws(latent_dim, seed, n)
+        self.inputs = [self.z, one_hot(frame_labels(n))] if conditional else self.z  # digits 0-9 in turn
+        self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A compiled call: a fraction of an eager one's cost (docs/performance.md).
+        logits = np.asarray(self.model.decoder.predict_on_batch(self.inputs), np.float32)
+        self.frames.append(pixels_of(logits, self.likelihood))

@@ -1,0 +1,81 @@
+"""Command-line plumbing shared by the scripts: range-checked argparse types, one-line errors for the user
+and a quiet console while native libraries start.
+
+Imports nothing heavy: everything here runs before Keras or any backend is loaded.
+"""
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+
+class UserError(Exception):
+    """Something the user can fix (message: one line); data.DataError and rundir.RunError are kinds of it."""
+
+
+def number_in_range(kind, low, low_ok=True, high=None):
+    """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}")
+        if not (value >= low) or (value == low and not low_ok) or (high is not None and not value < high) \
+                or value == float("inf"):
+            bound = f">= {low}" if low_ok else f"> {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{f' and < {high}' if high else ''}, got {text}")
+        return value
+    return parse
+
+
+def folder_name(text):
+    """An argparse type: a plain folder name (no path), so a run folder always lands inside --out."""
+    if not text or text in (".", "..") or "/" in text or os.sep in text or (os.altsep and os.altsep in text):
+        raise argparse.ArgumentTypeError(f"must be a folder name without '/' (it goes inside --out), got {text!r}")
+    return text
+
+
+def exit_on_user_error(run, *args):
+    """run(*args), with problems the user can fix (bad data, a bad run folder, a full or read-only disk,
+    a missing backend) reported as one line on stderr and exit code 1 instead of a traceback."""
+    try:
+        return run(*args)
+    except UserError as e:  # data.DataError and rundir.RunError among them
+        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+    return 1
+
+
+# What native libraries print while they start, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, its
+# info and warning lines, and the two errors a GPU build prints on a machine without a GPU (the failed
+# cuInit probe, the duplicate CUDA library factories). Any other error line, a real CUDA problem on a
+# GPU machine included, reaches the user.
+START_UP_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written "
+                              r"to STDERR"
+                              r"|[IW]\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*"
+                              r"|E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*(failed call to cuInit"
+                              r"|Unable to register cu(DNN|FFT|BLAS) factory).*")
+
+
+@contextlib.contextmanager
+def quiet_start_up():
+    """Hold back the native start-up lines written to stderr inside the block (importing Keras and its
+    backend, finding devices); every other line written meanwhile is passed on when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not START_UP_CHATTER.fullmatch(line.rstrip("\n"))]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

@@ -1,0 +1,40 @@
+"""The lines a user reads in more than one place, each worded once: what the pixels make of the losses,
+the grey-pixel warning, and how to continue a run."""
+import shlex
+
+PIXELS = {
+    "none": "grey levels (--binarize none): the losses are training objectives, not likelihoods",
+    "static": "binarized once (--binarize static): losses are bounds on a Bernoulli likelihood",
+    "dynamic": "re-binarized every batch (--binarize dynamic): losses are bounds on a Bernoulli likelihood",
+    "continuous-bernoulli": "grey levels under a continuous Bernoulli (--likelihood continuous-bernoulli): losses "
+                            "are bounds on a true density of the grey images (nats per image; they may be negative)",
+}
+GREY_WARNING = ("Grey pixels (--binarize none): the reconstruction term is a cross-entropy against grey targets, "
+                "not a likelihood, and these numbers cannot be compared with published NLLs on binarized MNIST "
+                "(train with --binarize dynamic for that).")
+
+
+# The console's shorter forms of the same facts (evaluation.console_summary).
+GREY_NLL = "a bound on a 'likelihood' of grey targets"
+
+
+def console_pixels_note(binarize, likelihood="bernoulli"):
+    if likelihood == "continuous-bernoulli":
+        return "grey pixels under a continuous Bernoulli: bounds on a true density, may be negative"
+    return "binarized pixels" if binarize != "none" else "GREY pixels: these are not likelihoods"
+
+
+def pixels_note(binarize, likelihood="bernoulli"):
+    """What the pixels are and what the losses then mean, in one line."""
+    return PIXELS["continuous-bernoulli" if likelihood == "continuous-bernoulli" else binarize]
+
+
+def is_likelihood(binarize, likelihood="bernoulli"):
+    """Whether the run's reconstruction term is a true negative log-likelihood of its pixels."""
+    return binarize != "none" or likelihood == "continuous-bernoulli"
+
+
+def resume_command(run_dir, chief=True):
+    """The command that continues a run (a non-chief worker's copy is not the run: its chief's folder is)."""
+    folder = shlex.quote(run_dir) if chief else "CHIEF'S_RUN_FOLDER"
+    return f"python train.py --resume {folder}"

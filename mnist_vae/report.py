@@ -1,0 +1,176 @@
+"""report.html: one page per run that gathers its numbers, figures, history and settings.
+
+Self-contained but for the run's own images, linked by relative paths: the folder can be copied,
+zipped or opened offline. train.py writes it at the end of every run (also a stopped one), evaluate.py
+refreshes it. Every number on it carries data-source and data-value attributes with the exact value
+from metrics.json or eval.json, so tests (and scripts) can check the page against the files.
+"""
+import html
+import os
+import string
+
+from mnist_vae import messages
+from mnist_vae.rundir import atomic_write
+
+# Each figure the run may have, with what to look for in it.
+FIGURES = (
+    ("loss.png", "Loss per epoch, training (circles) against held-out test images (squares), for the loss and "
+                 "its two terms. Look for: curves still falling (train longer), test rising while training "
+                 "falls (over-fitting), a KL near 0 (the posterior collapsed onto the prior)."),
+    ("reconstructions.png", "Ten test digits (top) and their reconstructions decoded from z_mean (bottom), each "
+                            "pixel the decoder's mean. Look for: which details the code keeps; blur is the "
+                            "decoder's mean (a continuous Bernoulli's mean is less extreme than sigmoid(logit))."),
+    ("samples.png", "Digits decoded from 64 random draws z ~ N(0, I). Look for: digit-like samples all over; "
+                    "smudges mean the prior and the aggregate posterior disagree."),
+    ("latent_scatter.png", "Every test image's z_mean, coloured by its digit (more than two latent "
+                           "dimensions: the first two principal components). Look for: clusters per digit "
+                           "and a cloud roughly like N(0, I)."),
+    ("latent_manifold.png", "A 20 x 20 grid of latent points decoded (over the Gaussian quantiles, or along "
+                            "the two principal directions). Look for: smooth morphing between digits; "
+                            "blank or repeated regions the decoder never learned."),
+    ("interpolation.png", "Straight lines in latent space between pairs of test digits. Look for: every "
+                          "intermediate looks like a digit (a smooth, well-used latent space)."),
+    ("kl_per_dim.png", "The mean KL of each latent dimension; active units in colour. Look for: dimensions "
+                       "with KL near 0 carry no information (inactive)."),
+    ("progress.gif", "The same 36 latent draws decoded after every epoch. Look for: how fast the samples "
+                     "become digits, and when they stop changing."),
+)
+# What changes for a conditional model (--conditional): the label carries the digit, z the style.
+CONDITIONAL_FIGURES = {
+    "samples.png": "Samples on request: one row per digit label, each column one draw z ~ N(0, I) decoded with every "
+                   "label. Look for: each row shows its digit; down a column the digit changes while the style "
+                   "(slant, thickness) stays.",
+    "latent_scatter.png": "Every test image's z_mean, coloured by its digit. For a conditional model, look for "
+                          "digits mixed together: the label carries the digit, so z need only hold the style.",
+    "latent_manifold.png": "One panel per digit label: the same 8 x 8 grid of latent points decoded with each label. "
+                           "Look for: the same style varying the same way across panels.",
+    "interpolation.png": "Straight lines between pairs of test digits' codes, the label moving from one digit's "
+                         "one-hot to the other's along with z. Look for: a smooth change of digit and style.",
+}
+TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
+         ("kl_loss", "kl_loss", "KL"))
+
+def _number(source, key, value, digits=2, stderr=None):
+    text = f"{value:.{digits}f}" + (f" ± {stderr:.{digits}f}" if stderr is not None else "")
+    return f'<td data-source="{source}" data-key="{key}" data-value="{value!r}">{text}</td>'
+
+
+def _table(header, rows):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell if cell.startswith("<td") else f"<td>{html.escape(cell)}</td>"
+                                    for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render(run_dir, config, metrics, evaluation, history):
+    """The page as text. config, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
+    the rows of history.csv (dicts of numbers)."""
+    epochs, planned = metrics.get("epochs"), config.get("epochs")
+    status = (f"complete: {epochs} epochs" if not metrics.get("partial")
+              else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
+    binarize = config.get("binarize", "none")
+    density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
+    grey = binarize == "none" and not density
+    warning = f'<p class="warning">{html.escape(messages.GREY_WARNING)}</p>' if grey else ""
+    captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if config.get("conditional") else {})}
+    figures = "".join(
+        f'<figure><img src="{file}" alt="{file}"><figcaption><b>{file}</b>: {html.escape(caption)}'
+        '</figcaption></figure>'
+        for file, caption in captions.items() if os.path.isfile(os.path.join(run_dir, file)))
+    explorer = ('<p class="explorer"><a href="explorer.html">explorer.html</a>: move through the latent space '
+                'and watch the decoder draw (opens offline, from the file).</p>'
+                if os.path.isfile(os.path.join(run_dir, "explorer.html")) else "")
+    columns = list(history[0]) if history else []
+    history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                                      for c in columns] for row in history])
+    settings = {k: v for k, v in config.items() if k not in ("versions", "command")}
+    return PAGE.substitute(
+        name=html.escape(os.path.basename(os.path.normpath(run_dir))), status=html.escape(status), explorer=explorer,
+        command=html.escape(config.get("command", "")), numbers=_table(("", "value"), _key_numbers(
+            config, metrics, evaluation, density)), warning=warning, figures=figures, history=history_table,
+        settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
+        versions=html.escape(", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items())))
+
+
+def _key_numbers(config, metrics, evaluation, density):
+    numbers = []
+    if evaluation:
+        for key, _, label in TERMS:
+            numbers.append([f"{label} (test, nats per image)",
+                            _number("eval.json", key, evaluation[key], stderr=evaluation[key + "_stderr"])])
+        numbers.append([f"NLL estimate, k = {evaluation['iw_samples']} importance samples",
+                        _number("eval.json", "nll_iw", evaluation["nll_iw"], stderr=evaluation["nll_iw_stderr"])])
+        numbers.append([f"active units, of {len(evaluation['kl_per_dim'])} (Var of z_mean > "
+                        f"{evaluation['active_threshold']})",
+                        _number("eval.json", "active_units", evaluation["active_units"], digits=0)])
+        if "mutual_information" in evaluation:  # evaluations before it was measured lack it
+            numbers.append(["mutual information I(x; z) under the encoder (0: z ignores x; at most the KL)",
+                            _number("eval.json", "mutual_information", evaluation["mutual_information"],
+                                    stderr=evaluation["mutual_information_stderr"])])
+    else:
+        for _, key, label in TERMS:
+            if metrics.get(key) is not None:
+                numbers.append([f"{label} (test, last completed epoch)", _number("metrics.json", key, metrics[key])])
+    numbers.append(["binarization", f"--binarize {config.get('binarize', 'none')}"])
+    numbers.append(["training objective", "ELBO" if config.get("objective", "elbo") == "elbo" else
+                    f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "
+                    "columns are the ELBO's terms)"])
+    if config.get("conditional"):
+        numbers.append(["model", "conditional on the digit label: the numbers bound log p(x | label)"])
+    numbers.append(["likelihood p(x|z)", "continuous Bernoulli: the numbers bound a true density of the grey "
+                    "images (nats per image; they may be negative)" if density else "Bernoulli"])
+    return numbers
+
+
+PAGE = string.Template("""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>VAE run $name</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td[data-value] { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; } .warning { color: #a40; }
+</style>
+</head>
+<body>
+<h1>VAE run $name</h1>
+<p class="status">$status</p>
+$explorer
+<h2>Reproduce</h2>
+<pre>$command</pre>
+<h2>Key numbers</h2>
+$numbers
+$warning
+<h2>Figures</h2>
+$figures
+<h2>History</h2>
+<p>Per epoch, nats per image; <code>val_</code> columns are the held-out test images.</p>
+$history
+<h2>Settings</h2>
+$settings
+<p>Versions: $versions</p>
+<script>
+// For checks in a browser: how many images loaded (naturalWidth > 0) once the page is loaded.
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  document.body.dataset.imagesLoaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.dataset.images = images.length;
+});
+</script>
+</body>
+</html>
+""")
+
+
+def write(run_dir, config, metrics, evaluation, history):
+    """Write <run>/report.html (atomically) and return its path."""
+    page = render(run_dir, config, metrics, evaluation, history)
+
+    def save(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+    return atomic_write(os.path.join(run_dir, "report.html"), save)

@@ -1,0 +1,169 @@
+"""A run's life in its folder, from creating (or resuming) it to the exit code: `with Run(args, devices) as run:`.
+
+Entering creates the folder (or takes the one --resume names), locks it, removes what a killed process left
+behind, gives a non-chief worker a scratch copy to write into, and installs the signal handlers. Inside, the
+run trains (run.fit) and run.conclude writes what it earned and picks the exit code. Leaving cleans up, in
+one place (_clean_up), whether the run finished, failed or was stopped by a signal.
+"""
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from mnist_vae import messages
+from mnist_vae.rundir import (
+    CONFIG_FORMAT,
+    RunError,
+    RunLock,
+    is_complete,
+    make_run_dir,
+    remove_if_empty,
+    remove_stale_temporaries,
+    write_error,
+    write_json,
+)
+from mnist_vae.stopping import SignalGuard
+
+
+class Run:
+    def __init__(self, args, devices):
+        self.args, self.devices = args, devices
+        self.resumed = bool(args.resume)
+        self.dir = args.resume
+        self.scratch = None
+        self.started = time.time()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        args, devices = self.args, self.devices
+        stack = self._stack.__enter__()
+        if not self.resumed and devices.chief:  # the output folder is checked before any time is spent
+            self.dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
+        stack.callback(self._clean_up)
+        if devices.chief:  # one writer per run folder: the chief holds it to the end
+            stack.enter_context(RunLock(self.dir))
+            if self.resumed:
+                remove_stale_temporaries(self.dir)
+        else:  # other workers write into a copy, thrown away at the end
+            self.scratch = tempfile.mkdtemp(prefix=f"mnist-vae-{devices.worker.type}{devices.worker.index}-")
+            if self.resumed:
+                shutil.copytree(self.dir, self.scratch, dirs_exist_ok=True)
+            self.dir = self.scratch
+        self.resume = messages.resume_command(self.dir, devices.chief)
+        self.guard = stack.enter_context(SignalGuard(self._interrupted, self._clean_up))
+        return self
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
+
+    def _clean_up(self):
+        if not self.resumed and self.devices.chief:
+            remove_if_empty(self.dir)  # nothing was earned: leave no empty folder behind
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _interrupted(self, name):  # a signal outside fit: loading, compiling, or the final evaluation and figures
+        if os.path.exists(os.path.join(self.dir, "checkpoint", "state.json")):
+            return (f"interrupted by {name}; every completed epoch is in the run's checkpoint; continue with: "
+                    f"{self.resume}")
+        return f"interrupted by {name} before the first epoch completed"
+
+    def nothing_to_do(self, done):
+        """With every planned epoch trained: True (and says so) when the outputs are written too; else the run
+        goes on to write what it is missing."""
+        if done < self.args.epochs:
+            return False
+        if is_complete(self.dir, done):
+            print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
+                  f"written); nothing to do. To train on: {self.resume} --epochs {done + 10}")
+            return True
+        print(f"all {done} epochs of {self.dir} are trained; writing the outputs it is missing")
+        self.args.epochs = done
+        return False
+
+    def write_config(self, splits, versions, command):
+        self.config = {**vars(self.args), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
+                       "data_source": splits.source, "train_images": len(splits.x_train),
+                       "test_images": len(splits.x_test), "versions": versions, "command": command}
+        write_json(os.path.join(self.dir, "config.json"), self.config)
+        return self.config
+
+    def fit(self, vae, batches, steps, done, callbacks, saver):
+        """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
+        if done >= self.args.epochs:
+            return
+        try:
+            vae.fit(batches, epochs=self.args.epochs, steps_per_epoch=steps, initial_epoch=done,
+                    shuffle=False,  # the batches come shuffled by (seed, epoch)
+                    callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                saver.wait()  # a write in flight may still commit an epoch
+            raise RunError(write_error(e, f"the checkpoint of epoch {len(saver.rows)} is intact", self.resume)) \
+                from None
+        except Exception as e:
+            if not self.devices.is_lost_worker(e):
+                raise
+            reason = next((line for line in str(e).splitlines() if "unhealthy" in line or "abort" in line),
+                          e.__class__.__name__)
+            raise RunError(f"another worker stopped or became unreachable ({reason.strip()}); {len(saver.rows)} "
+                           f"completed epochs are checkpointed: restart every worker with {self.resume}") from None
+
+    def conclude(self, vae, splits, saver, frames, steps):
+        """The one place that decides how the run ends (completed, stopped by a signal, or diverged), writes
+        what it earned and returns the exit code. frames: progress.gif's frames so far."""
+        from mnist_vae.outputs import write_outputs
+
+        epochs_kept, interrupted, diverged = len(saver.rows), self.guard.stopped, saver.diverged
+        complete = interrupted is None and diverged is None
+        if not complete:
+            self.guard.saving()  # write what the completed epochs earned even if a signal comes again
+        if interrupted and self.devices.multiworker:
+            # The other workers are mid-step, waiting for this one: nothing collective can run any more.
+            print(f"interrupted by {interrupted} after {epochs_kept} completed epochs, all checkpointed; the other "
+                  f"workers stop too; continue by restarting every worker with {self.resume}", file=sys.stderr)
+            return 128 + interrupted.signum
+        try:
+            metrics, results, written = write_outputs(vae, self.dir, splits, saver.rows, self.args, self.config,
+                                                      complete, frames=frames[:epochs_kept])  # no broken epoch's
+        except OSError as e:
+            raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
+                                       f"{self.resume} completes the run")) from None
+        if self.devices.multiworker:
+            print(f"{self.devices.worker.type} {self.devices.worker.index}: weights after epoch {epochs_kept} have "
+                  f"sha256 {weights_digest(vae)} (the same on every worker)")
+        if interrupted:
+            print(f"interrupted by {interrupted} after {epochs_kept} completed epochs, all saved; continue with: "
+                  f"{self.resume}", file=sys.stderr)
+            return 128 + interrupted.signum
+        if diverged:
+            epoch, batch = diverged
+            kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
+            raise RunError(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}; {kept}; "
+                           f"try a lower --lr than {self.args.lr}")
+        self._summary(splits, metrics, results, written)
+        return 0
+
+    def _summary(self, splits, metrics, results, written):
+        from mnist_vae.evaluation import console_summary
+        from model import LOSS_TERMS
+
+        print(f"\ndone in {time.time() - self.started:.0f} s. Test set ({len(splits.x_test)} images, nats per "
+              f"image, binarize={self.args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS))
+        print(console_summary(results, self.args.binarize))
+        if not self.devices.chief:
+            print("(this worker's copy of the outputs is discarded: the chief writes the run)")
+            return
+        for name, what in written.items():
+            print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
+
+
+def weights_digest(vae):
+    """A short fingerprint of every weight, to check that all workers ended with the same model."""
+    digest = hashlib.sha256()
+    for value in vae.get_weights():
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,228 @@
+"""Run folders: creating a fresh one, and writing files into it safely.
+
+Files are written to a temporary name in the same folder and renamed into place, so a crash
+at any moment leaves either the previous complete file or the new complete one.
+"""
+import errno
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from mnist_vae.cli import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected against a second writer there
+    fcntl = None
+
+
+CONFIG_FORMAT = 2  # layout version of config.json; --resume and evaluate.py refuse others (1: TensorFlow only)
+FINAL_OUTPUTS = ("model.keras", "eval.json", "report.html")  # beside metrics.json, what a complete run has
+LOCK_NAME = ".lock"  # in every run folder: holds the pid of the process that has the folder
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_in_flight = set()  # temporary files being written now (stopping.py removes them when a signal ends the process)
+
+
+class RunError(UserError):
+    """A problem with the output folder or a run folder (message: one line)."""
+
+
+def make_run_dir(out, run_name=None, label=""):
+    """Create <out>/<run_name> (or a new unique name) and return its path; never reuses a folder."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"--out {out}: is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"--out {out}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"--out {out}: folder is not writable")
+    if run_name:
+        path = os.path.join(out, run_name)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            raise RunError(f"--run-name {run_name}: {path} already exists (runs are never overwritten)") from None
+        except OSError as e:
+            raise RunError(f"--run-name {run_name}: cannot create {path} ({e.strerror})") from None
+        return path
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{label}" if label else "")
+    for i in range(1, 1000):
+        path = os.path.join(out, stem if i == 1 else f"{stem}-{i}")
+        try:
+            os.mkdir(path)  # atomic: two runs started together never share a folder
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunError(f"--out {out}: cannot create a run folder there ({e.strerror})") from None
+    raise RunError(f"--out {out}: could not find a free run name for {stem}")
+
+
+def new_file_mode():
+    """The permissions the user's umask gives a new file (mkstemp makes 0600 files whatever the umask)."""
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status") as f:
+            mask = next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
+    except OSError:
+        mask = None
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic).
+
+    The file ends with the permissions any new file of the user's gets (0644 under umask 022)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    # Keep the whole extension (".weights.h5"): Keras' writers insist on it.
+    name = os.path.basename(path)
+    extension = "." + name.split(".", 1)[1] if "." in name else ""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + extension)
+    os.close(fd)
+    _in_flight.add(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # the file the user knows (zipfile names none)
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
+    finally:
+        _in_flight.discard(tmp)
+    return path
+
+
+def remove_temporaries_in_flight():
+    for tmp in list(_in_flight):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass  # renamed into place meanwhile, or already gone
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+    return atomic_write(path, write)
+
+
+def read_config(run_dir, expected_format):
+    """A run folder's config.json, checked: one clear RunError for anything that is not a usable run."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise RunError(f"{run_dir}: no such run folder")
+    if not os.path.isfile(path):
+        raise RunError(f"{run_dir}: not a run folder (no config.json)")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from None
+    if not isinstance(config, dict) or config.get("format") != expected_format:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise RunError(f"{path}: written by an unknown version of this program (format {found!r}; "
+                       f"this one reads format {expected_format})")
+    return config
+
+
+class RunLock:
+    """`with RunLock(run_dir):` this process is the only one using the run folder.
+
+    An OS lock (flock) on <run>/.lock, which also holds the owner's pid: the kernel drops it when the
+    process ends, however it ends, so a killed run never leaves its folder locked. A second process
+    gets one RunError naming the holder and changes nothing."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.fd = run_dir, None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        path = os.path.join(self.run_dir, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode())
+        except OSError as e:
+            raise RunError(f"{self.run_dir}: cannot lock the run folder ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunError(f"{self.run_dir} is in use by process {holder} (a train.py or evaluate.py on this run); "
+                           f"wait for it to end or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+
+
+def write_error(error, saved, remedy):
+    """One line for an OSError met while writing a run: what failed and why, what is safe, what to do.
+    Free space is suggested only when space was the problem."""
+    what = error.filename or "a file of the run"
+    if error.errno in NO_SPACE:
+        return f"cannot write {what}: {error.strerror or error} ({saved}): free space, then {remedy}"
+    if error.errno == errno.ENOENT:
+        cause = "no such file or folder: was the run folder moved or deleted meanwhile?"
+    else:
+        cause = error.strerror or str(error)
+    return f"cannot write {what}: {cause} ({saved}); {remedy}"
+
+
+def remove_stale_temporaries(run_dir):
+    """Delete temporary files that a killed process left behind (the real files are always complete)."""
+    for folder in (run_dir, os.path.join(run_dir, "checkpoint")):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(".") and ".tmp" in name:
+                    os.remove(os.path.join(folder, name))
+
+
+def ensure_space(folder, nbytes):
+    """Raise ENOSPC before writing nbytes (plus a margin) into folder if they will not fit.
+
+    HDF5 crashes the whole process (SIGSEGV) when the disk fills during a write, so a checkpoint's
+    room is checked up front, where the error can still be reported and the old checkpoint kept."""
+    needed = int(nbytes * 1.1) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (need about {needed >> 20} MB, "
+                                    f"{free >> 20} MB free)", folder)
+
+
+def remove_if_empty(run_dir):
+    """Remove a run folder that holds nothing but its lock (a run that earned nothing)."""
+    if os.path.isdir(run_dir) and set(os.listdir(run_dir)) <= {LOCK_NAME}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def read_json(run_dir, name):
+    """One of a run's JSON files as a dict, or None where it is missing or unreadable."""
+    try:
+        with open(os.path.join(run_dir, name)) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def is_complete(run_dir, epochs):
+    """Whether the run's final outputs for `epochs` epochs are all written (metrics.json goes last)."""
+    metrics = read_json(run_dir, "metrics.json")
+    return (metrics is not None and metrics.get("partial") is False and metrics.get("epochs") == epochs
+            and all(os.path.isfile(os.path.join(run_dir, name)) for name in FINAL_OUTPUTS))

@@ -1,0 +1,181 @@
+"""Every setting of a run, once: its flag, default, check, help, whether --resume may change it and
+whether it changes what the run computes. train.py's parser, the resume checks, the reproduce command,
+compare.py's "settings that differ", evaluate.py's checks of a saved config and every default the other
+modules need derive from SETTINGS.
+"""
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from mnist_vae.backends import BACKENDS, default_backend
+from mnist_vae.cli import folder_name, number_in_range
+from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
+from mnist_vae.evaluation import IW_SAMPLES
+from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config
+
+IWAE_K = 5  # --k's default under --objective iwae (the ELBO draws one z per image)
+
+
+@dataclass(frozen=True)
+class Setting:
+    flag: str
+    default: object
+    resume: bool = False  # --resume may take it anew; any other must match the run's saved config
+    result: bool = True  # it changes what the run computes (False: where the run goes, how it runs)
+    type: object = None
+    choices: tuple = None
+    action: str = None
+    metavar: str = None
+    help: str = ""
+    name: str = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", self.flag[2:].replace("-", "_"))
+
+    def add_to(self, parser, with_default=True):
+        options = {k: v for k, v in (("type", self.type), ("choices", self.choices), ("action", self.action),
+                                     ("metavar", self.metavar)) if v is not None}
+        parser.add_argument(self.flag, help=self.help, **options, **({"default": self.default} if with_default else {}))
+
+    def accepts(self, value):
+        """Whether value (as a saved config holds it) is one this flag itself would give."""
+        try:
+            return (self.choices is None or value in self.choices) and (
+                self.type is None or self.type(str(value)) == value) and (
+                self.action != "store_true" or isinstance(value, bool))
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            return False
+
+
+SETTINGS = (
+    Setting("--epochs", 30, resume=True, type=number_in_range(int, 1), help="passes over the training images"),
+    Setting("--batch-size", 128, type=number_in_range(int, 1), help="images per step (the global batch)"),
+    Setting("--latent-dim", 2, type=number_in_range(int, 1), help="size of z"),
+    Setting("--arch", "dense", choices=("dense", "conv"),
+            help="dense: 784-hidden-latent MLP; conv: two stride-2 convolutions (32, 64 filters)"),
+    Setting("--hidden", 512, type=number_in_range(int, 1), help="width of the dense hidden layer"),
+    Setting("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate"),
+    Setting("--beta", 1.0, type=number_in_range(float, 0), help="weight of the KL term"),
+    Setting("--objective", "elbo", choices=("elbo", "iwae"),
+            help="elbo: reconstruction + beta * KL with one z per image; iwae: the importance-weighted bound with --k "
+                 "samples per image (Burda et al. 2015), tighter than the ELBO as k grows"),
+    Setting("--k", None, type=number_in_range(int, 1),
+            help=f"importance samples per image in training, with --objective iwae (default {IWAE_K})"),
+    Setting("--conditional", False, action="store_true",
+            help="a conditional VAE: encoder and decoder also get the digit's label (one-hot), so samples.png draws "
+                 "each digit on request; the bound is then on log p(x | label)"),
+    Setting("--kl-warmup", 0, type=number_in_range(int, 0),
+            help="epochs over which the KL weight rises linearly from 0 to --beta (0: no warm-up)"),
+    Setting("--binarize", "none", choices=BINARIZE_MODES,
+            help="none: grey pixels (the loss is then not a likelihood); static: binarized once; dynamic: "
+                 "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)"),
+    Setting("--likelihood", "bernoulli", choices=("bernoulli", "continuous-bernoulli"),
+            help="p(x|z) per pixel: bernoulli (the cross-entropy; a likelihood of binarized pixels only) or "
+                 "continuous-bernoulli (Loaiza-Ganem & Cunningham 2019: a true density of grey pixels in [0, 1]; "
+                 "needs --binarize none)"),
+    Setting("--iw-samples", IW_SAMPLES, resume=True, type=number_in_range(int, 1),
+            help="importance samples per test image for the NLL estimate at the end (evaluate.py)"),
+    Setting("--seed", 0, type=number_in_range(int, 0, high=2**32), help="seed for weights, shuffling and sampling"),
+    Setting("--deterministic", False, action="store_true",
+            help="deterministic TensorFlow ops: runs and resumes repeat bit for bit"),
+    Setting("--data", None, resume=True, metavar="PATH",
+            help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
+                 "default: download with keras.datasets"),
+    Setting("--dataset", "mnist", choices=("mnist", "fashion_mnist"), help="which dataset to download without --data"),
+    Setting("--val-split", VAL_SPLIT, type=number_in_range(float, 0, low_ok=False, high=1),
+            help="fraction held out as the test set when the data has only one split"),
+    Setting("--limit", None, type=number_in_range(int, 1),
+            help="use only the first N training images (and N/4 test images) for a quick run"),
+    Setting("--precision", "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+            help="Keras mixed-precision policy: layers compute in float16/bfloat16, weights, losses and metrics "
+                 "stay float32 (float16 adds Keras' dynamic loss scaling)"),
+    Setting("--backend", None, resume=True, choices=BACKENDS,
+            help="Keras backend to run on (default: $KERAS_BACKEND, else keras.json's backend, else tensorflow)"),
+    Setting("--device", "auto", resume=True, result=False, choices=("auto", "cpu"),
+            help="auto: use a GPU when the backend sees one; cpu: never"),
+    Setting("--distribute", "none", resume=True, result=False, choices=("none", "mirrored", "multiworker"),
+            help="mirrored: all of this machine's devices (tensorflow: tf.distribute.MirroredStrategy; jax: "
+                 "keras.distribution.DataParallel); multiworker (tensorflow): MultiWorkerMirroredStrategy over "
+                 "the machines that TF_CONFIG names (one process per machine). --batch-size stays the global "
+                 "batch; losses and gradients equal a single device's"),
+    Setting("--tensorboard", False, resume=True, result=False, action="store_true",
+            help="also log for TensorBoard into <run>/tensorboard/: the loss terms for train and test per epoch and "
+                 "the samples from fixed z as an image per epoch (view: tensorboard --logdir outputs)"),
+    Setting("--jit", "auto", resume=True, result=False, choices=("auto", "on", "off"),
+            help="compile the training step (XLA on tensorflow and jax, torch.compile on torch); auto: what "
+                 "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: on for "
+                 "dense runs of 500,000 images or more, whose speed-up repays compiling)"),
+    Setting("--out", "outputs", result=False, help="folder that receives one sub-folder per run"),
+    Setting("--run-name", None, result=False, type=folder_name,
+            help="name of this run's folder inside --out (default: time, arch and latent size)"),
+    Setting("--resume", None, resume=True, result=False, metavar="RUN_DIR",
+            help="continue that run from its last completed epoch with its saved config (--epochs may be raised)"),)
+BY_NAME = {s.name: s for s in SETTINGS}
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+RESUME_MAY_CHANGE = {s.name for s in SETTINGS if s.resume}
+# What config.json holds beside the settings: never a setting to compare.
+CONFIG_EXTRAS = ("format", "run_dir", "data_source", "versions", "command")  # and the data sizes, which compare
+NOT_COMPARED = {s.name for s in SETTINGS if not s.result} | set(CONFIG_EXTRAS)
+
+
+def build_parser(with_defaults=True):
+    """train.py's parser (without defaults: it then returns only the flags given)."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a VAE on MNIST; writes the model, metrics and plots to <out>/<run-name>/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=None if with_defaults else argparse.SUPPRESS)
+    for setting in SETTINGS:
+        setting.add_to(parser, with_defaults)
+    return parser
+
+
+def parse_args(argv=None):
+    """(flags, names of the flags given explicitly): --resume checks the latter against the saved config."""
+    argv = sys.argv[1:] if argv is None else argv
+    return build_parser().parse_args(argv), set(vars(build_parser(with_defaults=False).parse_args(argv)))
+
+
+def reproduce_command(args):
+    """The train.py command that repeats this run: every setting that changes the result and differs from its
+    default, shell-quoted."""
+    words = ["python", "train.py"]
+    for setting in SETTINGS:
+        value = getattr(args, setting.name)
+        if not setting.result or value == setting.default:
+            continue
+        if setting.name == "k" and (args.objective != "iwae" or value == IWAE_K):
+            continue  # the ELBO's one sample, and IWAE's default
+        words += [setting.flag] if value is True else [setting.flag, str(value)]
+    return shlex.join(words)
+
+
+def check_saved(saved, path, names=None):
+    """Each setting in a saved config passes the checks its flag makes (a hand-edited or damaged config.json
+    is one line, not a traceback deep in training)."""
+    for setting in SETTINGS:
+        value = saved.get(setting.name)
+        if (names is not None and setting.name not in names) or setting.name not in saved or value is None \
+                or value == setting.default or setting.name == "resume":
+            continue
+        if not setting.accepts(value):
+            raise RunError(f"{path}: {setting.name} = {value!r} is not a valid {setting.flag}; "
+                           "the file was edited or damaged")
+
+
+def resumed_args(args, given):
+    """The run's saved settings, updated by the flags --resume may change; refuses contradictions."""
+    saved = read_config(args.resume, CONFIG_FORMAT)
+    check_saved(saved, os.path.join(args.resume, "config.json"))
+    if "backend" not in given and os.environ.get("KERAS_BACKEND"):
+        given = given | {"backend"}  # KERAS_BACKEND counts as a choice; without either, the run's own backend
+    for name in sorted(given - RESUME_MAY_CHANGE):
+        if getattr(args, name) != saved.get(name):
+            flag = BY_NAME[name].flag
+            raise RunError(f"{flag} {getattr(args, name)} contradicts the saved config of {args.resume} "
+                           f"({flag} {saved.get(name)}); --resume continues a run as configured")
+    resumed = argparse.Namespace(**{**vars(args), **saved, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}})
+    resumed.backend = resumed.backend or default_backend()
+    return resumed

@@ -1,0 +1,102 @@
+"""Making the model a run trains: refused up front when it cannot fit in memory, built and compiled for the
+run's devices with the options that measured fastest per backend (docs/performance.md), restored from the
+checkpoint, and the callbacks that train it."""
+import importlib
+import os
+import platform
+
+from mnist_vae.backends import has_gpu
+from mnist_vae.rundir import RunError
+
+
+def check_model_fits_in_memory(args):
+    """Refuse up front a dense model whose weights and Adam state cannot fit in memory: an allocation that
+    large fails deep inside the backend, with a traceback."""
+    from mnist_vae.data import memory_bytes
+    from model import dense_parameters
+
+    if args.arch != "dense":
+        return
+    weights = dense_parameters(args.latent_dim, args.hidden)
+    needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
+    if needed > memory_bytes():
+        raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
+                       f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
+                       f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
+
+
+def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
+    """compile() options that measurably speed training up on each backend (bench.py; docs/performance.md).
+
+    --jit auto: TensorFlow compiles dense models with XLA (and everything on a GPU; its CPU convolutions are
+    slower under XLA). JAX always compiles (op by op it is many times slower). PyTorch compiles dense models
+    with torch.compile only for runs long enough to repay its compile time; on the conv model it was slower.
+    Several steps per call cut TensorFlow's per-step overhead; they must divide the epoch, or Keras would run
+    the last call into the next epoch's batches.
+    """
+    backend = args.backend
+    images = steps_per_epoch * args.batch_size * (epochs_to_run or args.epochs)
+    auto = {"tensorflow": args.arch == "dense" or has_gpu(backend),
+            "jax": True,
+            "torch": args.arch == "dense" and images >= 500_000}[backend]
+    jit = {"on": True, "off": False, "auto": auto}[args.jit]
+    if backend == "tensorflow":
+        jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
+        # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
+        jit = jit and not devices.in_sync
+    per_call = 1  # under tf.distribute too: TensorFlow cannot run the collectives inside Keras' multi-step loop
+    if backend == "tensorflow" and args.arch == "dense" and not devices.in_sync:
+        per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0)
+    return {"jit_compile": jit, "steps_per_execution": per_call}
+
+
+def build_model(args, devices, steps, run_dir, state):
+    """The VAE, compiled for this run's devices and speed options, restored from the checkpoint if any."""
+    import keras
+
+    from mnist_vae import checkpoints
+    from model import build_vae
+
+    done = state["epoch"] if state else 0
+    keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
+    with devices.scope():
+        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed, objective=args.objective,
+                        k=args.k, conditional=args.conditional, likelihood=args.likelihood)
+        options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
+        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
+        vae.build_optimizer()  # its variables, made inside the scope, are distributed too
+    devices.prepare(vae)
+    if state:
+        with devices.scope():
+            checkpoints.restore(vae, run_dir, state)
+        checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
+        if done < args.epochs:
+            print(f"resuming {run_dir} after epoch {done}")
+    return vae
+
+
+def callbacks(args, run_dir, guard, held_out, frames, saver):
+    """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight, the
+    held-out loss (into the logs), the epoch's frame, TensorBoard (which logs both), the NaN stop, and the
+    checkpoint last (it commits what the others added)."""
+    import keras
+
+    from mnist_vae.callbacks import HeldOutLoss, KLWarmup
+
+    tensorboard = []
+    if args.tensorboard:
+        from mnist_vae.tensorboard import tensorboard_callbacks
+
+        tensorboard = tensorboard_callbacks(os.path.join(run_dir, "tensorboard"), frames.frames)
+    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(held_out), frames, *tensorboard,
+            keras.callbacks.TerminateOnNaN(), saver]
+
+
+def versions(backend):
+    """What config.json records of the software a run ran on."""
+    import keras
+    import numpy as np
+
+    return {"python": platform.python_version(), backend: importlib.import_module(backend).__version__,
+            "keras": keras.__version__, "numpy": np.__version__}

@@ -1,0 +1,249 @@
+"""Never lose a run: exact resume, signals, divergence, unwritable or full disks, bad run folders."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import checkpoint_arrays, read_history, run_main, wait_for_epoch, write_npz
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]  # real runs, signals and kills
+from conftest import ROOT  # noqa: E402  (the repository root)
+
+TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]  # the end-of-run evaluation is not under test here
+# A model and data size whose epoch lasts about a second, so that a signal lands mid-training: the conv model
+# on 1,500 images; on JAX, whose CPU convolutions take about 17 s to compile in every process, a wide dense
+# model on 3,000 (train.py runs on the suite's backend: it inherits KERAS_BACKEND).
+SLOW_FLAGS, SLOW_IMAGES = {"jax": (["--arch", "dense", "--hidden", "2048"], 3000)}.get(
+    os.environ.get("KERAS_BACKEND", "tensorflow"), (["--arch", "conv"], 1500))
+
+
+def train_cmd(*args):
+    return [sys.executable, os.path.join(ROOT, "train.py"), *args]
+
+
+def run_train(*args, timeout=300):
+    return subprocess.run(train_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+history = read_history
+
+
+def assert_same_run(a, b):
+    ha, hb = history(a), history(b)
+    assert len(ha) == len(hb)
+    for ra, rb in zip(ha, hb):
+        for key in ra:
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5), (ra["epoch"], key)
+    wa, wb = checkpoint_arrays(a), checkpoint_arrays(b)
+    assert len(wa) == len(wb) and any("/optimizer/" in k for k in wa) and any("seed_generator" in k for k in wa)
+    for key_a, key_b in zip(sorted(wa), sorted(wb)):  # by order: layer names may differ between processes
+        np.testing.assert_allclose(wa[key_a], wb[key_b], rtol=1e-5, atol=1e-7, err_msg=key_a)
+
+
+@pytest.fixture(scope="module")
+def slow_npz(tmp_path_factory, digits):
+    """Enough real digits that one epoch of SLOW_FLAGS' model lasts about a second."""
+    return write_npz(tmp_path_factory.mktemp("data"), "slow.npz", digits, SLOW_IMAGES, 200)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, slow_npz):
+    out = str(tmp_path_factory.mktemp("ref"))
+    args = ["--data", slow_npz, "--epochs", "3", "--seed", "7", "--deterministic", *TINY, *SLOW_FLAGS]
+    result = run_train(*args, "--out", out, "--run-name", "ref")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return os.path.join(out, "ref"), args
+
+
+@pytest.mark.backend_independent  # the resume tests compare runs exactly on every backend
+def test_same_seed_gives_identical_history(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    result = run_train(*args, "--out", str(tmp_path), "--run-name", "again")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, str(tmp_path / "again"))
+
+
+def test_resume_after_a_finished_shorter_run_is_exact(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    short = [a if a != "3" else "1" for a in args]  # --epochs 1
+    assert run_train(*short, "--out", str(tmp_path), "--run-name", "r").returncode == 0
+    result = run_train("--resume", str(tmp_path / "r"), "--epochs", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming" in result.stdout
+    assert_same_run(ref_dir, str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("signum, code", [
+    (signal.SIGINT, 130),
+    # The same path with another signal number: once, on TensorFlow, is enough.
+    pytest.param(signal.SIGTERM, 143, marks=pytest.mark.backend_independent)])
+def test_signal_stops_cleanly_and_resume_is_exact(tmp_path, reference_run, signum, code):
+    ref_dir, args = reference_run
+    run_dir = str(tmp_path / "s")
+    proc = subprocess.Popen(train_cmd(*args, "--out", str(tmp_path), "--run-name", "s"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epoch(run_dir, 1, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"python train.py --resume {run_dir}" in stderr.strip().splitlines()[-1]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    done = len(history(run_dir))
+    assert metrics["partial"] is True and metrics["epochs"] == done and done in (1, 2)
+    assert metrics["loss"] == history(run_dir)[-1]["val_loss"]
+    for plot in ("loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "explorer.html"):
+        assert os.path.getsize(os.path.join(run_dir, plot)) > 0
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))  # only a finished run has one
+
+    result = run_train("--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, run_dir)
+    assert json.load(open(os.path.join(run_dir, "metrics.json")))["partial"] is False
+
+
+@pytest.mark.backend_independent  # atomic files; exact resume is tested on every backend above
+def test_sigkill_leaves_only_complete_files_and_resume_is_exact(tmp_path, reference_run):
+    ref_dir, args = reference_run
+    run_dir = str(tmp_path / "k")
+    proc = subprocess.Popen(train_cmd(*args, "--out", str(tmp_path), "--run-name", "k"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_epoch(run_dir, 1, proc)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(timeout=60)
+    json.load(open(os.path.join(run_dir, "config.json")))
+    state = json.load(open(os.path.join(run_dir, "checkpoint", "state.json")))
+    assert len(history(run_dir)) >= state["epoch"]  # history.csv is rewritten whole, never half a line
+    result = run_train("--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(ref_dir, run_dir)
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+
+
+def test_divergence_stops_with_one_line_naming_epoch_and_batch(tmp_path, small_npz):
+    result = run_train("--data", small_npz, "--epochs", "3", "--lr", "1e30", *TINY,
+                       "--out", str(tmp_path), "--run-name", "nan")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became NaN or infinite in epoch 1, batch ")
+    assert "try a lower --lr" in last
+    assert not os.path.exists(tmp_path / "nan" / "model.keras")
+    assert not os.path.exists(tmp_path / "nan" / "checkpoint" / "state.json")  # nothing broken was saved
+
+
+def test_checkpoint_skips_a_non_finite_epoch_and_keeps_the_last_good_one(tmp_path):
+    import keras
+
+    from mnist_vae import checkpoints
+    from model import build_vae
+
+    vae = build_vae("dense", 2, hidden=8, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam())
+    saver = checkpoints.EpochCheckpoint(str(tmp_path))
+    saver.set_model(vae)
+    saver.set_params({"steps": 10, "epochs": 3})
+    good = {"loss": 1.0, "reconstruction_loss": 0.5, "kl_loss": 0.5}
+    saver.on_epoch_end(0, good)
+    saver.wait()
+    before = open(tmp_path / "checkpoint" / "epoch-0001.variables.npz", "rb").read()
+    vae.first_nonfinite_step.assign(13)  # as the train step records it: global step 13 is epoch 2, batch 4
+    saver.on_epoch_end(1, {**good, "loss": float("nan")})
+    saver.wait()
+    assert saver.diverged == (2, 4)
+    assert checkpoints.read_state(str(tmp_path))["epoch"] == 1
+    assert open(tmp_path / "checkpoint" / "epoch-0001.variables.npz", "rb").read() == before
+    assert len(history(str(tmp_path))) == 1
+
+
+@pytest.mark.backend_independent  # files and messages
+def test_resume_refuses_bad_run_folders_with_one_line(tmp_path, reference_run):
+    ref_dir, _ = reference_run
+    cases = []
+    cases.append((str(tmp_path), "not a run folder (no config.json)"))
+    cases.append((str(tmp_path / "nowhere"), "no such run folder"))
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "config.json").write_text(json.dumps({"format": 99}))
+    cases.append((str(future), "written by an unknown version of this program (format 99"))
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "config.json").write_text("{not json")
+    cases.append((str(garbled), "unreadable"))
+    for run_dir, message in cases:
+        result = run_main("train", "--resume", run_dir)  # refused before the backend starts: in this process
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert message in line, line
+
+
+@pytest.mark.backend_independent  # files and messages
+def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, reference_run):
+    import shutil
+
+    ref_dir, _ = reference_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(ref_dir, copy)
+    result = run_train("--resume", copy, "--epochs", "4", "--lr", "0.5", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --lr 0.5 contradicts the saved config")
+    mtimes = lambda: {name: os.path.getmtime(os.path.join(copy, name)) for name in os.listdir(copy)  # noqa: E731
+                      if name != ".lock"}  # the lock file holds the pid of the latest process
+    before = mtimes()
+    result = run_train("--resume", copy, timeout=120)  # --epochs not raised: complete, nothing to do
+    assert result.returncode == 0 and "is complete (3 epochs" in result.stdout and not result.stderr
+    assert mtimes() == before
+    state = json.load(open(os.path.join(copy, "checkpoint", "state.json")))
+    weights = os.path.join(copy, "checkpoint", state["weights"])
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    result = run_train("--resume", copy, "--epochs", "4", timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot load checkpoint" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.backend_independent  # files and messages
+def test_project_never_needs_unsafe_loading():
+    for name in os.listdir(ROOT):
+        if name.endswith(".py"):
+            text = open(os.path.join(ROOT, name)).read()
+            for unsafe in ("safe_mode=False", "import pickle", "allow_pickle=True", "eval("):
+                assert unsafe not in text, f"{name} uses {unsafe}"
+
+
+def test_checkpoints_of_earlier_versions_and_of_this_one_restore_every_variable(tmp_path):
+    """This version's checkpoint (every variable copied out and written in the background) and an earlier
+    version's (Keras' save_weights, epoch-NNNN.weights.h5) restore weights, optimizer state and sampling stream."""
+    import keras
+    from keras import ops
+
+    from mnist_vae import checkpoints
+    from model import build_vae
+
+    batch = {"image": np.random.default_rng(0).random((16, 28, 28, 1)).astype(np.float32)}
+    trained = build_vae("dense", 2, hidden=8, seed=0)
+    trained.compile(optimizer=keras.optimizers.Adam())
+    trained.train_on_batch(batch)
+    saver = checkpoints.EpochCheckpoint(str(tmp_path / "new"))
+    saver.set_model(trained)
+    saver.set_params({"steps": 1, "epochs": 1})
+    saver.on_epoch_begin(0)
+    saver.on_train_batch_end(0)
+    saver.on_epoch_end(0, {"loss": 1.0, "reconstruction_loss": 0.5, "kl_loss": 0.5})
+    saver.on_train_end()
+    os.makedirs(tmp_path / "old" / "checkpoint")
+    trained.save_weights(str(tmp_path / "old" / "checkpoint" / "epoch-0001.weights.h5"))
+    for run, name in (("new", "epoch-0001.variables.npz"), ("old", "epoch-0001.weights.h5")):
+        fresh = build_vae("dense", 2, hidden=8, seed=1)
+        fresh.compile(optimizer=keras.optimizers.Adam())
+        checkpoints.restore(fresh, str(tmp_path / run), {"weights": name})
+        for (key, want), (_, got) in zip(checkpoints.checkpointed_variables(trained),
+                                         checkpoints.checkpointed_variables(fresh)):
+            np.testing.assert_array_equal(ops.convert_to_numpy(got.value), ops.convert_to_numpy(want.value),
+                                          err_msg=f"{run}: {key}")
+    assert checkpoints.read_state(str(tmp_path / "new"))["weights"] == "epoch-0001.variables.npz"

@@ -1,0 +1,216 @@
+"""Every state a run folder can be in, and what --resume and evaluate.py make of it; one process per run
+folder; messages that name the true cause; files with the user's permissions; a quiet console."""
+import errno
+import json
+import os
+import shlex
+import shutil
+import signal
+import stat
+
+import pytest
+from conftest import TINY, gif_frames, run_main, run_program, start_program, wait_for_epoch, write_npz
+
+pytestmark = pytest.mark.backend_independent  # files, locks and messages: CI runs them on TensorFlow
+OUTPUTS = ("model.keras", "metrics.json", "eval.json", "loss.png", "samples.png", "progress.gif")
+
+
+def make_state(finished_run, folder, state):
+    """A copy of a finished 2-epoch run in `state`, as a kill or Ctrl-C at that point leaves it."""
+    shutil.copytree(finished_run, folder)
+    config_path = os.path.join(folder, "config.json")
+    config = json.load(open(config_path))
+    if state == "complete":
+        return
+    for name in os.listdir(folder):  # killed before the final outputs: only config, history, checkpoint
+        if name not in ("config.json", "history.csv", "checkpoint", ".lock"):
+            os.remove(os.path.join(folder, name))
+    if state == "no epoch":  # killed before the first epoch's checkpoint
+        shutil.rmtree(os.path.join(folder, "checkpoint"))
+        os.remove(os.path.join(folder, "history.csv"))
+    if state in ("some epochs", "partial after ctrl-c"):  # planned for 3 epochs, stopped after 2
+        config["epochs"] = 3
+        json.dump(config, open(config_path, "w"))
+    if state == "partial after ctrl-c":  # what a stopped run writes: partial metrics and the figures
+        json.dump({"partial": True, "epochs": 2}, open(os.path.join(folder, "metrics.json"), "w"))
+        shutil.copy(os.path.join(finished_run, "loss.png"), folder)
+
+
+def snapshot(folder):
+    """Every file's modification time, but the lock's (each process that takes it writes its pid there)."""
+    return {os.path.join(dirpath, name): os.stat(os.path.join(dirpath, name)).st_mtime_ns
+            for dirpath, _, names in os.walk(folder) for name in names if name != ".lock"}
+
+
+STATES = {  # state: (evaluate.py's answer, --resume's effect, epochs after --resume)
+    "no epoch": ("no epoch has completed yet, so there is no model.keras; python train.py --resume {run} trains it",
+                 "trains", 2),
+    "some epochs": ("stopped after epoch 2 of 3, before model.keras was written; python train.py --resume {run} "
+                    "trains the rest and writes it", "resuming", 3),
+    "partial after ctrl-c": ("stopped after epoch 2 of 3, before model.keras was written; python train.py "
+                             "--resume {run} trains the rest and writes it", "resuming", 3),
+    "all epochs, no outputs": ("all 2 epochs are trained but the final outputs were not written; python train.py "
+                               "--resume {run} writes them", "writing the outputs it is missing", 2),
+    "complete": (None, "is complete (2 epochs", 2),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", STATES)
+def test_resume_and_evaluate_agree_in_every_state_of_a_run_folder(tmp_path, finished_run, state):
+    run = str(tmp_path / "a run")  # a space: every hint must be pasteable into a shell
+    make_state(finished_run, run, state)
+    hint, effect, epochs = STATES[state]
+    evaluated = run_main("evaluate", run, "--iw-samples", "3")
+    if hint is None:
+        assert evaluated.returncode == 0, evaluated.stderr
+    else:
+        assert evaluated.returncode == 1 and evaluated.stderr == f"error: {run}: {hint.format(run=shlex.quote(run))}\n"
+    before = snapshot(run)
+    resumed = run_main("train", "--resume", run)
+    assert resumed.returncode == 0, resumed.stderr
+    if effect != "trains":
+        assert effect in resumed.stdout
+    if state == "complete":  # says so, changes nothing
+        assert snapshot(run) == before
+    for name in OUTPUTS:
+        assert os.path.getsize(os.path.join(run, name)) > 0, name
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert metrics["partial"] is False and metrics["epochs"] == epochs
+    assert json.load(open(os.path.join(run, "eval.json")))["epoch"] == epochs
+    # The frames of earlier sessions are checkpointed: the GIF has one frame per epoch, whatever the state.
+    assert gif_frames(os.path.join(run, "progress.gif")) == epochs
+    again = run_main("train", "--resume", run)
+    assert again.returncode == 0 and f"is complete ({epochs} epochs" in again.stdout
+    assert run_main("evaluate", run, "--iw-samples", "3").returncode == 0
+
+
+# ---------------------------------------------------------------- one writer per run folder
+
+@pytest.fixture(scope="module")
+def longer_npz(tmp_path_factory, digits):
+    """Enough digits that a run is still training when a second process comes."""
+    return write_npz(tmp_path_factory.mktemp("data"), "longer.npz", digits, 3000, 200)
+
+
+def start_training(run, epochs, data):
+    """train.py on `data` into the run folder `run`, in the background, once its first epoch is checkpointed."""
+    proc = start_program("train.py", "--data", data, "--epochs", epochs, "--hidden", "256", "--iw-samples", "5",
+                         "--out", os.path.dirname(run), "--run-name", os.path.basename(run))
+    try:
+        wait_for_epoch(run, 1, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_second_process_on_a_run_folder_is_refused_and_the_first_finishes(tmp_path, longer_npz):
+    run = str(tmp_path / "busy")
+    first = start_training(run, 12, longer_npz)
+    try:
+        config_before = open(os.path.join(run, "config.json")).read()
+        for program, args in (("train", ["--resume", run, "--epochs", "20"]), ("evaluate", [run])):
+            refused = run_main(program, *args)
+            assert refused.returncode == 1
+            assert refused.stderr == (f"error: {run} is in use by process {first.pid} (a train.py or evaluate.py "
+                                      "on this run); wait for it to end or stop it, then try again\n")
+        assert open(os.path.join(run, "config.json")).read() == config_before
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr[-2000:]
+    assert json.load(open(os.path.join(run, "metrics.json")))["epochs"] == 12
+    assert run_main("evaluate", run, "--iw-samples", "3").returncode == 0  # the lock went with its process
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_killed_process_never_leaves_its_run_folder_locked(tmp_path, longer_npz):
+    run = str(tmp_path / "killed")
+    first = start_training(run, 30, longer_npz)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    assert open(os.path.join(run, ".lock")).read().strip() == str(first.pid)  # its pid stays; its lock does not
+    resumed = run_main("train", "--resume", run, "--epochs", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.load(open(os.path.join(run, "metrics.json")))["epochs"] == 3
+
+
+# ---------------------------------------------------------------- true causes
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_run_folder_removed_during_training_is_not_reported_as_a_full_disk(tmp_path, longer_npz):
+    run = str(tmp_path / "removed")
+    proc = start_training(run, 50, longer_npz)
+    try:
+        shutil.rmtree(run)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr[-2000:]
+    (line,) = stderr.strip().splitlines()
+    assert "was the run folder moved or deleted meanwhile?" in line and "free space" not in line
+
+
+def test_write_errors_suggest_free_space_only_when_space_ran_out():
+    from mnist_vae.rundir import write_error
+
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        message = write_error(OSError(code, os.strerror(code), "run/model.keras"), "all is kept", "resume")
+        assert message.startswith("cannot write run/model.keras:") and "free space, then resume" in message
+    for code in (errno.ENOENT, errno.EACCES, errno.EROFS, errno.EIO):
+        message = write_error(OSError(code, os.strerror(code), "run/model.keras"), "all is kept", "resume")
+        assert "free space" not in message and message.endswith("(all is kept); resume")
+
+
+# ---------------------------------------------------------------- permissions and a quiet console
+
+@pytest.mark.slow
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_get_the_permissions_of_the_users_umask(tmp_path, small_npz, umask):
+    previous = os.umask(umask)
+    try:
+        result = run_main("train", "--data", small_npz, "--epochs", "1", *TINY, "--out", tmp_path, "--run-name", "r")
+    finally:
+        os.umask(previous)
+    assert result.returncode == 0, result.stderr
+    files = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "r") for n in names]
+    assert len(files) > 12
+    for path in files:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask, path
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_normal_run_prints_nothing_on_stderr_and_a_late_error_is_one_line(tmp_path, small_npz):
+    result = run_program("train.py", "--data", small_npz, "--epochs", "1", *TINY, "--out", tmp_path,
+                         "--run-name", "quiet")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    run = tmp_path / "quiet"
+    state = json.load(open(run / "checkpoint" / "state.json"))
+    with open(run / "checkpoint" / state["weights"], "r+b") as f:
+        f.truncate(1000)
+    result = run_program("train.py", "--resume", run, "--epochs", "2")  # found after the backend started
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: ") and "cannot load checkpoint" in result.stderr
+
+
+def test_start_up_chatter_is_held_back_and_everything_else_passes(capfd):
+    from mnist_vae.cli import quiet_start_up
+
+    with quiet_start_up():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1795923489.946333    7493 cudart_stub.cc:31] Could not find cuda drivers\n"
+                    b"E0000 00:00:1795923494.714275    7493 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+                    b"E0000 00:00:1795923494.714275    7493 file_io.cc:12] could not open /data/x: Permission denied\n"
+                    b"E0000 00:00:1795923494.714275    7493 cuda_driver.cc:12] "
+                    b"CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"
+                    b"a real problem\n")
+    err = capfd.readouterr().err
+    assert err == ("E0000 00:00:1795923494.714275    7493 file_io.cc:12] could not open /data/x: Permission denied\n"
+                   "E0000 00:00:1795923494.714275    7493 cuda_driver.cc:12] CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"
+                   "a real problem\n")

@@ -1,0 +1,26 @@
+"""bench.py runs and reports its figures (a smoke test: speed is measured by bench.py, never asserted)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# bench.py chooses its backends.
+pytestmark = [pytest.mark.backend_independent, pytest.mark.slow, pytest.mark.multiprocess]
+
+from conftest import ROOT  # noqa: E402  (the repository root)
+
+
+def test_bench_prints_one_json_line_per_configuration_and_a_table(small_npz):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+                             "dense-512-2", "--epochs", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    peak, row = lines
+    assert peak["peak_gflops"] > 0 and row["config"] == "dense-512-2" and row["images"] == 320
+    for key in ("images_per_s", "s_per_epoch", "s_to_first_epoch_end", "peak_rss_mb", "achieved_gflops"):
+        assert row[key] > 0, key
+    # 784-512-2 and back: 2 x (784*512 + 512*4 + 2*512 + 512*784) multiply-adds forward, x3 for training.
+    assert row["train_mflop_per_image"] == round(3 * 2 * (784 * 512 * 2 + 512 * 4 + 2 * 512) / 1e6, 2)
+    assert "img/s" in result.stdout and "dense-512-2" in result.stdout.splitlines()[-2]

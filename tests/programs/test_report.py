@@ -1,0 +1,116 @@
+"""report.html: parsed (its images exist, its numbers are the files' numbers, its command reproduces the
+run) and rendered in a real headless browser (Chromium), which must show a page with every image loaded."""
+import html.parser
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import run_main
+
+pytestmark = pytest.mark.backend_independent  # a page written from the run's files
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+class Page(html.parser.HTMLParser):
+    """The images, the numbers (data-source, data-key, data-value) and the <pre> text of a page."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.images, self.numbers, self.pre, self._in_pre = [], [], "", False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if "data-value" in attrs:
+            self.numbers.append((attrs["data-source"], attrs["data-key"], float(attrs["data-value"])))
+        self._in_pre = tag == "pre"
+
+    def handle_data(self, data):
+        if self._in_pre:
+            self.pre += data
+
+    def handle_endtag(self, tag):
+        self._in_pre = False
+
+
+def read(run, name):
+    with open(os.path.join(run, name)) as f:
+        return json.load(f) if name.endswith(".json") else f.read()
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_runs_own_images_numbers_and_command(finished_run):
+    page = Page(read(finished_run, "report.html"))
+    assert len(page.images) == 8  # every figure of a 2-D run, and the GIF
+    for src in page.images:
+        assert not os.path.isabs(src) and "/" not in src and os.path.getsize(os.path.join(finished_run, src)) > 0
+    files = {name: read(finished_run, name) for name in ("eval.json", "metrics.json")}
+    keys = {(source, key) for source, key, _ in page.numbers}
+    assert {("eval.json", k) for k in ("negative_elbo", "reconstruction_loss", "kl_loss", "nll_iw",
+                                       "active_units")} <= keys
+    for source, key, value in page.numbers:
+        assert value == files[source][key], (source, key)
+    # eval.json and metrics.json agree (one held-out evaluation), so the page agrees with both.
+    assert files["metrics.json"]["loss"] == files["eval.json"]["negative_elbo"]
+    # The command parses as train.py's flags and gives the run's settings.
+    from mnist_vae import settings
+
+    words = shlex.split(page.pre)
+    assert words[:2] == ["python", "train.py"]
+    args = settings.build_parser().parse_args(words[2:])
+    config = read(finished_run, "config.json")
+    for name in ("epochs", "hidden", "batch_size", "iw_samples", "data", "seed", "latent_dim", "binarize", "lr"):
+        assert getattr(args, name) == config[name], name
+    text = read(finished_run, "report.html")
+    assert "complete: 2 epochs" in text and "Grey pixels (--binarize none)" in text  # the run is grey
+    # The latent-space explorer is written beside the figures, and the report links to it.
+    assert '<a href="explorer.html">' in text and os.path.getsize(os.path.join(finished_run, "explorer.html")) > 0
+
+
+@pytest.mark.slow
+def test_evaluate_refreshes_the_report_and_a_stopped_run_says_so(tmp_path, finished_run):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    os.remove(run / "report.html")
+    os.remove(run / "explorer.html")
+    assert run_main("evaluate", run, "--iw-samples", "7").returncode == 0
+    assert os.path.getsize(run / "explorer.html") > 0  # evaluate.py writes the explorer anew
+    page = Page(read(run, "report.html"))
+    assert ("eval.json", "nll_iw", read(run, "eval.json")["nll_iw"]) in page.numbers
+    assert "NLL estimate, k = 7 importance samples" in read(run, "report.html")
+    from mnist_vae import report  # a stopped run's page: the numbers of its last completed epoch, and how to go on
+
+    config, rows = read(run, "config.json"), [{"epoch": 1, "loss": 500.0, "val_loss": 480.5}]
+    metrics = {"loss": 480.5, "reconstruction_loss": 470.0, "kl_loss": 10.5, "epochs": 1, "partial": True}
+    text = report.render(str(run), config, metrics, None, rows)
+    assert "stopped after 1 of 2 epochs; python train.py --resume continues it" in text
+    assert ("metrics.json", "loss", 480.5) in Page(text).numbers
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
+def test_the_report_renders_in_a_headless_browser_with_every_image(tmp_path, finished_run):
+    from PIL import Image
+
+    url = "file://" + os.path.join(finished_run, "report.html")
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(browser + ["--virtual-time-budget=10000", "--dump-dom", url], capture_output=True,
+                         text=True, timeout=120)
+    loaded = re.search(r'<body data-images-loaded="(\d+)" data-images="(\d+)"', dom.stdout)
+    assert loaded, dom.stdout[:500] + dom.stderr[-1500:]
+    assert loaded.group(1) == loaded.group(2) == "8"  # every image decoded in the browser
+    shot = tmp_path / "shot.png"
+    subprocess.run(browser + [f"--screenshot={shot}", "--window-size=1100,1600", url], capture_output=True,
+                   timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (1600, 1100)
+    assert pixels.std() > 20 and (pixels < 128).mean() > 0.02  # text and figures, not a blank page

@@ -1,0 +1,177 @@
+"""train.py as a user runs it: a short real training, its files, and its refusals."""
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import (
+    read_history,
+    run_main,
+)
+
+PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png",
+         "interpolation.png", "kl_per_dim.png"]
+
+
+def run_train(*args):
+    """train.py's main in this process (the suite's backend is already started)."""
+    return run_main("train", *args)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_npz):
+    out = str(tmp_path_factory.mktemp("runs"))
+    result = run_train("--data", small_npz, "--epochs", "2", "--batch-size", "32", "--hidden", "64",
+                       "--iw-samples", "10", "--tensorboard",
+                       "--out", out, "--run-name", "tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return os.path.join(out, "tiny"), result
+
+
+@pytest.mark.slow
+def test_training_writes_every_output(trained_run):
+    run_dir, result = trained_run
+    for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif"] + PLOTS:
+        assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
+        assert name in result.stdout  # the summary names every file it wrote
+    import matplotlib.image
+
+    for name in PLOTS:
+        image = matplotlib.image.imread(os.path.join(run_dir, name))
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
+        assert image.std() > 0.01, f"{name} is blank"
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["epochs"] == 2 and config["latent_dim"] == 2 and config["arch"] == "dense"
+    import keras
+
+    assert config["backend"] == keras.backend.backend()  # the suite's backend (KERAS_BACKEND), inherited
+    assert set(config["versions"]) == {"python", keras.backend.backend(), "keras", "numpy"}
+    assert (config["train_images"], config["test_images"]) == (320, 80)
+
+
+@pytest.mark.slow
+def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
+    run_dir, _ = trained_run
+    history = read_history(run_dir)
+    assert len(history) == 2
+    for term in ("loss", "reconstruction_loss", "kl_loss", "val_loss", "val_reconstruction_loss", "val_kl_loss"):
+        assert term in history[0]
+    assert float(history[1]["loss"]) < float(history[0]["loss"])
+    assert float(history[1]["val_loss"]) < float(history[0]["val_loss"])
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["loss"] == pytest.approx(metrics["reconstruction_loss"] + metrics["kl_loss"], rel=1e-5)
+    assert metrics["kl_loss"] > 0 and 0 < metrics["reconstruction_loss"] < 784 * np.log(2)
+    # One more single-sample estimate on the same images: close to the last epoch's test loss.
+    assert metrics["loss"] == pytest.approx(float(history[-1]["val_loss"]), rel=0.05)
+    # One held-out evaluation: metrics.json, eval.json and the console give the very same numbers.
+    evaluation = json.load(open(os.path.join(run_dir, "eval.json")))
+    assert (metrics["loss"], metrics["reconstruction_loss"], metrics["kl_loss"]) == (
+        evaluation["negative_elbo"], evaluation["reconstruction_loss"], evaluation["kl_loss"])
+    stdout = trained_run[1].stdout
+    assert (f"loss {metrics['loss']:.2f}, reconstruction_loss {metrics['reconstruction_loss']:.2f}, "
+            f"kl_loss {metrics['kl_loss']:.2f}") in stdout
+    assert f"{evaluation['negative_elbo']:9.2f} ± {evaluation['negative_elbo_stderr']:.2f}" in stdout
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_the_loss_terms_and_the_samples_per_epoch(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    logs = os.path.join(trained_run[0], "tensorboard")
+    for split in ("train", "validation"):
+        events = EventAccumulator(os.path.join(logs, split), size_guidance={"tensors": 0}).Reload()
+        for term in ("loss", "reconstruction_loss", "kl_loss"):
+            values = events.Tensors("epoch_" + term)
+            assert [v.step for v in values] == [0, 1], (split, term)
+        history = read_history(trained_run[0])
+        prefix = "" if split == "train" else "val_"
+        logged = [float(make_ndarray(v.tensor_proto)) for v in events.Tensors("epoch_loss")]
+        np.testing.assert_allclose(logged, [float(row[prefix + "loss"]) for row in history], rtol=1e-5)
+    samples = EventAccumulator(os.path.join(logs, "samples"), size_guidance={"tensors": 0}).Reload()
+    (tag,) = samples.Tags()["tensors"]
+    images = samples.Tensors(tag)
+    assert [v.step for v in images] == [0, 1]
+    png = images[-1].tensor_proto.string_val[2]  # width, height, then the encoded image
+    assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_saved_model_reloads_in_this_fresh_process(trained_run, small_npz):
+    import keras
+
+    import model  # noqa: F401  (registers the custom classes)
+
+    run_dir, _ = trained_run
+    vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    x = np.load(small_npz)["x_test"][:8, ..., None].astype(np.float32) / 255
+    z_mean, z_log_var = vae.encoder(x)
+    assert tuple(z_mean.shape) == (8, 2)
+    reconstruction, kl = vae.per_example_losses(x)
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    # A reloaded model scores like the trained one (8 images: loose but meaningful bound).
+    score = float(np.mean(keras.ops.convert_to_numpy(reconstruction + kl)))
+    assert abs(score - metrics["loss"]) < 0.25 * metrics["loss"]
+
+
+@pytest.mark.slow
+def test_conv_architecture_trains(tmp_path, small_npz):
+    result = run_train("--data", small_npz, "--arch", "conv", "--epochs", "1", "--latent-dim", "1",
+                       "--limit", "128", "--iw-samples", "5", "--out", str(tmp_path), "--run-name", "c")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.exists(tmp_path / "c" / "latent_scatter.png")
+    assert not os.path.exists(tmp_path / "c" / "latent_manifold.png")  # 1-D latent: skipped, with a note
+    assert "needs at least 2 latent dimensions" in result.stdout
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--epochs", "0"), ("--latent-dim", "0"), ("--batch-size", "0"), ("--beta", "-1"),
+    ("--arch", "resnet"), ("--epochs", "ten"), ("--lr", "0"), ("--val-split", "1.5"),
+])
+def test_bad_flags_are_refused_by_argparse(flag, value):
+    result = run_train(flag, value)
+    assert result.returncode == 2
+    assert f"argument {flag}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_flag_with_its_default():
+    result = run_train("--help")
+    assert result.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--latent-dim", "--arch", "--hidden", "--lr", "--beta",
+                 "--seed", "--data", "--dataset", "--out", "--run-name", "--val-split"):
+        assert flag in result.stdout
+    assert "(default: 30)" in result.stdout and "(default: 128)" in result.stdout
+
+
+def test_missing_data_path_gives_one_line_and_no_traceback(tmp_path):
+    result = run_train("--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'}: no such file or folder (--data takes a folder of IDX files or a .npz)"]
+    assert os.listdir(tmp_path / "out") == []  # no empty run folder left behind
+
+
+def test_corrupt_data_file_gives_one_line(tmp_path):
+    bad = tmp_path / "t10k-images-idx3-ubyte.gz"
+    bad.write_bytes(os.urandom(200))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(os.urandom(200))
+    result = run_train("--data", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bad}: cannot read")
+
+
+def test_output_folder_that_is_a_file_is_refused_before_loading_data(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = run_train("--out", str(afile), "--data", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: --out {afile}: is a file, not a folder"]
+
+
+def test_existing_run_name_is_never_overwritten(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.keras").write_text("precious")
+    result = run_train("--out", str(tmp_path), "--run-name", "taken")
+    assert result.returncode == 1 and "already exists" in result.stderr
+    assert (tmp_path / "taken" / "model.keras").read_text() == "precious"
