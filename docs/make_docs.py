@@ -37,6 +37,23 @@ def shrink(source, target, width=480, colors=64):
     image.quantize(colors=colors).save(target, optimize=True)
 
 
+def trained(run_name, flags, data):
+    """outputs/<run_name>, trained with these train.py flags unless it has finished already."""
+    run_dir = os.path.join(ROOT, "outputs", run_name)
+    if not os.path.exists(os.path.join(run_dir, "eval.json")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--out", os.path.join(ROOT, "outputs"),
+                        "--run-name", run_name] + (["--data", data] if data else []), check=True)
+    return run_dir
+
+
+def print_table(run_dirs):
+    """compare.py's Markdown table of these runs."""
+    sys.path.insert(0, ROOT)
+    import compare
+
+    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
@@ -57,70 +74,38 @@ def main():
     if args.likelihoods:
         return likelihoods(args)
     if args.conditional:
-        run_dir = os.path.join(ROOT, "outputs", "docs-conditional")
-        if not os.path.exists(os.path.join(run_dir, "eval.json")):
-            subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--conditional", "--epochs", "10",
-                            "--out", os.path.join(ROOT, "outputs"), "--run-name", "docs-conditional"]
-                           + (["--data", args.data] if args.data else []), check=True)
+        run_dir = trained("docs-conditional", ["--conditional", "--epochs", "10"], args.data)
         for figure in ("samples", "latent_manifold"):
             shrink(os.path.join(run_dir, f"{figure}.png"), os.path.join(DOCS, f"conditional-{figure}.png"), width=640)
         return 0
     runs = {"beta-1": 1.0, "beta-avg": 1.0 / args.latent_dim}
     run_dirs = []
     for name, beta in runs.items():
-        run_name = f"docs-z{args.latent_dim}-{name}"
-        run_dir = os.path.join(ROOT, "outputs", run_name)
-        if not os.path.exists(os.path.join(run_dir, "eval.json")):
-            cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), "--beta", str(beta),
-                   "--latent-dim", str(args.latent_dim), "--out", os.path.join(ROOT, "outputs"),
-                   "--run-name", run_name] + (["--data", args.data] if args.data else [])
-            subprocess.run(cmd, check=True)
+        run_dir = trained(f"docs-z{args.latent_dim}-{name}", ["--epochs", str(args.epochs), "--beta", str(beta),
+                                                              "--latent-dim", str(args.latent_dim)], args.data)
         for figure in FIGURES[name]:
             shrink(os.path.join(run_dir, f"{figure}.png"),
                    os.path.join(DOCS, f"z{args.latent_dim}-{name}-{figure}.png"))
         run_dirs.append(run_dir)
-    sys.path.insert(0, ROOT)
-    import compare
-
-    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
+    print_table(run_dirs)
 
 
 def objectives(args):
     latent_dim = 20 if args.latent_dim == 2 else args.latent_dim
     runs = {"elbo": ["--objective", "elbo"], "iwae-k5": ["--objective", "iwae", "--k", "5"]}
-    run_dirs = []
-    for name, flags in runs.items():
-        run_name = f"docs-objective-z{latent_dim}-{name}"
-        run_dir = os.path.join(ROOT, "outputs", run_name)
-        if not os.path.exists(os.path.join(run_dir, "eval.json")):
-            cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), *flags,
-                   "--binarize", "dynamic", "--latent-dim", str(latent_dim), "--out", os.path.join(ROOT, "outputs"),
-                   "--run-name", run_name] + (["--data", args.data] if args.data else [])
-            subprocess.run(cmd, check=True)
-        run_dirs.append(run_dir)
-    sys.path.insert(0, ROOT)
-    import compare
-
-    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
+    run_dirs = [trained(f"docs-objective-z{latent_dim}-{name}", ["--epochs", str(args.epochs), *flags, "--binarize",
+                                                                 "dynamic", "--latent-dim", str(latent_dim)], args.data)
+                for name, flags in runs.items()]
+    print_table(run_dirs)
     paired(run_dirs, args.data)
 
 
 def likelihoods(args):
     latent_dim = 20 if args.latent_dim == 2 else args.latent_dim
-    run_dirs = []
-    for likelihood in ("bernoulli", "continuous-bernoulli"):
-        run_name = f"docs-likelihood-z{latent_dim}-{likelihood}"
-        run_dir = os.path.join(ROOT, "outputs", run_name)
-        if not os.path.exists(os.path.join(run_dir, "eval.json")):
-            cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), "--likelihood",
-                   likelihood, "--latent-dim", str(latent_dim), "--out", os.path.join(ROOT, "outputs"),
-                   "--run-name", run_name] + (["--data", args.data] if args.data else [])
-            subprocess.run(cmd, check=True)
-        run_dirs.append(run_dir)
-    sys.path.insert(0, ROOT)
-    import compare
-
-    print(compare.markdown(*compare.table([compare.read_run(d) for d in run_dirs])), end="")
+    run_dirs = [trained(f"docs-likelihood-z{latent_dim}-{likelihood}", ["--epochs", str(args.epochs), "--likelihood",
+                                                                         likelihood, "--latent-dim", str(latent_dim)],
+                        args.data) for likelihood in ("bernoulli", "continuous-bernoulli")]
+    print_table(run_dirs)
     sharpness(run_dirs, args.data)
 
 
@@ -178,11 +163,7 @@ def explorer_screenshot(args):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
 
-    run_dir = os.path.join(ROOT, "outputs", "docs-explorer")
-    if not os.path.exists(os.path.join(run_dir, "eval.json")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--epochs", str(args.epochs), "--out",
-                        os.path.join(ROOT, "outputs"), "--run-name", "docs-explorer"]
-                       + (["--data", args.data] if args.data else []), check=True)
+    run_dir = trained("docs-explorer", ["--epochs", str(args.epochs)], args.data)
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--window-size=1150,1040"):
