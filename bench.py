@@ -19,6 +19,7 @@ import sys
 import time
 
 from mnist_vae import backends
+from mnist_vae.cli import number_in_range
 
 STARTED = time.time()
 
@@ -180,9 +181,11 @@ def main():
     p.add_argument("--backends", nargs="+", choices=backends.BACKENDS, default=[backends.default_backend()],
                    help="Keras backends to measure, each model on each (default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--backend", help=argparse.SUPPRESS)  # the worker's
-    p.add_argument("--epochs", type=int, default=5, help="epochs per configuration (the first is not timed)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    # The same range checks as train.py's flags: a bad value is argparse's one line and exit 2.
+    p.add_argument("--epochs", type=number_in_range(int, 2), default=5,
+                   help="epochs per configuration (the first is not timed, so at least 2)")
+    p.add_argument("--batch-size", type=number_in_range(int, 1), default=128)
+    p.add_argument("--limit", type=number_in_range(int, 1), default=None, help="use only the first N training images")
     p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
     p.add_argument("--memory", action="store_true",
                    help="instead: peak memory of a default train.py run at full MNIST size (--epochs of it)")
@@ -198,7 +201,7 @@ def main():
     peak = matmul_peak_gflops()
     print(json.dumps({"config": "float32 matmul 2048x2048", "peak_gflops": round(peak, 1),
                       "cpus": os.cpu_count()}), flush=True)
-    rows = []
+    rows, failed = [], []
     for name in args.configs:
         for backend in args.backends:  # interleaved: the machine's speed drifts
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--backend", backend,
@@ -208,6 +211,7 @@ def main():
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
             if result.returncode != 0 or not lines:
                 print(f"{name} on {backend}: failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                failed.append(f"{name} on {backend}")
                 continue
             print(lines[-1], flush=True)
             rows.append(json.loads(lines[-1]))
@@ -221,6 +225,11 @@ def main():
               f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
     print(f"(float32 matmul peak measured here: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; "
           f"{rows[0]['images'] if rows else 0} training images, batch {args.batch_size})")
+    if failed:
+        print(f"error: {len(failed)} of {len(failed) + len(rows)} configurations failed ({', '.join(failed)})",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

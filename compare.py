@@ -17,13 +17,16 @@ import sys
 from mnist_vae import cli
 
 COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", "reconstruction"),
-           ("kl_loss", "metrics", "KL"), ("nll_iw", "eval", "NLL (IW)"), ("active_units", "eval", "active units"))
+           ("kl_loss", "metrics", "KL"), ("nll_iw", "eval", "NLL (IW)"), ("iw_samples", "eval", "k (NLL)"),
+           ("active_units", "eval", "active units"))
 
 
 def read_run(run_dir):
-    """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder; RunError if it
-    is not a run that has completed an epoch."""
+    """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder, all of one model:
+    metrics.json's (the last completed epoch's, or the finished run's), eval.json only when it evaluated that
+    same model, and the history up to it. RunError if it is not a run that has completed an epoch."""
     from mnist_vae.checkpoints import read_history
+    from mnist_vae.messages import resume_command
     from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config, read_json
 
     config = read_config(run_dir, CONFIG_FORMAT)
@@ -34,8 +37,14 @@ def read_run(run_dir):
         raise RunError(f"{run_dir}: no metrics.json yet (no epoch completed, or the run is still training)") from None
     except (OSError, ValueError) as e:
         raise RunError(f"{run_dir}/metrics.json: unreadable ({e.__class__.__name__})") from None
+    epochs = metrics.get("epochs") if isinstance(metrics, dict) else None
+    if not epochs:
+        raise RunError(f"{run_dir}: no epoch has completed, so there is nothing to compare; "
+                       f"{resume_command(run_dir)} trains it")
     evaluation = read_json(run_dir, "eval.json")
-    history = read_history(run_dir)
+    if evaluation and evaluation.get("epoch", epochs) != epochs:
+        evaluation = None  # the evaluation of another model (an --older-model one): never beside these numbers
+    history = {column: values[:epochs] for column, values in read_history(run_dir).items()}
     return {"name": os.path.basename(os.path.normpath(run_dir)), "config": config, "metrics": metrics,
             "eval": evaluation, "history": history}
 

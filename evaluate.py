@@ -13,7 +13,7 @@ import os
 import sys
 
 from mnist_vae import backends, cli, evaluation, messages, settings
-from mnist_vae.rundir import RunError
+from mnist_vae.rundir import RunError, read_json
 
 
 def parse_args(argv=None):
@@ -59,9 +59,14 @@ def model_state(run_dir, config):
     state = checkpoints.read_state(run_dir)
     trained, planned = (state["epoch"] if state else 0), config.get("epochs")
     model_path = os.path.join(run_dir, "model.keras")
+    resume = messages.resume_command(run_dir)
+    finished = trained and (not isinstance(planned, int) or trained >= planned)
+    if os.path.isfile(model_path) and finished and read_json(run_dir, "metrics.json") is None:
+        # Stopped during its final save: model.keras is written first, metrics.json last.
+        raise RunError(f"{run_dir}: all {trained} epochs are trained but the final outputs were not all written; "
+                       f"{resume} writes them")
     if os.path.isfile(model_path):
         return trained, model_path
-    resume = messages.resume_command(run_dir)
     if trained == 0:
         raise RunError(f"{run_dir}: no epoch has completed yet, so there is no model.keras; {resume} trains it")
     if isinstance(planned, int) and trained < planned:
@@ -91,6 +96,7 @@ def load_data(args, config):
                              f"{config['test_images']}")
     if config.get("conditional") and splits.y_test is None:
         raise data.DataError(f"{splits.source}: has no labels, which the run's conditional model needs")
+    data.check_fingerprint(splits, config.get("data_sha256"), args.run_dir)
     return splits
 
 
@@ -116,7 +122,7 @@ def load_model(args, config, model_path, trained):
 def evaluate_run(args, config, backend, splits, vae, epoch):
     """Evaluate, then write eval.json (eval-firstN.json for --max-images), the figures and report.html."""
     from mnist_vae import checkpoints, data, figures, report
-    from mnist_vae.rundir import read_json, write_json
+    from mnist_vae.rundir import write_json
 
     x_test = data.as_float(splits.x_test[:args.max_images])
     partial = len(x_test) < len(splits.x_test)

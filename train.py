@@ -10,11 +10,12 @@ the PNG figures, report.html, explorer.html and a per-epoch checkpoint. Losses a
 The story, top to bottom: settings -> data -> the backend and devices -> the model -> fit -> outputs.
 The machinery of each step lives in the mnist_vae package; model.py holds the model, losses.py its loss.
 """
+import importlib.util
 import os
 import sys
 
 from mnist_vae import backends, cli, data, messages, settings
-from mnist_vae.distribute import Devices
+from mnist_vae.distribute import SUPPORTED, Devices
 from mnist_vae.run import Run
 
 
@@ -47,11 +48,17 @@ def resolve_settings(args, given):
     args = settings.resumed_args(args, given) if args.resume else args
     args.backend = args.backend or backends.default_backend()
     if args.objective == "elbo" and args.k not in (None, 1):
-        raise cli.UserError(f"--k {args.k} needs --objective iwae (the ELBO draws one z per image)")
+        settings.build_parser().error(f"--k {args.k} needs --objective iwae (the ELBO draws one z per image)")
     if args.likelihood == "continuous-bernoulli" and args.binarize != "none":
         raise cli.UserError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize {args.binarize} "
                             "the plain Bernoulli (the default) is already the exact likelihood")
     args.k = args.k or (settings.IWAE_K if args.objective == "iwae" else 1)
+    if args.tensorboard and importlib.util.find_spec("tensorflow") is None:
+        raise cli.UserError("--tensorboard writes its logs through TensorFlow (tf.summary), which is not installed: "
+                            'pip install "tensorflow>=2.16", or train without --tensorboard')
+    if args.resume and "distribute" not in given and args.distribute not in SUPPORTED[args.backend]:
+        raise cli.UserError(f"{args.resume} was trained with --distribute {args.distribute}, which the {args.backend} "
+                            f"backend does not offer: add --distribute none to continue it on one device")
     if args.data and (not args.resume or "data" in given):
         args.data = os.path.abspath(args.data)  # so that evaluate.py and --resume find it from anywhere
     return args
@@ -69,6 +76,8 @@ def load_data(args):
     if args.resume and (len(splits.x_train), len(splits.x_test)) != (args.train_images, args.test_images):
         raise data.DataError(f"{splits.source}: {len(splits.x_train)}/{len(splits.x_test)} training/test images, "
                              f"but the run was trained on {args.train_images}/{args.test_images}")
+    if args.resume:
+        data.check_fingerprint(splits, getattr(args, "data_sha256", None), args.resume)
     return splits
 
 

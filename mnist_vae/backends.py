@@ -22,15 +22,19 @@ INSTALL = {  # what to run when a backend's package is missing
 
 def default_backend():
     """KERAS_BACKEND if set, else the backend that Keras' own keras.json names, else TensorFlow."""
+    return _default_backend_and_source()[0]
+
+
+def _default_backend_and_source():
     if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"]
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    path = os.path.join(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"), "keras.json")
     try:
-        with open(os.path.join(home, "keras.json")) as f:
+        with open(path) as f:
             named = json.load(f).get("backend")
     except (OSError, ValueError, AttributeError):
         named = None
-    return named if isinstance(named, str) and named else "tensorflow"
+    return (named, path) if isinstance(named, str) and named else ("tensorflow", "the default")
 
 
 def select_backend(name, device="auto"):
@@ -38,7 +42,9 @@ def select_backend(name, device="auto"):
 
     Raises UserError (one line) when the backend's package is missing or Keras already runs on another."""
     if name not in BACKENDS:
-        raise UserError(f"unknown Keras backend {name!r} (KERAS_BACKEND?); choose from {', '.join(BACKENDS)}")
+        named, source = _default_backend_and_source()
+        where = f" (from {source})" if named == name else ""
+        raise UserError(f"unknown Keras backend {name!r}{where}; choose from {', '.join(BACKENDS)}")
     if importlib.util.find_spec(name) is None:
         raise UserError(f"the {name} backend needs the {name} package, which is not installed: {INSTALL[name]}")
     if "keras" in sys.modules:

@@ -279,6 +279,24 @@ def load_for_run(data, dataset, val_split, limit, binarize, seed):
     return apply_binarization(load(data, dataset, val_split, limit), binarize, seed)
 
 
+def fingerprint(splits):
+    """A short hash of every image and label a run sees: config.json keeps it, so that --resume and
+    evaluate.py notice data replaced by other images of the same size."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (splits.x_train, splits.y_train, splits.x_test, splits.y_test):
+        digest.update(b"none" if array is None else np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_fingerprint(splits, saved, run_dir):
+    """Refuse data whose fingerprint differs from the one the run recorded (runs before it recorded none)."""
+    if saved and fingerprint(splits) != saved:
+        raise DataError(f"{splits.source}: not the images {run_dir} was trained on (same sizes, other pixels or "
+                        "labels: their fingerprint changed); a run continues and is evaluated on its own data")
+
+
 def as_float(images):
     """uint8 pixels -> float32 in [0, 1]."""
     return np.asarray(images).astype(np.float32) / 255.0

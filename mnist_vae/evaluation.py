@@ -21,11 +21,11 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
     """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
 
     A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
-    single-sample ELBO). All k noise draws are made first (NumPy, from seed); `chunk` (samples decoded at
-    once) only bounds memory and leaves the result unchanged. log_px_given_z(x_rows, z_rows) returns
-    log p(x|z) per row (with labels, log_px_given_z(x_rows, z_rows, label_rows)). The log-weights come from
-    losses.log_importance_weights, as IWAE training's
-    do; their logsumexp is taken stably, in float64.
+    single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time;
+    chunking only bounds memory, whatever k. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row (with
+    labels, log_px_given_z(x_rows, z_rows, label_rows)). The log-weights come from
+    losses.log_importance_weights, as IWAE training's do; their logsumexp is kept running, chunk by chunk,
+    stably in float64.
     """
     from keras import ops
 
@@ -33,35 +33,45 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
 
     x, z_mean, z_log_var = (np.asarray(t, np.float32) for t in (x, z_mean, z_log_var))
     b, d = z_mean.shape
-    eps = _noise(seed, (k, b, d))
+    stream = np.random.default_rng(list(seed))  # the same draws as one (k, b, d) array, made chunk by chunk
     chunk = chunk or k
-    log_w = []
+    top, total = np.full(b, -np.inf), np.zeros(b)  # running max and sum of exp(log w - max), per image
     for start in range(0, k, chunk):
-        e = eps[start:start + chunk]
-        c = e.shape[0]
+        c = min(chunk, k - start)
+        e = stream.standard_normal((c, b, d), dtype=np.float32)
         rows = lambda t: np.broadcast_to(t[None], (c,) + t.shape).reshape((c * b,) + t.shape[1:])  # noqa: E731
         mean_rows, log_var_rows = rows(z_mean), rows(z_log_var)
         z = ops.convert_to_numpy(losses.reparameterize(mean_rows, log_var_rows, e.reshape(c * b, d)))
         log_px = log_px_given_z(rows(x), z) if labels is None else log_px_given_z(rows(x), z, rows(np.asarray(labels)))
         log_w_chunk = losses.log_importance_weights(log_px, z, mean_rows, log_var_rows)
-        log_w.append(ops.convert_to_numpy(log_w_chunk).reshape(c, b))
-    log_w = np.concatenate(log_w).astype(np.float64)
-    top = log_w.max(axis=0)
-    return top + np.log(np.exp(log_w - top).sum(axis=0)) - math.log(k)
+        log_w = ops.convert_to_numpy(log_w_chunk).reshape(c, b).astype(np.float64)
+        new_top = np.maximum(top, log_w.max(axis=0))
+        total = total * np.exp(top - new_top) + np.exp(log_w - new_top).sum(axis=0)
+        top = new_top
+    return top + np.log(total) - math.log(k)
 
 
-def predict(fn, inputs, batch_size):
-    """fn applied to inputs (arrays with N rows) batch by batch, as NumPy. Under a data-parallel
-    distribution each batch is padded to a multiple of the devices, which must get equal shares."""
+def multiple_of_devices():
+    """What every batch's rows must be a multiple of: the devices of a data-parallel distribution, or 1."""
     import keras
 
     distribution = keras.distribution.distribution()
-    multiple = distribution.device_mesh.devices.size if distribution is not None else 1
+    return distribution.device_mesh.devices.size if distribution is not None else 1
+
+
+def predict(fn, inputs, batch_size, whole_batches=False):
+    """fn applied to inputs (arrays with N rows) batch by batch, as NumPy. Under a data-parallel
+    distribution each batch is padded to a multiple of the devices, which must get equal shares; with
+    whole_batches, every batch to batch_size rows, so that a compiled fn is traced for one shape only."""
+    import keras
+
+    multiple = multiple_of_devices()
     n = len(inputs[0])
     outputs = []
     for start in range(0, n, batch_size):
         part = [a[start:start + batch_size] for a in inputs]
-        rows, padding = len(part[0]), -len(part[0]) % multiple
+        rows = len(part[0])
+        padding = batch_size - rows if whole_batches else -rows % multiple
         if padding:
             part = [np.concatenate([a, np.zeros((padding,) + a.shape[1:], a.dtype)]) for a in part]
         out = fn(*part)
@@ -70,7 +80,7 @@ def predict(fn, inputs, batch_size):
     return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
-def log_likelihood(vae):
+def log_likelihood(vae, rows=None):
     """A compiled function (x_rows, z_rows, label_rows) -> log p(x|z) per row (label_rows: digits, read by
     a conditional model only): the decoder and the reconstruction term as one small Keras model, so each
     backend compiles it its own way."""
@@ -93,7 +103,11 @@ def log_likelihood(vae):
 
     def log_px_given_z(x_rows, z, label_rows=None):
         y = one_hot(label_rows) if vae.conditional else np.zeros((len(z), 1), np.float32)
-        return predict(lambda a, b, c: model.predict_on_batch([a, b, c]), [x_rows, z, y], len(x_rows))[0]
+        # With rows given, every call is padded to that many rows: one compiled shape, however the images
+        # and samples divide (each new shape is traced anew, and TensorFlow warns about retracing).
+        size = len(x_rows) if rows is None else -(-rows // multiple_of_devices()) * multiple_of_devices()
+        return predict(lambda a, b, c: model.predict_on_batch([a, b, c]), [x_rows, z, y], size,
+                       whole_batches=rows is not None)[0]
 
     return log_px_given_z
 
@@ -153,8 +167,8 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
 
     import losses
 
-    log_px_given_z = log_likelihood(vae)
     chunk = max(1, min(k, max_rows // batch_images))
+    log_px_given_z = log_likelihood(vae, rows=chunk * batch_images)
     reconstruction, nll = [], []
     bar = keras.utils.Progbar(len(x), unit_name="image") if sys.stdout.isatty() else None
     if bar:
@@ -205,6 +219,18 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     return results, posterior
 
 
+def mutual_information_note(results):
+    """What bounds the I(x; z) estimate, and a warning when this one fell outside them (few images, a 1-D
+    code, a poorly fitted posterior: the estimate is noisy, not the quantity)."""
+    if not all(isinstance(results.get(k), (int, float)) for k in ("kl_loss", "images", "mutual_information")):
+        return "0 = z ignores x; at most the KL"  # an evaluation from before these were recorded
+    ceiling = min(results["kl_loss"], math.log(results["images"]))
+    if not 0 <= results["mutual_information"] <= ceiling:
+        return (f"this estimate fell outside its bounds [0, {ceiling:.2f}] (0, the KL and log N): it is noisy "
+                "here; read it as a rough figure")
+    return f"0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f}"
+
+
 def console_summary(results, binarize):
     """The held-out numbers as a short table for the console."""
     from mnist_vae import messages
@@ -224,6 +250,6 @@ def console_summary(results, binarize):
              f"(Var of z_mean > {results['active_threshold']})",
              f"  mutual information I(x;z) {results['mutual_information']:7.2f} ± "
              f"{results['mutual_information_stderr']:.2f}"
-             f"   (0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f})",
+             f"   ({mutual_information_note(results)})",
              f"  ({results['seconds']:.1f} s)"]
     return "\n".join(lines)

@@ -89,8 +89,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     written["latent_scatter"] = plots.latent_scatter(z_mean, y_test, decode.path("latent_scatter.png"))
     written["latent_manifold"] = _manifold(decode, z_mean)
     pairs = _interpolation_pairs(y_test, n=len(x_test))
-    if pairs:
-        written["interpolation"] = _interpolation(decode, z_mean, y_test, pairs)
+    written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
+                                else "skipped: needs at least two test images")
     written["explorer"] = explorer.write(run_dir, vae, z_mean, y_test, x_test, about=_about(decode, z_mean.shape[1]))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              decode.path("kl_per_dim.png"))

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mnist_vae.rundir import atomic_write  # noqa: E402
 
@@ -30,13 +31,14 @@ def loss_curves(history, titles, path, units="nats per image", suptitle="Trainin
                 "averaged over images)"):
     """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins; titles:
     {name: panel title} for the terms to draw, one panel each."""
-    fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4))
-    for ax, (key, title) in zip(axes, titles.items()):
+    fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], titles.items()):
         epochs = np.arange(1, len(history[key]) + 1)
         ax.plot(epochs, history[key], "o-", label="train")
         if "val_" + key in history:
             ax.plot(epochs, history["val_" + key], "s--", label="test")
         ax.set(title=title, xlabel="epoch", ylabel=units)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(suptitle)
@@ -99,7 +101,10 @@ def samples_by_digit(images, path, note=""):
 def principal_components(points, k=2):
     """(projection onto the top-k principal directions, those directions (k, d), explained variance ratios)."""
     centred = points - points.mean(axis=0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    # All d directions even when there are fewer points than directions (a test set of one image has none
+    # that varies): the ones beyond the points' rank explain nothing, but the plane still exists.
+    _, s, vt = np.linalg.svd(centred, full_matrices=len(centred) < min(k, points.shape[1]))
+    s = np.concatenate([s, np.zeros(max(0, k - len(s)))])
     ratios = s**2 / max(np.sum(s**2), 1e-12)
     return centred @ vt[:k].T, vt[:k], ratios[:k]
 
@@ -178,7 +183,7 @@ def kl_per_dim(kl, active, threshold, path):
     """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour."""
     active = np.asarray(active, bool)
     dims = np.arange(len(kl))
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(kl) + 2), 4))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.35 * len(kl) + 2)), 4))  # no wider than a screen
     for mask, colour, name in ((active, "tab:blue", "active"), (~active, "lightgray", "inactive")):
         if mask.any():
             ax.bar(dims[mask], np.asarray(kl)[mask], color=colour, label=f"{name} ({mask.sum()})")

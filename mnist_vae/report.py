@@ -10,6 +10,7 @@ import os
 import string
 
 from mnist_vae import messages
+from mnist_vae.evaluation import mutual_information_note
 from mnist_vae.rundir import atomic_write
 
 # Each figure the run may have, with what to look for in it.
@@ -68,6 +69,10 @@ def render(run_dir, config, metrics, evaluation, history):
     epochs, planned = metrics.get("epochs"), config.get("epochs")
     status = (f"complete: {epochs} epochs" if not metrics.get("partial")
               else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
+    model_epoch = (evaluation or {}).get("epoch", epochs)
+    if evaluation and model_epoch != epochs:  # evaluate.py --older-model: one page, but say whose numbers
+        status += (f". The numbers and figures below are of the model of epoch {model_epoch} "
+                   f"(evaluate.py --older-model), not of epoch {epochs}")
     binarize = config.get("binarize", "none")
     density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
     grey = binarize == "none" and not density
@@ -96,7 +101,7 @@ def _key_numbers(config, metrics, evaluation, density):
     numbers = []
     if evaluation:
         for key, _, label in TERMS:
-            numbers.append([f"{label} (test, nats per image)",
+            numbers.append([f"{label} (test, nats per image, model of epoch {evaluation.get('epoch', '?')})",
                             _number("eval.json", key, evaluation[key], stderr=evaluation[key + "_stderr"])])
         numbers.append([f"NLL estimate, k = {evaluation['iw_samples']} importance samples",
                         _number("eval.json", "nll_iw", evaluation["nll_iw"], stderr=evaluation["nll_iw_stderr"])])
@@ -104,13 +109,14 @@ def _key_numbers(config, metrics, evaluation, density):
                         f"{evaluation['active_threshold']})",
                         _number("eval.json", "active_units", evaluation["active_units"], digits=0)])
         if "mutual_information" in evaluation:  # evaluations before it was measured lack it
-            numbers.append(["mutual information I(x; z) under the encoder (0: z ignores x; at most the KL)",
+            numbers.append([f"mutual information I(x; z) under the encoder ({mutual_information_note(evaluation)})",
                             _number("eval.json", "mutual_information", evaluation["mutual_information"],
                                     stderr=evaluation["mutual_information_stderr"])])
     else:
         for _, key, label in TERMS:
             if metrics.get(key) is not None:
-                numbers.append([f"{label} (test, last completed epoch)", _number("metrics.json", key, metrics[key])])
+                numbers.append([f"{label} (test, the last completed epoch: {metrics.get('epochs')})",
+                                _number("metrics.json", key, metrics[key])])
     numbers.append(["binarization", f"--binarize {config.get('binarize', 'none')}"])
     numbers.append(["training objective", "ELBO" if config.get("objective", "elbo") == "elbo" else
                     f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "

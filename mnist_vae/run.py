@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from mnist_vae import messages
+from mnist_vae.data import fingerprint
 from mnist_vae.rundir import (
     CONFIG_FORMAT,
     RunError,
@@ -69,6 +70,8 @@ class Run:
         if os.path.exists(os.path.join(self.dir, "checkpoint", "state.json")):
             return (f"interrupted by {name}; every completed epoch is in the run's checkpoint; continue with: "
                     f"{self.resume}")
+        if os.path.exists(os.path.join(self.dir, "config.json")):  # the folder stays: its name is taken
+            return f"interrupted by {name} before the first epoch completed; start it again with: {self.resume}"
         return f"interrupted by {name} before the first epoch completed"
 
     def nothing_to_do(self, done):
@@ -76,6 +79,9 @@ class Run:
         goes on to write what it is missing."""
         if done < self.args.epochs:
             return False
+        if self.args.epochs < done:
+            raise RunError(f"--epochs {self.args.epochs}: {self.dir} has trained {done} epochs already; --resume "
+                           f"continues a run (--epochs {done} or more), it never shortens one")
         if is_complete(self.dir, done):
             print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
                   f"written); nothing to do. To train on: {self.resume} --epochs {done + 10}")
@@ -87,7 +93,8 @@ class Run:
     def write_config(self, splits, versions, command):
         self.config = {**vars(self.args), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
                        "data_source": splits.source, "train_images": len(splits.x_train),
-                       "test_images": len(splits.x_test), "versions": versions, "command": command}
+                       "test_images": len(splits.x_test), "data_sha256": fingerprint(splits), "versions": versions,
+                       "command": command}
         write_json(os.path.join(self.dir, "config.json"), self.config)
         return self.config
 
@@ -99,6 +106,10 @@ class Run:
             vae.fit(batches, epochs=self.args.epochs, steps_per_epoch=steps, initial_epoch=done,
                     shuffle=False,  # the batches come shuffled by (seed, epoch)
                     callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+            if self.guard.stopped and saver.epoch is not None and len(saver.rows) <= saver.epoch:
+                # Keras printed the stopped epoch's line as if it had finished: say that it is not kept.
+                print(f"epoch {saver.epoch + 1} was stopped part-way: the numbers printed for it are discarded; "
+                      f"{len(saver.rows)} completed epochs are kept")
         except OSError as e:
             with contextlib.suppress(OSError):
                 saver.wait()  # a write in flight may still commit an epoch

@@ -61,8 +61,7 @@ def make_run_dir(out, run_name=None, label=""):
     raise RunError(f"--out {out}: could not find a free run name for {stem}")
 
 
-def new_file_mode():
-    """The permissions the user's umask gives a new file (mkstemp makes 0600 files whatever the umask)."""
+def _umask():
     try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
         with open("/proc/self/status") as f:
             mask = next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
@@ -71,7 +70,17 @@ def new_file_mode():
     if mask is None:
         mask = os.umask(0o022)
         os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def new_file_mode():
+    """The permissions the user's umask gives a new file (mkstemp makes 0600 files whatever the umask)."""
+    return 0o666 & ~_umask()
+
+
+def new_folder_mode():
+    """The permissions the user's umask gives a new folder."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write(path, write):
@@ -82,7 +91,10 @@ def atomic_write(path, write):
     # Keep the whole extension (".weights.h5"): Keras' writers insist on it.
     name = os.path.basename(path)
     extension = "." + name.split(".", 1)[1] if "." in name else ""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + extension)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + extension)
+    except OSError as e:  # a read-only or vanished folder: name the file the user knows, not a temporary one
+        raise OSError(e.errno, e.strerror or str(e), path) from None
     os.close(fd)
     _in_flight.add(tmp)
     try:
@@ -179,6 +191,8 @@ def write_error(error, saved, remedy):
         return f"cannot write {what}: {error.strerror or error} ({saved}): free space, then {remedy}"
     if error.errno == errno.ENOENT:
         cause = "no such file or folder: was the run folder moved or deleted meanwhile?"
+        if error.filename and not os.path.isdir(os.path.dirname(os.path.abspath(error.filename))):
+            return f"cannot write {what}: {cause} (its checkpoint went with it: nothing is left to resume)"
     else:
         cause = error.strerror or str(error)
     return f"cannot write {what}: {cause} ({saved}); {remedy}"

@@ -115,8 +115,8 @@ SETTINGS = (
 BY_NAME = {s.name: s for s in SETTINGS}
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 RESUME_MAY_CHANGE = {s.name for s in SETTINGS if s.resume}
-# What config.json holds beside the settings: never a setting to compare.
-CONFIG_EXTRAS = ("format", "run_dir", "data_source", "versions", "command")  # and the data sizes, which compare
+# What config.json holds beside the settings, never compared (the data's sizes, also there, are).
+CONFIG_EXTRAS = ("format", "run_dir", "data_source", "data_sha256", "versions", "command")
 NOT_COMPARED = {s.name for s in SETTINGS if not s.result} | set(CONFIG_EXTRAS)
 
 

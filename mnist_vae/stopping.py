@@ -26,6 +26,17 @@ class Interrupted:
         return self.name
 
 
+def remove_autograph_files():
+    """TensorFlow's autograph writes each converted function to a temporary .py file that it deletes only at a
+    normal exit; a signal ends the process without one, so remove this process's own (sys.modules names them)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("__autograph_generated_file") and getattr(module, "__file__", None):
+            try:
+                os.remove(module.__file__)
+            except OSError:
+                pass
+
+
 class SignalGuard:
     """Installs the handlers for the duration of a `with` block.
 
@@ -61,6 +72,7 @@ class SignalGuard:
             from mnist_vae.rundir import remove_temporaries_in_flight
 
             remove_temporaries_in_flight()
+            remove_autograph_files()
             if self.cleanup:
                 self.cleanup()
         finally:

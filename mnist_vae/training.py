@@ -8,21 +8,32 @@ import platform
 from mnist_vae.backends import has_gpu
 from mnist_vae.rundir import RunError
 
+# Values per decoded row in the conv decoder: 7x7x64, 14x14x64 and 28x28x32 feature maps and the 784 logits.
+CONV_DECODER_ACTIVATIONS = 7 * 7 * 64 + 14 * 14 * 64 + 28 * 28 * 32 + 784
+
 
 def check_model_fits_in_memory(args):
-    """Refuse up front a dense model whose weights and Adam state cannot fit in memory: an allocation that
-    large fails deep inside the backend, with a traceback."""
+    """Refuse up front a model whose weights and Adam state, or one training step's activations (a huge --k),
+    cannot fit in memory: an allocation that large fails deep inside the backend, with a traceback or an
+    abort."""
     from mnist_vae.data import memory_bytes
     from model import dense_parameters
 
-    if args.arch != "dense":
-        return
-    weights = dense_parameters(args.latent_dim, args.hidden)
-    needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
-    if needed > memory_bytes():
-        raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
-                       f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
-                       f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
+    if args.arch == "dense":
+        weights = dense_parameters(args.latent_dim, args.hidden)
+        needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
+        if needed > memory_bytes():
+            raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
+                           f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
+                           f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
+    # One training step decodes batch x k rows; their activations are kept for the backward pass.
+    rows = args.batch_size * (args.k if args.objective == "iwae" else 1)
+    per_row = args.hidden + 3 * 784 if args.arch == "dense" else CONV_DECODER_ACTIVATIONS
+    needed = rows * per_row * 4 * 3  # float32 activations, their gradients and the loss's per-pixel terms
+    if needed > memory_bytes() // 2:
+        raise RunError(f"--objective {args.objective} --k {args.k} --batch-size {args.batch_size}: one training step "
+                       f"would decode {rows:,} rows at once, about {needed / 1e9:,.0f} GB of activations, more than "
+                       f"half of this machine's {memory_bytes() / 1e9:,.0f} GB of memory; lower --k or --batch-size")
 
 
 def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
@@ -78,19 +89,19 @@ def build_model(args, devices, steps, run_dir, state):
 
 def callbacks(args, run_dir, guard, held_out, frames, saver):
     """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight, the
-    held-out loss (into the logs), the epoch's frame, TensorBoard (which logs both), the NaN stop, and the
-    checkpoint last (it commits what the others added)."""
+    held-out loss (into the logs), the epoch's frame, the NaN stop, the checkpoint (it commits what the others
+    added), and TensorBoard's logs of what it committed."""
     import keras
 
     from mnist_vae.callbacks import HeldOutLoss, KLWarmup
 
     tensorboard = []
-    if args.tensorboard:
-        from mnist_vae.tensorboard import tensorboard_callbacks
+    if args.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
+        from mnist_vae.tensorboard import CommittedEpochLogs
 
-        tensorboard = tensorboard_callbacks(os.path.join(run_dir, "tensorboard"), frames.frames)
-    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(held_out), frames, *tensorboard,
-            keras.callbacks.TerminateOnNaN(), saver]
+        tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
+    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(held_out), frames,
+            keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
 
 
 def versions(backend):

@@ -6,7 +6,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import TINY, checkpoint_arrays, mount, run_main, run_program
+from conftest import checkpoint_arrays, mount, run_main, run_program
+
+# Checkpoints of about 1.2 MB (784-64-2 with Adam's state), which the small disks below are sized for.
+TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]
 
 
 def run_train(*args, timeout=300):
@@ -86,3 +89,21 @@ def test_a_full_disk_during_the_final_save_names_the_file_and_the_way_on(tmp_pat
         assert not [n for n in os.listdir(run) if ".tmp" in n]
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to mount a read-only folder")
+def test_a_read_only_folder_is_reported_under_the_files_own_name(tmp_path):
+    from mnist_vae.rundir import atomic_write, write_error
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if not mount("--bind", "-o", "ro", str(folder), str(folder)):
+        pytest.skip("cannot mount a read-only folder here")
+    try:
+        path = str(folder / "metrics.json")
+        with pytest.raises(OSError) as caught:
+            atomic_write(path, lambda tmp: open(tmp, "w").write("{}"))
+        assert caught.value.filename == path  # not the temporary name it was about to write
+        assert write_error(caught.value, "all is kept", "resume").startswith(f"cannot write {path}: Read-only")
+    finally:
+        subprocess.run(["umount", str(folder)])

@@ -247,3 +247,103 @@ def test_checkpoints_of_earlier_versions_and_of_this_one_restore_every_variable(
             np.testing.assert_array_equal(ops.convert_to_numpy(got.value), ops.convert_to_numpy(want.value),
                                           err_msg=f"{run}: {key}")
     assert checkpoints.read_state(str(tmp_path / "new"))["weights"] == "epoch-0001.variables.npz"
+
+
+def tensorboard_steps(run_dir):
+    """{split: [(step, epoch_loss)]} of a run's TensorBoard logs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    steps = {}
+    for split in ("train", "validation"):
+        events = EventAccumulator(os.path.join(run_dir, "tensorboard", split), size_guidance={"tensors": 0}).Reload()
+        steps[split] = [(v.step, float(make_ndarray(v.tensor_proto))) for v in events.Tensors("epoch_loss")]
+    return steps
+
+
+@pytest.mark.backend_independent  # TensorBoard's logs are written the same way on every backend
+def test_tensorboard_holds_exactly_the_epochs_of_history_across_stops_and_resumes(tmp_path, slow_npz):
+    args = ["--data", slow_npz, "--epochs", "4", *TINY, *SLOW_FLAGS, "--tensorboard"]
+    run_dir = str(tmp_path / "tb")
+    proc = subprocess.Popen(train_cmd(*args, "--out", str(tmp_path), "--run-name", "tb"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epoch(run_dir, 2, proc)
+    proc.send_signal(signal.SIGINT)  # in epoch 3, which is thrown away
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    kept = len(history(run_dir))
+    assert f"was stopped part-way: the numbers printed for it are discarded; {kept} completed epochs" in stdout
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        logged = tensorboard_steps(run_dir)[split]
+        assert [step for step, _ in logged] == list(range(kept)), split  # no step of the discarded epoch
+        np.testing.assert_allclose([v for _, v in logged], [r[prefix + "loss"] for r in history(run_dir)],
+                                   rtol=1e-6)
+    result = run_train("--resume", run_dir, "--tensorboard")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        logged = tensorboard_steps(run_dir)[split]
+        assert [step for step, _ in logged] == [0, 1, 2, 3], split  # each epoch once
+        np.testing.assert_allclose([v for _, v in logged], [r[prefix + "loss"] for r in history(run_dir)],
+                                   rtol=1e-6)
+    modes = {oct(os.stat(d).st_mode & 0o777) for d, _, _ in os.walk(os.path.join(run_dir, "tensorboard"))}
+    assert modes == {oct(0o777 & ~current_umask())}  # the user's umask, as for every other file
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.backend_independent  # files and messages
+def test_resume_never_shortens_a_run(tmp_path, reference_run):
+    import shutil
+
+    ref_dir, _ = reference_run  # 3 epochs trained
+    copy = str(tmp_path / "copy")
+    shutil.copytree(ref_dir, copy)
+    before = open(os.path.join(copy, "config.json")).read()
+    result = run_train("--resume", copy, "--epochs", "2", timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--epochs 2: {copy} has trained 3 epochs already; --resume continues a run (--epochs 3 or more)" \
+        in result.stderr
+    assert open(os.path.join(copy, "config.json")).read() == before  # the run is left as it was
+
+
+@pytest.mark.backend_independent  # files and messages
+def test_a_signal_before_the_first_epoch_names_the_way_on(tmp_path, slow_npz):
+    run_dir = tmp_path / "early"
+    proc = subprocess.Popen(train_cmd("--data", slow_npz, "--epochs", "3", *TINY, *SLOW_FLAGS, "--out", str(tmp_path),
+                                      "--run-name", "early"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(run_dir / "config.json") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # the folder and its config exist; epoch 1 has not completed
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    if os.path.exists(run_dir / "checkpoint" / "state.json"):
+        pytest.skip("epoch 1 completed before the signal arrived")
+    # Whether it landed before fit (the folder's own line) or in fit's first batch: the way on is named.
+    assert stderr.strip().splitlines()[-1].endswith(f"python train.py --resume {run_dir}"), stderr[-2000:]
+    result = run_train("--resume", str(run_dir), timeout=300)  # and that works: the folder's name is not lost
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.backend_independent  # TensorFlow's autograph files: what this test looks for
+def test_a_signal_outside_training_leaves_no_autograph_files(tmp_path, slow_npz):
+    scratch = tmp_path / "tmp"  # this process's temporary folder, so that other processes' files do not count
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "KERAS_BACKEND": "tensorflow"}
+    run_dir = str(tmp_path / "ag")
+    proc = subprocess.Popen(train_cmd("--data", slow_npz, "--epochs", "1", "--hidden", "64", "--iw-samples", "3000",
+                                      "--out", str(tmp_path), "--run-name", "ag"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_for_epoch(run_dir, 1, proc)  # training is over: the final evaluation (k = 3000) runs now
+    time.sleep(1)
+    assert proc.poll() is None, "the final evaluation ended before the signal"
+    assert any(n.startswith("__autograph_generated_file") for n in os.listdir(scratch))  # TensorFlow wrote some
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted by SIGINT" in stderr, stderr[-2000:]
+    assert [n for n in os.listdir(scratch) if n.startswith("__autograph_generated_file")] == []

@@ -154,17 +154,23 @@ def test_a_run_folder_removed_during_training_is_not_reported_as_a_full_disk(tmp
     assert proc.returncode == 1, stderr[-2000:]
     (line,) = stderr.strip().splitlines()
     assert "was the run folder moved or deleted meanwhile?" in line and "free space" not in line
+    assert "nothing is left to resume" in line and "intact" not in line  # its checkpoint went with it
 
 
-def test_write_errors_suggest_free_space_only_when_space_ran_out():
+def test_write_errors_suggest_free_space_only_when_space_ran_out(tmp_path):
     from mnist_vae.rundir import write_error
 
+    path = str(tmp_path / "model.keras")  # in a folder that exists
     for code in (errno.ENOSPC, errno.EDQUOT):
-        message = write_error(OSError(code, os.strerror(code), "run/model.keras"), "all is kept", "resume")
-        assert message.startswith("cannot write run/model.keras:") and "free space, then resume" in message
+        message = write_error(OSError(code, os.strerror(code), path), "all is kept", "resume")
+        assert message.startswith(f"cannot write {path}:") and "free space, then resume" in message
     for code in (errno.ENOENT, errno.EACCES, errno.EROFS, errno.EIO):
-        message = write_error(OSError(code, os.strerror(code), "run/model.keras"), "all is kept", "resume")
+        message = write_error(OSError(code, os.strerror(code), path), "all is kept", "resume")
         assert "free space" not in message and message.endswith("(all is kept); resume")
+    # A run folder removed meanwhile took its checkpoint along: nothing is claimed to be kept.
+    gone = str(tmp_path / "gone" / "model.keras")
+    message = write_error(OSError(errno.ENOENT, os.strerror(errno.ENOENT), gone), "all is kept", "resume")
+    assert "all is kept" not in message and "nothing is left to resume" in message
 
 
 # ---------------------------------------------------------------- permissions and a quiet console

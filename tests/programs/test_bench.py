@@ -24,3 +24,14 @@ def test_bench_prints_one_json_line_per_configuration_and_a_table(small_npz):
     # 784-512-2 and back: 2 x (784*512 + 512*4 + 2*512 + 512*784) multiply-adds forward, x3 for training.
     assert row["train_mflop_per_image"] == round(3 * 2 * (784 * 512 * 2 + 512 * 4 + 2 * 512) / 1e6, 2)
     assert "img/s" in result.stdout and "dense-512-2" in result.stdout.splitlines()[-2]
+
+
+def test_bench_refuses_bad_flags_and_exits_non_zero_when_every_configuration_fails(tmp_path):
+    for flags in (["--epochs", "0"], ["--batch-size", "0"], ["--limit", "-3"]):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *flags], capture_output=True,
+                                text=True, timeout=120, cwd=ROOT)
+        assert result.returncode == 2 and "error: argument" in result.stderr, flags
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", str(tmp_path / "nonexistent"),
+                             "--configs", "dense-512-2", "--epochs", "2"], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 1 and "1 of 1 configurations failed" in result.stderr.splitlines()[-1]
