@@ -91,10 +91,18 @@ def render(run_dir, config, metrics, evaluation, history):
     settings = {k: v for k, v in config.items() if k not in ("versions", "command")}
     return PAGE.substitute(
         name=html.escape(os.path.basename(os.path.normpath(run_dir))), status=html.escape(status), explorer=explorer,
-        command=html.escape(config.get("command", "")), numbers=_table(("", "value"), _key_numbers(
-            config, metrics, evaluation, density)), warning=warning, figures=figures, history=history_table,
+        command=html.escape(config.get("command", "")),
+        numbers=_table(("", _numbers_of(metrics, evaluation)), _key_numbers(config, metrics, evaluation, density)),
+        warning=warning, figures=figures, history=history_table,
         settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
         versions=html.escape(", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items())))
+
+
+def _numbers_of(metrics, evaluation):
+    """The key numbers' column title: which model they come from."""
+    if evaluation:
+        return f"value (held-out images, the model of epoch {evaluation.get('epoch', metrics.get('epochs'))})"
+    return f"value (held-out images, the last completed epoch: {metrics.get('epochs')})"
 
 
 def _key_numbers(config, metrics, evaluation, density):

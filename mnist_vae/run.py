@@ -39,8 +39,14 @@ class Run:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
+        try:
+            return self._enter(self._stack.__enter__())
+        except BaseException:  # a with-block whose entry fails never exits: clean up here
+            self._stack.__exit__(*sys.exc_info())
+            raise
+
+    def _enter(self, stack):
         args, devices = self.args, self.devices
-        stack = self._stack.__enter__()
         if not self.resumed and devices.chief:  # the output folder is checked before any time is spent
             self.dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
         stack.callback(self._clean_up)

@@ -19,14 +19,15 @@ def test_compare_shows_what_differs_and_each_runs_numbers(tmp_path, finished_run
     with open(tmp_path / "cmp" / "comparison.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
     # Only beta differs between the two runs: it is the one setting shown.
-    assert header == ["run", "beta", "epochs trained", "test loss", "reconstruction", "KL", "NLL (IW)", "active units"]
+    assert header == ["run", "beta", "epochs trained", "test loss", "reconstruction", "KL", "NLL (IW)", "k (NLL)",
+                      "active units"]
     for row, run in zip(rows, runs):
         metrics = json.load(open(os.path.join(run, "metrics.json")))
         evaluation = json.load(open(os.path.join(run, "eval.json")))
         config = json.load(open(os.path.join(run, "config.json")))
         assert row == [os.path.basename(run), str(config["beta"]), "2", f"{metrics['loss']:.2f}",
                        f"{metrics['reconstruction_loss']:.2f}", f"{metrics['kl_loss']:.2f}",
-                       f"{evaluation['nll_iw']:.2f}", str(evaluation["active_units"])]
+                       f"{evaluation['nll_iw']:.2f}", str(evaluation["iw_samples"]), str(evaluation["active_units"])]
     markdown = open(tmp_path / "cmp" / "comparison.md").read()
     assert markdown in result.stdout and markdown.count("\n") == 4  # header, rule, two rows
     assert os.path.getsize(tmp_path / "cmp" / "comparison.png") > 10_000
