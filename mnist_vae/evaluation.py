@@ -24,8 +24,8 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
     single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time;
     chunking only bounds memory, whatever k. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row (with
     labels, log_px_given_z(x_rows, z_rows, label_rows)). The log-weights come from
-    losses.log_importance_weights, as IWAE training's do; their logsumexp is kept running, chunk by chunk,
-    stably in float64.
+    losses.log_importance_weights, as IWAE training's do; their logsumexp (Keras', as in losses.iwae_loss) is
+    kept running, chunk by chunk, in float32.
     """
     from keras import ops
 
@@ -35,7 +35,7 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
     b, d = z_mean.shape
     stream = np.random.default_rng(list(seed))  # the same draws as one (k, b, d) array, made chunk by chunk
     chunk = chunk or k
-    top, total = np.full(b, -np.inf), np.zeros(b)  # running max and sum of exp(log w - max), per image
+    log_sum = None  # log of the running sum of the weights, per image
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
         e = stream.standard_normal((c, b, d), dtype=np.float32)
@@ -44,11 +44,9 @@ def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEE
         z = ops.convert_to_numpy(losses.reparameterize(mean_rows, log_var_rows, e.reshape(c * b, d)))
         log_px = log_px_given_z(rows(x), z) if labels is None else log_px_given_z(rows(x), z, rows(np.asarray(labels)))
         log_w_chunk = losses.log_importance_weights(log_px, z, mean_rows, log_var_rows)
-        log_w = ops.convert_to_numpy(log_w_chunk).reshape(c, b).astype(np.float64)
-        new_top = np.maximum(top, log_w.max(axis=0))
-        total = total * np.exp(top - new_top) + np.exp(log_w - new_top).sum(axis=0)
-        top = new_top
-    return top + np.log(total) - math.log(k)
+        chunk_sum = ops.logsumexp(ops.reshape(log_w_chunk, (c, b)), axis=0)
+        log_sum = chunk_sum if log_sum is None else ops.logsumexp(ops.stack([log_sum, chunk_sum]), axis=0)
+    return ops.convert_to_numpy(log_sum).astype(np.float64) - math.log(k)
 
 
 def multiple_of_devices():
