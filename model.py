@@ -17,7 +17,22 @@ IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
 LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
 OBJECTIVES = ("elbo", "iwae")
+ACTIVATIONS = ("relu", "tanh")  # of the dense hidden layers
 CLASSES = 10  # digits, for the conditional model
+
+
+def hidden_sizes(hidden):
+    """The dense hidden layers' widths, encoder side: 512 -> (512,), "200,200" or [200, 200] -> (200, 200).
+    The decoder mirrors them."""
+    if isinstance(hidden, str):
+        hidden = hidden.split(",")
+    return tuple(int(width) for width in (hidden if isinstance(hidden, (list, tuple)) else [hidden]))
+
+
+def _dense_stack(x, hidden, activation):
+    for i, width in enumerate(hidden):  # the first keeps its old name, so older runs' weights still load
+        x = layers.Dense(width, activation=activation, name="hidden" if i == 0 else f"hidden_{i + 1}")(x)
+    return x
 
 
 def one_hot(labels):
@@ -79,14 +94,14 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False):
+def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False, activation="relu"):
     x = image = keras.Input(IMAGE_SHAPE, name="image")
     label = keras.Input((CLASSES,), name="label") if conditional else None
     if arch == "dense":
         x = layers.Flatten()(x)
         if conditional:  # the label joins the pixels before the hidden layer
             x = layers.Concatenate()([x, label])
-        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+        x = _dense_stack(x, hidden_sizes(hidden), activation)
     elif arch == "conv":
         x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)  # 14x14
         x = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(x)  # 7x7
@@ -102,14 +117,14 @@ def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False):
     return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
 
-def build_decoder(arch="dense", latent_dim=2, hidden=512, conditional=False):
+def build_decoder(arch="dense", latent_dim=2, hidden=512, conditional=False, activation="relu"):
     z = keras.Input((latent_dim,), name="z")
     inputs = z
     if conditional:  # the digit to draw joins z
         label = keras.Input((CLASSES,), name="label")
         inputs, z = [z, label], layers.Concatenate()([z, label])
     if arch == "dense":
-        x = layers.Dense(hidden, activation="relu", name="hidden")(z)
+        x = _dense_stack(z, hidden_sizes(hidden)[::-1], activation)
         x = layers.Dense(28 * 28, name="pixel_logits")(x)
         logits = layers.Reshape(IMAGE_SHAPE)(x)
     elif arch == "conv":
@@ -263,20 +278,31 @@ class VAE(keras.Model):
 
 
 def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None, objective="elbo", k=1, conditional=False,
-              likelihood="bernoulli"):
+              likelihood="bernoulli", activation="relu"):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
     return VAE(
-        build_encoder(arch, latent_dim, hidden, conditional),
-        build_decoder(arch, latent_dim, hidden, conditional),
+        build_encoder(arch, latent_dim, hidden, conditional, activation),
+        build_decoder(arch, latent_dim, hidden, conditional, activation),
         beta=beta, seed=seed, objective=objective, k=k, conditional=conditional, likelihood=likelihood, name="vae",
     )
 
 
+def output_bias_from_pixel_means(vae, pixel_means):
+    """Set the dense decoder's output bias to the logit of the training images' mean pixels (clipped to
+    [0.001, 0.999], as Burda et al.'s code does): before any training the decoder then draws the average digit,
+    and the first epochs need not learn it (the IWAE recipe). pixel_means: (28, 28, 1) or (784,), in [0, 1]."""
+    means = np.clip(np.asarray(pixel_means, np.float64).reshape(-1), 0.001, 0.999)
+    layer = vae.decoder.get_layer("pixel_logits")
+    layer.bias.assign(np.log(means / (1.0 - means)).astype(np.float32))
+
+
 def dense_parameters(latent_dim, hidden):
-    """Weights of the dense VAE (784-hidden-2x latent encoder, latent-hidden-784 decoder), counted
+    """Weights of the dense VAE (784-hidden...-2x latent encoder, latent-...hidden-784 decoder), counted
     without building it: enough to refuse a --hidden that cannot fit in memory before trying."""
-    pixels = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
-    encoder = (pixels + 1) * hidden + 2 * (hidden + 1) * latent_dim
-    decoder = (latent_dim + 1) * hidden + (hidden + 1) * pixels
-    return encoder + decoder
+    widths = [IMAGE_SHAPE[0] * IMAGE_SHAPE[1], *hidden_sizes(hidden)]
+    encoder = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + 2 * (widths[-1] + 1) * latent_dim
+    decoder_widths = [latent_dim, *widths[::-1]]
+    return encoder + sum((a + 1) * b for a, b in zip(decoder_widths, decoder_widths[1:]))
 
 

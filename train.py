@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 
-from mnist_vae import backends, cli, data, messages, settings
+from mnist_vae import backends, cli, data, messages, presets, settings
 from mnist_vae.distribute import SUPPORTED, Devices
 from mnist_vae.run import Run
 
@@ -37,6 +37,9 @@ def train(args, given):
     with Run(args, devices) as run:  # creates or resumes the folder, locks it, cleans up whatever happens
         # 2. Data: NumPy only, so bad data is reported before the backend starts.
         splits = load_data(args)
+        for line in (presets.published_line(args.preset),  # what a preset's run is held against
+                     presets.schedule_line(args.lr, args.lr_schedule, args.stages, args.epochs)):
+            print(line) if line else None
         # 3. The backend and its devices.
         backends.start_keras()
         with cli.quiet_start_up():
@@ -53,6 +56,11 @@ def resolve_settings(args, given):
         raise cli.UserError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize {args.binarize} "
                             "the plain Bernoulli (the default) is already the exact likelihood")
     args.k = args.k or (settings.IWAE_K if args.objective == "iwae" else 1)
+    if args.lr_schedule == "staged" and "epochs" not in given:
+        args.epochs = presets.staged_passes(args.stages)  # the schedule says how long the run is
+    if args.arch == "conv" and (args.activation != "relu" or args.output_bias != "zero"):
+        raise cli.UserError("--activation and --output-bias are for the dense model's hidden and output layers; "
+                            "the conv model keeps ReLU and a zero output bias")
     if args.tensorboard and importlib.util.find_spec("tensorflow") is None:
         raise cli.UserError("--tensorboard writes its logs through TensorFlow (tf.summary), which is not installed: "
                             'pip install "tensorflow>=2.16", or train without --tensorboard')
@@ -65,7 +73,8 @@ def resolve_settings(args, given):
 
 
 def load_data(args):
-    splits = data.load_for_run(args.data, args.dataset, args.val_split, args.limit, args.binarize, args.seed)
+    splits = data.load_for_run(args.data, args.dataset, args.val_split, args.limit, args.binarize, args.seed,
+                               args.validation)
     if args.conditional and splits.y_train is None:
         raise data.DataError(f"--conditional needs the digits' labels, and {splits.source} has none (an .npz needs "
                              "y_train and y_test; an IDX folder the *-labels-idx1-ubyte files)")
@@ -106,15 +115,19 @@ def fit_and_save(run, args, devices, splits):
         dynamic_binarization=args.binarize == "dynamic", noise_dim=noise, labels=labels(splits.y_train))
     held_out = pipeline.held_out_batches(splits.x_test, seed=args.seed, noise_dim=noise, pad_to=devices.pad_to,
                                          labels=labels(splits.y_test))
+    validation = None if splits.x_valid is None else pipeline.held_out_batches(
+        splits.x_valid, seed=args.seed + 1, noise_dim=noise, pad_to=devices.pad_to, labels=labels(splits.y_valid))
 
     # 6. The model, compiled for the devices, restored from the checkpoint when resuming.
-    vae = training.build_model(args, devices, steps, run.dir, state)
+    vae = training.build_model(args, devices, steps, run.dir, state, pixel_means=(
+        data.mean_pixels(splits.x_train) if args.output_bias == "pixel-means" else None))
 
     # 7. Fit: each epoch ends with the held-out loss, progress.gif's frame and a checkpoint.
     frames = SampleFrames(args.latent_dim, args.seed, frames=checkpoints.read_frames(run.dir, done),
                           conditional=args.conditional, likelihood=args.likelihood)
     saver = checkpoints.EpochCheckpoint(run.dir, state["history"] if state else [], frames=frames.frames)
-    run.fit(vae, batches, steps, done, training.callbacks(args, run.dir, run.guard, held_out, frames, saver), saver)
+    fit_callbacks = training.callbacks(args, run.dir, run.guard, held_out, frames, saver, validation)
+    run.fit(vae, batches, steps, done, fit_callbacks, saver)
 
     # 8. Outputs: what the run earned (also when stopped or diverged), and the exit code.
     return run.conclude(vae, splits, saver, frames.frames, steps)

@@ -33,9 +33,9 @@ class HeldOutLoss(keras.callbacks.Callback):
     (docs/performance.md).
     """
 
-    def __init__(self, batches):
+    def __init__(self, batches, prefix="val_"):
         super().__init__()
-        self.batches = batches
+        self.batches, self.prefix = batches, prefix  # val_: the test set (Keras' name); validation_: the slice
         self.images = [int(np.count_nonzero(batch["weight"])) for batch in batches]  # padding rows weigh 0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -44,7 +44,7 @@ class HeldOutLoss(keras.callbacks.Callback):
             result = self.model.test_on_batch(batch, return_dict=True)  # per-image means of this batch
             for name in LOSS_TERMS:
                 totals[name] += float(result[name]) * images
-        logs.update({"val_" + name: total / sum(self.images) for name, total in totals.items()})
+        logs.update({self.prefix + name: total / sum(self.images) for name, total in totals.items()})
 
 
 class SampleFrames(keras.callbacks.Callback):

@@ -28,7 +28,10 @@ from keras import ops
 from mnist_vae.rundir import RunError, atomic_write, ensure_space, write_json
 from model import LOSS_TERMS
 
-HISTORY_COLUMNS = ("epoch", *LOSS_TERMS, *("val_" + term for term in LOSS_TERMS), "kl_weight")
+# val_: the test set; validation_: the slice held out of the training images (--validation), when there is one.
+HISTORY_COLUMNS = ("epoch", *LOSS_TERMS, *("val_" + term for term in LOSS_TERMS),
+                   *("validation_" + term for term in LOSS_TERMS), "kl_weight", "learning_rate")
+FROM_LOGS = [c for c in HISTORY_COLUMNS if c not in ("epoch", "kl_weight")]
 
 
 def _dir(run_dir):
@@ -137,7 +140,9 @@ def read_history(run_dir):
 
 def write_history(run_dir, rows):
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or c in rows[0]])
+    # A run resumed from before a column existed keeps its first epochs' columns.
+    writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or c in rows[0]],
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
 
@@ -191,7 +196,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             step = int(ops.convert_to_numpy(self.model.first_nonfinite_step.value))
             self.diverged = (epoch + 1, step - epoch * self.params["steps"] + 1 if step >= 0 else None)
             return  # never checkpoint a broken model
-        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:-1] if k in logs},
+        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in FROM_LOGS if k in logs},
                "kl_weight": float(ops.convert_to_numpy(self.model.kl_weight.value))}
         arrays = snapshot(self.model)  # now, before the next epoch changes them
         frames = list(self.frames) if self.frames else None

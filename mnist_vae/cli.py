@@ -30,6 +30,15 @@ def number_in_range(kind, low, low_ok=True, high=None):
     return parse
 
 
+def hidden_layers(text):
+    """An argparse type: hidden-layer widths, "512" -> 512 or "200,200" -> "200,200" (several widths stay text,
+    so config.json keeps them as given and the flag reads them back)."""
+    widths = [part.strip() for part in str(text).split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in widths):
+        raise argparse.ArgumentTypeError(f"expected widths >= 1 separated by commas (512 or 200,200), got {text!r}")
+    return int(widths[0]) if len(widths) == 1 else ",".join(str(int(part)) for part in widths)
+
+
 def folder_name(text):
     """An argparse type: a plain folder name (no path), so a run folder always lands inside --out."""
     if not text or text in (".", "..") or "/" in text or os.sep in text or (os.altsep and os.altsep in text):

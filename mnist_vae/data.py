@@ -24,6 +24,7 @@ IDX_UINT8 = 0x08
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 BINARIZE_MODES = ("none", "static", "dynamic")
 VAL_SPLIT = 0.2  # the share of a single split held out as the test set (--val-split's default)
+VALIDATION_STREAM = 400  # mixed with the run's seed to choose the validation slice, apart from other draws
 TEST_BINARIZE_SEED = 20150901  # fixed: every run and every evaluation sees the same binarized test set
 
 
@@ -39,6 +40,8 @@ class Splits:
     y_test: np.ndarray
     source: str
     note: str = ""  # e.g. how the test set was carved out
+    x_valid: np.ndarray = None  # a validation slice held out of the training images (--validation), or None
+    y_valid: np.ndarray = None
 
 
 # ---------------------------------------------------------------- IDX files
@@ -260,6 +263,22 @@ def binarized(images, seed):
     return bernoulli_pixels(images / 255.0, rng.random(images.shape))
 
 
+def hold_out_validation(splits, images, seed):
+    """Splits with `images` training images, chosen by the seed, moved into a validation slice (x_valid): the
+    IWAE recipe's 400 of the 60,000. The rest keep their order; the test set is untouched."""
+    if not images:
+        return splits
+    if images >= len(splits.x_train):
+        raise DataError(f"{splits.source}: --validation {images} leaves none of its {len(splits.x_train)} "
+                        "training images to train on")
+    chosen = np.zeros(len(splits.x_train), bool)
+    chosen[np.random.default_rng([seed, VALIDATION_STREAM]).permutation(len(chosen))[:images]] = True
+    note = "; ".join(filter(None, [splits.note, f"--validation {images}: {images} training images (chosen by the "
+                                                f"seed) held out for validation, {len(chosen) - images} left"]))
+    return Splits(splits.x_train[~chosen], _rows(splits.y_train, ~chosen), splits.x_test, splits.y_test,
+                  splits.source, note, splits.x_train[chosen], _rows(splits.y_train, chosen))
+
+
 def apply_binarization(splits, mode, seed):
     """Splits as training sees them: 'static' binarizes the training images once with the run's seed,
     'dynamic' leaves them grey (the pipeline draws them anew per batch); the test images are binarized
@@ -269,14 +288,22 @@ def apply_binarization(splits, mode, seed):
     if mode == "none":
         return splits
     x_train = binarized(splits.x_train, seed) if mode == "static" else splits.x_train
+    x_valid = None if splits.x_valid is None else binarized(splits.x_valid, TEST_BINARIZE_SEED + 1)
     return Splits(x_train, splits.y_train, binarized(splits.x_test, TEST_BINARIZE_SEED), splits.y_test,
-                  splits.source, splits.note)
+                  splits.source, splits.note, x_valid, splits.y_valid)
 
 
-def load_for_run(data, dataset, val_split, limit, binarize, seed):
-    """A run's images as its training sees them: loaded (load) and binarized (apply_binarization). The one
-    place train.py and evaluate.py get a run's data from, so both always see the same test set."""
-    return apply_binarization(load(data, dataset, val_split, limit), binarize, seed)
+def load_for_run(data, dataset, val_split, limit, binarize, seed, validation=0):
+    """A run's images as its training sees them: loaded (load), its validation slice held out
+    (hold_out_validation) and binarized (apply_binarization). The one place train.py and evaluate.py get a
+    run's data from, so both always see the same training, validation and test images."""
+    return apply_binarization(hold_out_validation(load(data, dataset, val_split, limit), validation, seed),
+                              binarize, seed)
+
+
+def mean_pixels(images):
+    """The mean of each pixel over uint8 images, in [0, 1]: what a binarized pixel is on average too."""
+    return np.asarray(images).mean(axis=0, dtype=np.float64) / 255.0
 
 
 def fingerprint(splits):

@@ -35,7 +35,7 @@ def decoder_spec(decoder):
     for layer in decoder.layers:
         kind = layer.__class__.__name__
         activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if activation not in ("relu", "linear"):
+        if activation not in ("relu", "tanh", "linear"):
             raise ValueError(f"explorer.html cannot run activation {activation!r} of layer {layer.name}")
         if kind in ("InputLayer", "Concatenate", "Flatten"):
             continue  # inputs; the label's one-hot joins z first (model.build_decoder); flat arrays stay flat
@@ -189,6 +189,7 @@ to explore the latent space (the run's PNG figures and report.html need none).</
 
   function activate(values, activation) {
     if (activation === "relu") for (var i = 0; i < values.length; i++) if (values[i] < 0) values[i] = 0;
+    if (activation === "tanh") for (var j = 0; j < values.length; j++) values[j] = Math.tanh(values[j]);
     return values;
   }
   function dense(x, layer) {

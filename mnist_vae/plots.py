@@ -29,14 +29,17 @@ def tile(images, rows, cols):
 
 def loss_curves(history, titles, path, units="nats per image", suptitle="Training curves (single-sample ELBO terms, "
                 "averaged over images)"):
-    """history: {name: [per-epoch values]} with train names and their 'val_' (test) twins; titles:
-    {name: panel title} for the terms to draw, one panel each."""
+    """history: {name: [per-epoch values]} with train names, their 'val_' (test) twins and, where the run held
+    out a validation slice, 'validation_' ones; titles: {name: panel title} for the terms to draw, one panel
+    each."""
     fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4), squeeze=False)
     for ax, (key, title) in zip(axes[0], titles.items()):
         epochs = np.arange(1, len(history[key]) + 1)
-        ax.plot(epochs, history[key], "o-", label="train")
-        if "val_" + key in history:
-            ax.plot(epochs, history["val_" + key], "s--", label="test")
+        few = len(epochs) <= 60  # markers only where they can be told apart
+        ax.plot(epochs, history[key], "o-" if few else "-", label="train")
+        for prefix, style, label in (("val_", "s--", "test"), ("validation_", "^:", "validation")):
+            if prefix + key in history:
+                ax.plot(epochs, history[prefix + key], style if few else style[1:], label=label)
         ax.set(title=title, xlabel="epoch", ylabel=units)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)

@@ -10,9 +10,10 @@ import sys
 from dataclasses import dataclass, field
 
 from mnist_vae.backends import BACKENDS, default_backend
-from mnist_vae.cli import folder_name, number_in_range
+from mnist_vae.cli import folder_name, hidden_layers, number_in_range
 from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
 from mnist_vae.evaluation import IW_SAMPLES
+from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config
 
 IWAE_K = 5  # --k's default under --objective iwae (the ELBO draws one z per image)
@@ -50,13 +51,30 @@ class Setting:
 
 
 SETTINGS = (
+    Setting("--preset", None, choices=tuple(PRESETS),
+            help="a published recipe in one flag; any flag given beside it overrides that setting: "
+                 + "; ".join(f"{name}: {preset.source}" for name, preset in PRESETS.items())),
     Setting("--epochs", 30, resume=True, type=number_in_range(int, 1), help="passes over the training images"),
     Setting("--batch-size", 128, type=number_in_range(int, 1), help="images per step (the global batch)"),
     Setting("--latent-dim", 2, type=number_in_range(int, 1), help="size of z"),
     Setting("--arch", "dense", choices=("dense", "conv"),
             help="dense: 784-hidden-latent MLP; conv: two stride-2 convolutions (32, 64 filters)"),
-    Setting("--hidden", 512, type=number_in_range(int, 1), help="width of the dense hidden layer"),
+    Setting("--hidden", 512, type=hidden_layers, metavar="WIDTHS",
+            help="widths of the dense model's hidden layers, encoder side (the decoder mirrors them): 512, or 200,200 "
+                 "for two"),
+    Setting("--activation", "relu", choices=("relu", "tanh"), help="activation of the dense hidden layers"),
     Setting("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate"),
+    Setting("--adam-epsilon", 1e-7, type=number_in_range(float, 0, low_ok=False),
+            help="Adam's epsilon (Keras' default; the IWAE recipe uses 1e-4)"),
+    Setting("--lr-schedule", "constant", choices=("constant", "staged"),
+            help="constant: --lr throughout; staged: Burda et al.'s schedule, stage i = 0, 1, ... lasting 3^i passes "
+                 "at --lr * 10^(-i/7) (--epochs then defaults to the passes of --stages stages)"),
+    Setting("--stages", PAPER_STAGES, resume=True, type=number_in_range(int, 1),
+            help=f"with --lr-schedule staged: how many stages to run ({PAPER_STAGES}, the paper's, is "
+                 f"{staged_passes(PAPER_STAGES):,} passes; 6 is {staged_passes(6)}: a shortened schedule)"),
+    Setting("--output-bias", "zero", choices=("zero", "pixel-means"),
+            help="initial bias of the dense decoder's output: zero, or the logit of the training images' mean "
+                 "pixels (the IWAE recipe: the untrained decoder draws the average digit)"),
     Setting("--beta", 1.0, type=number_in_range(float, 0), help="weight of the KL term"),
     Setting("--objective", "elbo", choices=("elbo", "iwae"),
             help="elbo: reconstruction + beta * KL with one z per image; iwae: the importance-weighted bound with --k "
@@ -84,6 +102,9 @@ SETTINGS = (
             help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
                  "default: download with keras.datasets"),
     Setting("--dataset", "mnist", choices=("mnist", "fashion_mnist"), help="which dataset to download without --data"),
+    Setting("--validation", 0, type=number_in_range(int, 0),
+            help="training images held out as a validation slice (chosen by --seed; the IWAE recipe holds out 400): "
+                 "its loss is logged every epoch beside the test set's"),
     Setting("--val-split", VAL_SPLIT, type=number_in_range(float, 0, low_ok=False, high=1),
             help="fraction held out as the test set when the data has only one split"),
     Setting("--limit", None, type=number_in_range(int, 1),
@@ -120,8 +141,14 @@ CONFIG_EXTRAS = ("format", "run_dir", "data_source", "data_sha256", "versions", 
 NOT_COMPARED = {s.name for s in SETTINGS if not s.result} | set(CONFIG_EXTRAS)
 
 
-def build_parser(with_defaults=True):
-    """train.py's parser (without defaults: it then returns only the flags given)."""
+def defaults(preset=None):
+    """Every setting's default, with a preset's settings in place of those it fixes."""
+    return {**DEFAULTS, **(PRESETS[preset].settings if preset else {}), "preset": preset}
+
+
+def build_parser(with_defaults=True, preset=None):
+    """train.py's parser, with a preset's settings as defaults (without defaults: it then returns only the
+    flags given)."""
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Train a VAE on MNIST; writes the model, metrics and plots to <out>/<run-name>/.",
@@ -129,22 +156,31 @@ def build_parser(with_defaults=True):
         argument_default=None if with_defaults else argparse.SUPPRESS)
     for setting in SETTINGS:
         setting.add_to(parser, with_defaults)
+    if with_defaults and preset:
+        parser.set_defaults(**PRESETS[preset].settings)
     return parser
 
 
 def parse_args(argv=None):
     """(flags, names of the flags given explicitly): --resume checks the latter against the saved config."""
     argv = sys.argv[1:] if argv is None else argv
-    return build_parser().parse_args(argv), set(vars(build_parser(with_defaults=False).parse_args(argv)))
+    find_preset = argparse.ArgumentParser(add_help=False)
+    find_preset.add_argument("--preset")
+    preset = find_preset.parse_known_args(argv)[0].preset
+    args = build_parser(preset=preset if preset in PRESETS else None).parse_args(argv)  # refuses a bad one
+    return args, set(vars(build_parser(with_defaults=False).parse_args(argv)))
 
 
 def reproduce_command(args):
     """The train.py command that repeats this run: every setting that changes the result and differs from its
     default, shell-quoted."""
-    words = ["python", "train.py"]
+    words = ["python", "train.py"] + (["--preset", args.preset] if getattr(args, "preset", None) else [])
+    expected = defaults(getattr(args, "preset", None))
+    if args.lr_schedule == "staged":
+        expected["epochs"] = staged_passes(args.stages)  # --stages says how long the run is
     for setting in SETTINGS:
         value = getattr(args, setting.name)
-        if not setting.result or value == setting.default:
+        if not setting.result or value == expected[setting.name] or setting.name == "preset":
             continue
         if setting.name == "k" and (args.objective != "iwae" or value == IWAE_K):
             continue  # the ELBO's one sample, and IWAE's default

@@ -17,7 +17,7 @@ def check_model_fits_in_memory(args):
     cannot fit in memory: an allocation that large fails deep inside the backend, with a traceback or an
     abort."""
     from mnist_vae.data import memory_bytes
-    from model import dense_parameters
+    from model import dense_parameters, hidden_sizes
 
     if args.arch == "dense":
         weights = dense_parameters(args.latent_dim, args.hidden)
@@ -28,7 +28,7 @@ def check_model_fits_in_memory(args):
                            f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
     # One training step decodes batch x k rows; their activations are kept for the backward pass.
     rows = args.batch_size * (args.k if args.objective == "iwae" else 1)
-    per_row = args.hidden + 3 * 784 if args.arch == "dense" else CONV_DECODER_ACTIVATIONS
+    per_row = sum(hidden_sizes(args.hidden)) + 3 * 784 if args.arch == "dense" else CONV_DECODER_ACTIVATIONS
     needed = rows * per_row * 4 * 3  # float32 activations, their gradients and the loss's per-pixel terms
     if needed > memory_bytes() // 2:
         raise RunError(f"--objective {args.objective} --k {args.k} --batch-size {args.batch_size}: one training step "
@@ -61,21 +61,27 @@ def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
-def build_model(args, devices, steps, run_dir, state):
-    """The VAE, compiled for this run's devices and speed options, restored from the checkpoint if any."""
+def build_model(args, devices, steps, run_dir, state, pixel_means=None):
+    """The VAE, compiled for this run's devices and speed options, restored from the checkpoint if any.
+    pixel_means: the training images' mean pixels, for --output-bias pixel-means."""
     import keras
 
     from mnist_vae import checkpoints
-    from model import build_vae
+    from mnist_vae.presets import learning_rate_at
+    from model import build_vae, output_bias_from_pixel_means
 
     done = state["epoch"] if state else 0
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
         vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed, objective=args.objective,
-                        k=args.k, conditional=args.conditional, likelihood=args.likelihood)
+                        k=args.k, conditional=args.conditional, likelihood=args.likelihood,
+                        activation=args.activation)
+        if args.output_bias == "pixel-means":
+            output_bias_from_pixel_means(vae, pixel_means)
         options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
-        vae.compile(optimizer=keras.optimizers.Adam(args.lr), **options)
+        optimizer = keras.optimizers.Adam(learning_rate_at(done, args.lr, args.lr_schedule), epsilon=args.adam_epsilon)
+        vae.compile(optimizer=optimizer, **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
     devices.prepare(vae)
     if state:
@@ -87,21 +93,27 @@ def build_model(args, devices, steps, run_dir, state):
     return vae
 
 
-def callbacks(args, run_dir, guard, held_out, frames, saver):
-    """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight, the
-    held-out loss (into the logs), the epoch's frame, the NaN stop, the checkpoint (it commits what the others
-    added), and TensorBoard's logs of what it committed."""
+def callbacks(args, run_dir, guard, held_out, frames, saver, validation=None):
+    """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
+    learning rate, the held-out (and validation) loss (into the logs), the epoch's frame, the NaN stop, the
+    checkpoint (it commits what the others added), and TensorBoard's logs of what it committed."""
     import keras
 
     from mnist_vae.callbacks import HeldOutLoss, KLWarmup
+    from mnist_vae.presets import learning_rate_at
 
     tensorboard = []
     if args.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
         from mnist_vae.tensorboard import CommittedEpochLogs
 
         tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
-    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), HeldOutLoss(held_out), frames,
-            keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
+    # Keras' own scheduler sets the rate at each epoch's start: a function of the epoch, so resuming mid-stage
+    # continues the schedule exactly.
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate_at(epoch, args.lr,
+                                                                                       args.lr_schedule))
+    validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
+    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), schedule, HeldOutLoss(held_out), *validating,
+            frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
 
 
 def versions(backend):

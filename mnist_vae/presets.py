@@ -1,0 +1,76 @@
+"""Published recipes as presets (--preset) and the staged learning-rate schedule of Burda et al. 2015.
+
+Pure Python: settings.py builds the flags from these, the callbacks follow the schedule, and the console and
+report.html name the published figure a preset's run is to be held against.
+"""
+from dataclasses import dataclass
+
+PAPER_STAGES = 8  # Burda et al.'s schedule: stages i = 0..7, 3^i passes each at lr * 10^(-i/7)
+
+
+def staged_passes(stages):
+    """Passes over the data in the first `stages` stages of the staged schedule: 1 + 3 + ... + 3^(stages-1)."""
+    return (3 ** stages - 1) // 2
+
+
+def stage_of(epoch):
+    """The stage a 0-based epoch falls in: 0 for epoch 0, 1 for epochs 1-3, 2 for 4-12, ..."""
+    stage = 0
+    while epoch >= staged_passes(stage + 1):
+        stage += 1
+    return stage
+
+
+def learning_rate_at(epoch, lr, schedule):
+    """The learning rate of a 0-based epoch: lr throughout ("constant"), or lr * 10^(-i/7) in stage i ("staged").
+    A function of the epoch alone, so a run resumed mid-stage continues the schedule exactly."""
+    return lr if schedule == "constant" else lr * 10 ** (-stage_of(epoch) / 7)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A published recipe: the settings it fixes (each still overridable by its flag) and the figure to hold
+    the run against."""
+    settings: dict
+    source: str  # where the recipe and its figure come from
+    metric: str  # which of our numbers to compare: "test_loss" (one-sample -ELBO on the test set) or "nll"
+    figure: float  # the published value, nats per image
+    active_units: int = None  # the paper's count, where it gives one
+
+
+_IWAE = {"arch": "dense", "hidden": "200,200", "activation": "tanh", "latent_dim": 50, "batch_size": 20,
+         "lr": 1e-3, "adam_epsilon": 1e-4, "lr_schedule": "staged", "stages": PAPER_STAGES, "binarize": "dynamic",
+         "validation": 400, "output_bias": "pixel-means", "iw_samples": 5000}
+_BURDA = "Burda et al. 2015 (IWAE), Table 1"
+PRESETS = {
+    "pytorch-examples": Preset(
+        {"arch": "dense", "hidden": 400, "latent_dim": 20, "activation": "relu", "batch_size": 128, "lr": 1e-3,
+         "adam_epsilon": 1e-8, "epochs": 10, "binarize": "none"},
+        "pytorch/examples vae/main.py (784-400-20, ReLU, grey pixels, Adam 1e-3, batch 128, 10 epochs)",
+        "test_loss", 105.5),
+    "iwae-vae": Preset({**_IWAE, "objective": "elbo", "k": None}, f"{_BURDA}, VAE (k = 1)", "nll", 86.76, 19),
+    "iwae-k5": Preset({**_IWAE, "objective": "iwae", "k": 5}, f"{_BURDA}, IWAE k = 5", "nll", 85.54, 22),
+    "iwae-k50": Preset({**_IWAE, "objective": "iwae", "k": 50}, f"{_BURDA}, IWAE k = 50", "nll", 84.78, 25),
+}
+
+
+def published_line(preset):
+    """What a preset's run is to be compared with, in one line ("" without a preset)."""
+    if not preset:
+        return ""
+    recipe = PRESETS[preset]
+    what = {"test_loss": "the test loss (one-sample negative ELBO)",
+            "nll": f"the test NLL (k = {recipe.settings.get('iw_samples')})"}[recipe.metric]
+    units = f", {recipe.active_units} active units" if recipe.active_units else ""
+    return f"--preset {preset}: compare {what} with {recipe.figure} nats{units}, {recipe.source}"
+
+
+def schedule_line(lr, schedule, stages, epochs):
+    """The staged schedule in words, saying when it is shortened ("" for a constant learning rate)."""
+    if schedule == "constant":
+        return ""
+    last = stage_of(epochs - 1)
+    shortened = "" if stages >= PAPER_STAGES and epochs >= staged_passes(PAPER_STAGES) else (
+        f"; SHORTENED: the paper runs stages 0-{PAPER_STAGES - 1}, {staged_passes(PAPER_STAGES):,} passes")
+    return (f"learning rate: staged, {lr:g} * 10^(-i/7) for 3^i passes in stage i; this run: stages 0-{last}, "
+            f"{epochs:,} passes (final rate {learning_rate_at(epochs - 1, lr, schedule):.3g}){shortened}")
