@@ -81,12 +81,12 @@ def load_data(args, config):
     from mnist_vae import data
 
     config_path = os.path.join(args.run_dir, "config.json")
-    data_settings = ("binarize", "seed", "dataset", "val_split", "limit")
+    data_settings = ("binarize", "seed", "dataset", "val_split", "limit", "validation")
     settings.check_saved(config, config_path, names=data_settings)
     saved = {name: config.get(name, settings.DEFAULTS[name]) for name in data_settings}
     try:
         splits = data.load_for_run(args.data or config.get("data"), saved["dataset"], saved["val_split"],
-                                   saved["limit"], saved["binarize"], saved["seed"])
+                                   saved["limit"], saved["binarize"], saved["seed"], saved["validation"])
     except data.DataError as e:
         raise data.DataError(f"{e}{'' if args.data else ' (moved? pass --data PATH)'}") from None
     except (TypeError, ValueError, KeyError) as e:
@@ -132,7 +132,7 @@ def evaluate_run(args, config, backend, splits, vae, epoch):
     results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
     name = f"eval-first{len(x_test)}.json" if partial else "eval.json"
     written = [write_json(os.path.join(args.run_dir, name), results)]
-    print(evaluation.console_summary(results, binarize))
+    print(evaluation.console_summary(results, binarize, config.get("preset")))
     if not partial:  # the figures stay those of the whole held-out set
         state = checkpoints.read_state(args.run_dir)
         rows = state["history"] if state else []

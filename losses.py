@@ -66,7 +66,7 @@ def _bernoulli_cross_entropy(x, logits):
     return ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
 
 
-def reconstruction_loss(x, logits, likelihood="bernoulli"):
+def reconstruction_loss(x, logits, likelihood="bernoulli", leading=1):
     """-log p(x|z) per example, in nats: summed over every pixel, x in [0, 1], logits from the decoder.
 
     bernoulli: the binary cross-entropy; a likelihood when x is binary, a cross-entropy against grey
@@ -79,7 +79,9 @@ def reconstruction_loss(x, logits, likelihood="bernoulli"):
     per_pixel = _bernoulli_cross_entropy(x, logits)
     if likelihood == "continuous-bernoulli":
         per_pixel = per_pixel - continuous_bernoulli_log_normalizer(logits)
-    return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
+    # Summed over the axes after the leading `leading` ones: (N,) per example, or with leading=2, x (N, 1, ...)
+    # broadcast against its k decodings (N, k, ...) -- the image is never copied -- (N, k).
+    return ops.sum(per_pixel, axis=tuple(range(leading, len(per_pixel.shape))))
 
 
 def pixel_means(logits, likelihood="bernoulli"):

@@ -134,7 +134,7 @@ def sharpness(run_dirs, data_path, shown=12):
     for run_dir in run_dirs:
         config = json.load(open(os.path.join(run_dir, "config.json")))
         splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
-                                   config["binarize"], config["seed"])
+                                   config["binarize"], config["seed"], config.get("validation", 0))
         x = data.as_float(splits.x_test)
         vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
         z_mean = evaluation.encode(vae, x)["z_mean"]
@@ -207,7 +207,7 @@ def paired(run_dirs, data_path):
     for run_dir in run_dirs:
         config = json.load(open(os.path.join(run_dir, "config.json")))
         splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
-                                   config["binarize"], config["seed"])
+                                   config["binarize"], config["seed"], config.get("validation", 0))
         vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
         _, posterior = evaluation.evaluate_model(vae, data.as_float(splits.x_test), config["iw_samples"],
                                                labels=splits.y_test)

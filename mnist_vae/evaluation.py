@@ -17,34 +17,49 @@ def _noise(seed, shape):
     return np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32)
 
 
-def iw_bound(x, z_mean, z_log_var, log_px_given_z, k, chunk=None, seed=(EVAL_SEED, 0), labels=None):
-    """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
+def log_sum_weights_of(log_px_given_z):
+    """One chunk of the importance-weighted bound, in Keras ops (compiled whole by importance_weights):
+    (x, z_mean, z_log_var, eps, drawn) -> log sum_i w_i per image over the first `drawn` of the chunk's draws.
 
-    A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
-    single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time;
-    chunking only bounds memory, whatever k. log_px_given_z(x_rows, z_rows) returns log p(x|z) per row (with
-    labels, log_px_given_z(x_rows, z_rows, label_rows)). The log-weights come from
-    losses.log_importance_weights, as IWAE training's do; their logsumexp (Keras', as in losses.iwae_loss) is
-    kept running, chunk by chunk, in float32.
+    eps: (B, c, d), the chunk's noise; drawn: (B,) how many of the c draws are real (the rest pad the chunk to
+    one compiled shape). log_px_given_z(x, z) takes the images (B, ...) and their draws z (B, c, d) and returns
+    log p(x|z) (B, c), the images broadcast against their draws rather than copied. The log-weights come from
+    losses.log_importance_weights, as IWAE training's do, and their logsumexp is Keras', as in losses.iwae_loss.
     """
     from keras import ops
 
     import losses
 
+    def log_sum_weights(x, z_mean, z_log_var, eps, drawn):
+        mean, log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
+        z = losses.reparameterize(mean, log_var, eps)
+        log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var)
+        real = ops.arange(ops.shape(eps)[1]) < ops.cast(ops.expand_dims(drawn, 1), "int32")
+        return ops.logsumexp(ops.where(real, log_w, float("-inf")), axis=1)
+
+    return log_sum_weights
+
+
+def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SEED, 0)):
+    """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
+
+    A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
+    single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time,
+    each chunk one call of log_sum_weights (log_sum_weights_of; importance_weights compiles it for a model);
+    chunking only bounds memory, whatever k. The chunks' sums are combined in float32.
+    """
+    from keras import ops
+
     x, z_mean, z_log_var = (np.asarray(t, np.float32) for t in (x, z_mean, z_log_var))
     b, d = z_mean.shape
     stream = np.random.default_rng(list(seed))  # the same draws as one (k, b, d) array, made chunk by chunk
-    chunk = chunk or k
+    chunk = min(chunk or k, k)
     log_sum = None  # log of the running sum of the weights, per image
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
-        e = stream.standard_normal((c, b, d), dtype=np.float32)
-        rows = lambda t: np.broadcast_to(t[None], (c,) + t.shape).reshape((c * b,) + t.shape[1:])  # noqa: E731
-        mean_rows, log_var_rows = rows(z_mean), rows(z_log_var)
-        z = ops.convert_to_numpy(losses.reparameterize(mean_rows, log_var_rows, e.reshape(c * b, d)))
-        log_px = log_px_given_z(rows(x), z) if labels is None else log_px_given_z(rows(x), z, rows(np.asarray(labels)))
-        log_w_chunk = losses.log_importance_weights(log_px, z, mean_rows, log_var_rows)
-        chunk_sum = ops.logsumexp(ops.reshape(log_w_chunk, (c, b)), axis=0)
+        eps = np.zeros((b, chunk, d), np.float32)  # the last chunk is padded: one shape for every call
+        eps[:, :c] = stream.standard_normal((c, b, d), dtype=np.float32).transpose(1, 0, 2)
+        chunk_sum = log_sum_weights(x, z_mean, z_log_var, eps, np.full(b, c, np.float32))
         log_sum = chunk_sum if log_sum is None else ops.logsumexp(ops.stack([log_sum, chunk_sum]), axis=0)
     return ops.convert_to_numpy(log_sum).astype(np.float64) - math.log(k)
 
@@ -78,36 +93,82 @@ def predict(fn, inputs, batch_size, whole_batches=False):
     return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
+def _as_function(model, rows):
+    """model's compiled predict_on_batch as a function of NumPy arrays, every call padded to `rows` rows (made a
+    multiple of the devices): one compiled shape, however the images divide (each new shape is traced anew,
+    and TensorFlow warns about retracing)."""
+    import keras
+
+    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels (XLA was slower here).
+    model.compile(jit_compile=keras.backend.backend() == "jax")
+
+    def run(*inputs):
+        size = -(-rows // multiple_of_devices()) * multiple_of_devices()
+        call = (lambda *part: model.predict_on_batch(list(part) if len(part) > 1 else part[0]))
+        return predict(call, list(inputs), size, whole_batches=True)[0]
+
+    return run
+
+
+def _decoded_log_likelihood(vae, images, z, y):
+    """log p(x|z) of images (B, ...) under the decoder for draws z: (B, d) -> (B,), or (B, c, d) -> (B, c)
+    with each image broadcast against its c draws (decoded as B * c rows in one call)."""
+    from keras import ops
+
+    import losses
+
+    likelihood = getattr(vae, "likelihood", "bernoulli")
+    if len(z.shape) == 2:
+        return -losses.reconstruction_loss(images, vae.decoder([z, y] if vae.conditional else z), likelihood)
+    b, c, d = ops.shape(z)[0], z.shape[1], z.shape[2]
+    z_rows = ops.reshape(z, (-1, d))
+    logits = vae.decoder([z_rows, ops.repeat(y, c, axis=0)] if vae.conditional else z_rows)
+    logits = ops.reshape(logits, (b, c, *logits.shape[1:]))
+    return -losses.reconstruction_loss(ops.expand_dims(images, 1), logits, likelihood, leading=2)
+
+
 def log_likelihood(vae, rows=None):
-    """A compiled function (x_rows, z_rows, label_rows) -> log p(x|z) per row (label_rows: digits, read by
-    a conditional model only): the decoder and the reconstruction term as one small Keras model, so each
+    """A compiled function (x, z, labels) -> log p(x|z) per image for one z each (labels: digits, read by a
+    conditional model only): the decoder and the reconstruction term as one small Keras model, so each
     backend compiles it its own way."""
     import keras
 
-    import losses
     from model import one_hot
 
     class LogLikelihood(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.decoder = vae.decoder
-
         def call(self, inputs):
             x, z, y = inputs
-            return -losses.reconstruction_loss(x, self.decoder([z, y] if vae.conditional else z), likelihood)
+            return _decoded_log_likelihood(vae, x, z, y)
 
-    likelihood = getattr(vae, "likelihood", "bernoulli")
-    model = LogLikelihood()
+    run = _as_function(LogLikelihood(), rows or 1)
 
-    def log_px_given_z(x_rows, z, label_rows=None):
-        y = one_hot(label_rows) if vae.conditional else np.zeros((len(z), 1), np.float32)
-        # With rows given, every call is padded to that many rows: one compiled shape, however the images
-        # and samples divide (each new shape is traced anew, and TensorFlow warns about retracing).
-        size = len(x_rows) if rows is None else -(-rows // multiple_of_devices()) * multiple_of_devices()
-        return predict(lambda a, b, c: model.predict_on_batch([a, b, c]), [x_rows, z, y], size,
-                       whole_batches=rows is not None)[0]
+    def log_px_given_z(x, z, labels=None):
+        return run(x, z, one_hot(labels) if vae.conditional else np.zeros((len(z), 1), np.float32))
 
     return log_px_given_z
+
+
+def importance_weights(vae, images):
+    """log_sum_weights (see iw_bound) for a model, compiled as one computation per call: the draws, the decoder
+    on all of them, the log-weights and their logsumexp, for up to `images` images per call."""
+    import keras
+
+    from model import one_hot
+
+    class LogSumWeights(keras.Model):
+        def call(self, inputs):
+            x, z_mean, z_log_var, eps, drawn, y = inputs
+            return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y))(
+                x, z_mean, z_log_var, eps, drawn)
+
+    run = _as_function(LogSumWeights(), images)
+
+    def for_labels(labels):
+        y = None if labels is None or not vae.conditional else one_hot(labels)
+        return lambda x, m, v, eps, drawn: run(x, m, v, eps, drawn, np.zeros((len(x), 1), np.float32)
+                                                if y is None else y)
+
+    return for_labels
 
 
 def posterior_summary(z_mean, z_log_var):
@@ -134,6 +195,26 @@ def encode(vae, x, labels=None, batch_size=1000):
     return {"z_mean": z_mean, "z_log_var": z_log_var, **posterior_summary(z_mean, z_log_var)}
 
 
+def aggregate_posterior(z_mean, z_log_var, block=20_000_000):
+    """A compiled function z (M, d) -> log q(z) per row under the aggregate posterior of these N codes
+    (losses.log_aggregate_posterior), computed in chunks of rows whose (rows, N, d) block stays near `block`
+    values (about 80 MB): the codes are the model's constants, each chunk one call."""
+    import keras
+
+    import losses
+
+    class LogAggregatePosterior(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.codes = [self.add_weight(shape=a.shape, initializer=keras.initializers.Constant(a), trainable=False,
+                                          name=name) for a, name in ((z_mean, "z_mean"), (z_log_var, "z_log_var"))]
+
+        def call(self, z):
+            return losses.log_aggregate_posterior(z, *self.codes)
+
+    return _as_function(LogAggregatePosterior(), max(1, block // z_mean.size))
+
+
 def mutual_information(z_mean, z_log_var, seed=(EVAL_SEED, 2)):
     """(estimate, standard error) of I(x; z) under the encoder for these codes (nats): one z_m ~ q(z|x_m) per
     image (fixed noise), scored against the aggregate posterior q(z) = (1/N) sum_n q(z|x_n) of all N codes
@@ -145,10 +226,7 @@ def mutual_information(z_mean, z_log_var, seed=(EVAL_SEED, 2)):
     z_mean, z_log_var = np.asarray(z_mean, np.float32), np.asarray(z_log_var, np.float32)
     z = ops.convert_to_numpy(losses.reparameterize(z_mean, z_log_var, _noise(seed, z_mean.shape)))
     kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
-    chunk = max(1, 20_000_000 // z_mean.size)  # rows per (rows, N, d) block: about 80 MB
-    log_q = np.concatenate([ops.convert_to_numpy(losses.log_aggregate_posterior(z[start:start + chunk], z_mean,
-                                                                                z_log_var))
-                            for start in range(0, len(z), chunk)])  # chunks of rows bound the (rows, N) matrix
+    log_q = aggregate_posterior(z_mean, z_log_var)(z)
     return mean_and_stderr(ops.convert_to_numpy(losses.mutual_information_terms(z, kl, log_q)).astype(np.float64))
 
 
@@ -157,16 +235,18 @@ def mean_and_stderr(values):
     return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100, max_rows=10000):
+def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100, max_rows=20000):
     """(reconstruction term of one z per image, importance-weighted NLL with k samples) per image, in batches
-    of images (a progress bar on a terminal: minutes on full MNIST with k = 5000)."""
+    of images, each of up to max_rows decoded rows per call (a progress bar on a terminal: minutes on full
+    MNIST with k = 5000)."""
     import keras
     from keras import ops
 
     import losses
 
     chunk = max(1, min(k, max_rows // batch_images))
-    log_px_given_z = log_likelihood(vae, rows=chunk * batch_images)
+    log_px_given_z = log_likelihood(vae, rows=batch_images)
+    weights = importance_weights(vae, batch_images)
     reconstruction, nll = [], []
     bar = keras.utils.Progbar(len(x), unit_name="image") if sys.stdout.isatty() else None
     if bar:
@@ -178,7 +258,7 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
         # The single-sample estimate of the training loss: one z per image, as in train and test steps.
         z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
         reconstruction.append(-log_px_given_z(xb, z, yb))
-        nll.append(-iw_bound(xb, mb, lb, log_px_given_z, k, chunk, seed=(EVAL_SEED, i), labels=yb))
+        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i)))
         if bar:
             bar.update(min(start + batch_images, len(x)))
     return np.concatenate(reconstruction), np.concatenate(nll)
@@ -196,13 +276,17 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     labels = None if labels is None else np.asarray(labels)
     posterior = encode(vae, x, labels)
     z_mean, z_log_var = posterior["z_mean"], posterior["z_log_var"]
+    bounds_began = time.time()
     reconstruction, nll = per_image_bounds(vae, x, z_mean, z_log_var, k, labels)
+    seconds = {"encoder": round(bounds_began - started, 2), "iw_bound": round(time.time() - bounds_began, 2)}
     kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
     results = {}
     for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
                          ("kl_loss", kl), ("nll_iw", nll)):
         results[name], results[name + "_stderr"] = mean_and_stderr(values)
+    information_began = time.time()
     results["mutual_information"], results["mutual_information_stderr"] = mutual_information(z_mean, z_log_var)
+    seconds["mutual_information"] = round(time.time() - information_began, 2)
     results.update({
         "conditional": bool(vae.conditional),
         "likelihood": getattr(vae, "likelihood", "bernoulli"),
@@ -212,9 +296,15 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
         "active_threshold": ACTIVE_THRESHOLD,
         "kl_per_dim": [float(v) for v in posterior["kl_per_dim"]],
         "seconds": round(time.time() - started, 2),
+        "seconds_by_part": seconds,
     })
     posterior["per_image"] = {"negative_elbo": reconstruction + kl, "nll_iw": nll}
     return results, posterior
+
+
+def _parts(seconds):
+    names = {"encoder": "encoder", "iw_bound": "NLL", "mutual_information": "I(x;z)"}
+    return ": " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in seconds.items() if k in names) if seconds else ""
 
 
 def mutual_information_note(results):
@@ -229,9 +319,9 @@ def mutual_information_note(results):
     return f"0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f}"
 
 
-def console_summary(results, binarize):
-    """The held-out numbers as a short table for the console."""
-    from mnist_vae import messages
+def console_summary(results, binarize, preset=None):
+    """The held-out numbers as a short table for the console (with a preset's run: beside the published one)."""
+    from mnist_vae import messages, presets
 
     likelihood = messages.is_likelihood(binarize, results.get("likelihood", "bernoulli"))
     note = messages.console_pixels_note(binarize, results.get("likelihood", "bernoulli"))
@@ -249,5 +339,7 @@ def console_summary(results, binarize):
              f"  mutual information I(x;z) {results['mutual_information']:7.2f} ± "
              f"{results['mutual_information_stderr']:.2f}"
              f"   ({mutual_information_note(results)})",
-             f"  ({results['seconds']:.1f} s)"]
+             f"  ({results['seconds']:.1f} s{_parts(results.get('seconds_by_part'))})"]
+    if preset:
+        lines.append(f"  compare: {presets.compared_line(preset, results)}")
     return "\n".join(lines)

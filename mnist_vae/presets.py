@@ -74,3 +74,17 @@ def schedule_line(lr, schedule, stages, epochs):
         f"; SHORTENED: the paper runs stages 0-{PAPER_STAGES - 1}, {staged_passes(PAPER_STAGES):,} passes")
     return (f"learning rate: staged, {lr:g} * 10^(-i/7) for 3^i passes in stage i; this run: stages 0-{last}, "
             f"{epochs:,} passes (final rate {learning_rate_at(epochs - 1, lr, schedule):.3g}){shortened}")
+
+
+def compared_line(preset, results):
+    """Our figure beside the published one for a preset's run (results: eval.json's numbers), or ""."""
+    if not preset:
+        return ""
+    recipe = PRESETS[preset]
+    key = {"test_loss": "negative_elbo", "nll": "nll_iw"}[recipe.metric]
+    ours, stderr = results[key], results[key + "_stderr"]
+    what = "test loss" if recipe.metric == "test_loss" else f"NLL (k = {results['iw_samples']})"
+    units = (f"; active units {results['active_units']}, published {recipe.active_units}"
+             if recipe.active_units and "active_units" in results else "")
+    return (f"{recipe.source}: {what} {ours:.2f} ± {stderr:.2f} here, published {recipe.figure}: "
+            f"{ours - recipe.figure:+.2f} nats{units}")

@@ -9,7 +9,7 @@ import html
 import os
 import string
 
-from mnist_vae import messages
+from mnist_vae import messages, presets
 from mnist_vae.evaluation import mutual_information_note
 from mnist_vae.rundir import atomic_write
 
@@ -125,6 +125,14 @@ def _key_numbers(config, metrics, evaluation, density):
             if metrics.get(key) is not None:
                 numbers.append([f"{label} (test, the last completed epoch: {metrics.get('epochs')})",
                                 _number("metrics.json", key, metrics[key])])
+    if config.get("preset"):  # the published figure this run is to be held against
+        numbers.append(["published recipe", presets.published_line(config["preset"])])
+        if evaluation:
+            numbers.append(["beside the published figure", presets.compared_line(config["preset"], evaluation)])
+    schedule = presets.schedule_line(config.get("lr", 0), config.get("lr_schedule", "constant"),
+                                     config.get("stages", presets.PAPER_STAGES), config.get("epochs", 1))
+    if schedule:
+        numbers.append(["learning-rate schedule", schedule])
     numbers.append(["binarization", f"--binarize {config.get('binarize', 'none')}"])
     numbers.append(["training objective", "ELBO" if config.get("objective", "elbo") == "elbo" else
                     f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "

@@ -170,7 +170,7 @@ class Run:
 
         print(f"\ndone in {time.time() - self.started:.0f} s. Test set ({len(splits.x_test)} images, nats per "
               f"image, binarize={self.args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS))
-        print(console_summary(results, self.args.binarize))
+        print(console_summary(results, self.args.binarize, getattr(self.args, "preset", None)))
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")
             return

@@ -134,3 +134,20 @@ def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_bin
 
     ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches_of)
     return ds.map(scaled, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class _NotRetracing:
+    """Drops TensorFlow's "triggered tf.function retracing" warning. It counts calls to Keras' predict step
+    across models: the evaluation compiles a few small models, each traced once for one shape, and TensorFlow
+    reads that as one function retraced. Every other TensorFlow message passes."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_warnings():
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NotRetracing) for f in logger.filters):
+        logger.addFilter(_NotRetracing())
