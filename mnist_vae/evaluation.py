@@ -104,7 +104,9 @@ def _as_function(model, rows):
 
     def run(*inputs):
         size = -(-rows // multiple_of_devices()) * multiple_of_devices()
-        call = (lambda *part: model.predict_on_batch(list(part) if len(part) > 1 else part[0]))
+        def call(*part):
+            return model.predict_on_batch(list(part) if len(part) > 1 else part[0])
+
         return predict(call, list(inputs), size, whole_batches=True)[0]
 
     return run
