@@ -6,6 +6,7 @@
     python docs/make_docs.py --data ../shared/data/mnist --conditional     # the conditional model's figures
     python docs/make_docs.py --data ../shared/data/mnist --likelihoods     # Bernoulli against continuous Bernoulli
     python docs/make_docs.py --data ../shared/data/mnist --explorer        # a screenshot of explorer.html in use
+    python docs/make_docs.py --data ../shared/data/mnist-full --results    # docs/results.md: the presets' runs
 
 Trains the default model twice, with --beta 1 (the ELBO) and with --beta 1/latent_dim (what averaging
 the KL over latent dimensions amounts to), writes small PNGs into docs/ and prints a Markdown table
@@ -17,6 +18,7 @@ models' reconstructions of the same test digits into docs/likelihood-reconstruct
 numbers with two measures of sharpness.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -66,7 +68,12 @@ def main():
     p.add_argument("--explorer", action="store_true",
                    help="instead: docs/explorer.png, the default run's explorer.html "
                    "in headless Chromium (needs selenium and Debian's chromium-driver)")
+    p.add_argument("--results", action="store_true",
+                   help="instead: docs/results.md, the published recipes' runs beside the papers' figures "
+                        "(hours on 2 CPU cores; runs already finished are reused)")
     args = p.parse_args()
+    if args.results:
+        return results(args)
     if args.explorer:
         return explorer_screenshot(args)
     if args.objectives:
@@ -218,6 +225,33 @@ def paired(run_dirs, data_path):
         difference = per_image[1][key] - per_image[0][key]
         mean, stderr = evaluation.mean_and_stderr(difference)
         print(f"  {key}: {mean:+.2f} ± {stderr:.2f}")
+
+
+
+# The presets' runs on the full split, as results.md reports them: (run name, train.py flags).
+RESULTS = [("results-iwae-vae-stages6", ["--preset", "iwae-vae", "--stages", "6"]),
+           ("results-iwae-k5-stages6", ["--preset", "iwae-k5", "--stages", "6"])]
+
+
+def results(args):
+    """docs/results.md's table from the presets' runs (trained first where they have not finished)."""
+    sys.path.insert(0, ROOT)
+    from mnist_vae.presets import PRESETS
+
+    rows = ["| run | command | ours | published | ours - published | active units (paper) | wall time |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, flags in RESULTS:
+        run_dir = trained(name, flags, args.data)
+        config, evaluation = (json.load(open(os.path.join(run_dir, f))) for f in ("config.json", "eval.json"))
+        recipe = PRESETS[config["preset"]]
+        key = {"test_loss": "negative_elbo", "nll": "nll_iw"}[recipe.metric]
+        seconds = os.path.getmtime(os.path.join(run_dir, "eval.json")) - os.path.getmtime(
+            os.path.join(run_dir, "config.json"))
+        rows.append(f"| {name} | `{config['command']}` | {evaluation[key]:.2f} ± {evaluation[key + '_stderr']:.2f} "
+                    f"| {recipe.figure} | {evaluation[key] - recipe.figure:+.2f} | {evaluation['active_units']} "
+                    f"({recipe.active_units or '-'}) | {seconds / 60:.0f} min |")
+    print("\n".join(rows))
+    return 0
 
 
 if __name__ == "__main__":
