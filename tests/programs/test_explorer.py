@@ -47,10 +47,12 @@ def open_page(browser, path, fragment=""):
     assert browser.execute_script("return document.body.dataset.ready") == "true", browser.get_log("browser")
 
 
-def model_with_varied_outputs(arch, latent_dim, conditional=False, likelihood="bernoulli", hidden=32, seed=0):
+def model_with_varied_outputs(arch, latent_dim, conditional=False, likelihood="bernoulli", hidden=32, activation="relu",
+                              seed=0):
     """A decoder whose pixels differ from z to z and from pixel to pixel: random weights a little larger
     than Keras' initialisation (which leaves a fresh conv decoder's logits all alike), random biases."""
-    vae = build_vae(arch, latent_dim, hidden=hidden, seed=seed, conditional=conditional, likelihood=likelihood)
+    vae = build_vae(arch, latent_dim, hidden=hidden, seed=seed, conditional=conditional, likelihood=likelihood,
+                    activation=activation)
     rng = np.random.default_rng(seed)
     weights = []
     for w in vae.decoder.get_weights():
@@ -78,8 +80,9 @@ def write_page(tmp_path, vae, codes=200, name="run"):
     return explorer.write(str(run_dir), vae, z_mean, labels, images, about="a test page"), (z_mean, labels, images)
 
 
-CASES = {  # name: (arch, latent_dim, conditional, likelihood)
+CASES = {  # name: (arch, latent_dim, conditional, likelihood[, hidden, activation])
     "dense": ("dense", 2, False, "bernoulli"),
+    "two-tanh-layers": ("dense", 4, False, "bernoulli", "24,16", "tanh"),  # the IWAE recipe's shape
     "conv": ("conv", 2, False, "bernoulli"),
     "conditional": ("dense", 3, True, "bernoulli"),
     "conv-conditional": ("conv", 4, True, "bernoulli"),
@@ -90,8 +93,8 @@ CASES = {  # name: (arch, latent_dim, conditional, likelihood)
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_the_pages_decoder_equals_keras_on_20_fixed_z(case, browser, tmp_path):
-    arch, latent_dim, conditional, likelihood = CASES[case]
-    vae = model_with_varied_outputs(arch, latent_dim, conditional, likelihood)
+    arch, latent_dim, conditional, likelihood, *shape = CASES[case]
+    vae = model_with_varied_outputs(arch, latent_dim, conditional, likelihood, *shape)
     path, _ = write_page(tmp_path, vae)
     z = np.random.default_rng(2).normal(scale=1.5, size=(20, latent_dim)).astype(np.float32)
     labels = np.arange(20) % 10 if conditional else None
