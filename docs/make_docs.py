@@ -244,7 +244,7 @@ def results(args):
         run_dir = trained(name, flags, args.data)
         config, evaluation = (json.load(open(os.path.join(run_dir, f))) for f in ("config.json", "eval.json"))
         recipe = PRESETS[config["preset"]]
-        key = {"test_loss": "negative_elbo", "nll": "nll_iw"}[recipe.metric]
+        key = recipe.result_key
         seconds = os.path.getmtime(os.path.join(run_dir, "eval.json")) - os.path.getmtime(
             os.path.join(run_dir, "config.json"))
         rows.append(f"| {name} | `{config['command']}` | {evaluation[key]:.2f} ± {evaluation[key + '_stderr']:.2f} "

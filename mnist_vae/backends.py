@@ -71,6 +71,7 @@ def start_keras():
             from mnist_vae import tf_engine
 
             tf_engine.has_gpu()
+            tf_engine.probe_half_precision()
             tf_engine.quiet_retracing_warnings()
     return keras
 

@@ -59,14 +59,16 @@ def exit_on_user_error(run, *args):
 
 
 # What native libraries print while they start, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, its
-# info and warning lines, and the two errors a GPU build prints on a machine without a GPU (the failed
-# cuInit probe, the duplicate CUDA library factories). Any other error line, a real CUDA problem on a
+# info and warning lines, the two errors a GPU build prints on a machine without a GPU (the failed cuInit
+# probe, the duplicate CUDA library factories) and oneDNN's note that a CPU without AVX-512 runs float16 on
+# Eigen (tf_engine.probe_half_precision makes it come at start-up). Any other error line, a real CUDA problem on a
 # GPU machine included, reaches the user.
 START_UP_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written "
                               r"to STDERR"
                               r"|[IW]\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*"
                               r"|E\d{4} \d\d:\d\d:\S+ +\d+ \S+:\d+\] .*(failed call to cuInit"
-                              r"|Unable to register cu(DNN|FFT|BLAS) factory).*")
+                              r"|Unable to register cu(DNN|FFT|BLAS) factory"
+                              r"|oneDNN supports DT_HALF only on platforms with AVX-512).*")
 
 
 @contextlib.contextmanager

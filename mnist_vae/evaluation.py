@@ -95,11 +95,13 @@ def predict(fn, inputs, batch_size, whole_batches=False):
 
 def _as_function(model, rows):
     """model's compiled predict_on_batch as a function of NumPy arrays, every call padded to `rows` rows (made a
-    multiple of the devices): one compiled shape, however the images divide (each new shape is traced anew,
-    and TensorFlow warns about retracing)."""
+    multiple of the devices): one compiled shape, however the images divide (each new shape is traced anew).
+    The model is built float32: under a mixed policy its inputs, the draws among them, must not be cast to
+    16 bits; the decoder inside keeps the run's policy."""
     import keras
 
-    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels (XLA was slower here).
+    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels (XLA measured slower on this
+    # CPU, though not yet on an idle machine).
     model.compile(jit_compile=keras.backend.backend() == "jax")
 
     def run(*inputs):
@@ -142,7 +144,7 @@ def log_likelihood(vae, rows=None):
             x, z, y = inputs
             return _decoded_log_likelihood(vae, x, z, y)
 
-    run = _as_function(LogLikelihood(), rows or 1)
+    run = _as_function(LogLikelihood(dtype="float32"), rows or 1)
 
     def log_px_given_z(x, z, labels=None):
         return run(x, z, one_hot(labels) if vae.conditional else np.zeros((len(z), 1), np.float32))
@@ -163,7 +165,7 @@ def importance_weights(vae, images):
             return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y))(
                 x, z_mean, z_log_var, eps, drawn)
 
-    run = _as_function(LogSumWeights(), images)
+    run = _as_function(LogSumWeights(dtype="float32"), images)
 
     def for_labels(labels):
         y = None if labels is None or not vae.conditional else one_hot(labels)
@@ -207,7 +209,7 @@ def aggregate_posterior(z_mean, z_log_var, block=20_000_000):
 
     class LogAggregatePosterior(keras.Model):
         def __init__(self):
-            super().__init__()
+            super().__init__(dtype="float32")
             self.codes = [self.add_weight(shape=a.shape, initializer=keras.initializers.Constant(a), trainable=False,
                                           name=name) for a, name in ((z_mean, "z_mean"), (z_log_var, "z_log_var"))]
 

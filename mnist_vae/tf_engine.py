@@ -151,3 +151,14 @@ def quiet_retracing_warnings():
     logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _NotRetracing) for f in logger.filters):
         logger.addFilter(_NotRetracing())
+
+
+def probe_half_precision():
+    """Run one float16 matmul on a CPU-only machine, while cli.quiet_start_up holds the console: oneDNN says
+    once per process, at its first float16 kernel, that a CPU without AVX-512 falls back to Eigen; said here,
+    that line is start-up chatter, not a line in the middle of training or evaluation. (Never on a GPU
+    machine: a TensorFlow op there would claim the GPU's memory that another backend may need.)"""
+    import tensorflow as tf
+
+    if not has_gpu():
+        tf.matmul(tf.ones((2, 2), tf.float16), tf.ones((2, 2), tf.float16))

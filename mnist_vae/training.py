@@ -107,12 +107,12 @@ def callbacks(args, run_dir, guard, held_out, frames, saver, validation=None):
         from mnist_vae.tensorboard import CommittedEpochLogs
 
         tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
-    # Keras' own scheduler sets the rate at each epoch's start: a function of the epoch, so resuming mid-stage
-    # continues the schedule exactly.
-    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate_at(epoch, args.lr,
-                                                                                       args.lr_schedule))
+    # Keras' own scheduler sets a staged rate at each epoch's start: a function of the epoch, so resuming
+    # mid-stage continues the schedule exactly. A constant rate is the optimizer's own, restored with it.
+    schedule = [] if args.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: learning_rate_at(epoch, args.lr, args.lr_schedule))]
     validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
-    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), schedule, HeldOutLoss(held_out), *validating,
+    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
             frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
 
 
