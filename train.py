@@ -41,7 +41,7 @@ def train(args, given):
                      presets.schedule_line(args.lr, args.lr_schedule, args.stages, args.epochs)):
             print(line) if line else None
         # 3. The backend and its devices.
-        backends.start_keras()
+        backends.start_keras(probe_half_precision=False)  # Devices.start probes, after any strategy
         with cli.quiet_start_up():
             devices.start(deterministic=args.deterministic)
         return fit_and_save(run, args, devices, splits)

@@ -61,9 +61,11 @@ def select_backend(name, device="auto"):
     return name
 
 
-def start_keras():
+def start_keras(probe_half_precision=True):
     """Import Keras with the native start-up lines held back (cli.quiet_start_up): Keras loads TensorFlow
-    on every backend (for its data tools), and TensorFlow probes for CUDA as it starts; both happen here."""
+    on every backend (for its data tools), and TensorFlow probes for CUDA as it starts; both happen here.
+    probe_half_precision=False leaves TensorFlow's first op to later: train.py may need to configure its
+    collectives first (distribute.Devices.start then probes)."""
     with quiet_start_up():
         import keras
 
@@ -71,7 +73,8 @@ def start_keras():
             from mnist_vae import tf_engine
 
             tf_engine.has_gpu()
-            tf_engine.probe_half_precision()
+            if probe_half_precision:
+                tf_engine.probe_half_precision()
             tf_engine.quiet_retracing_warnings()
     return keras
 

@@ -39,6 +39,7 @@ class Devices:
             if self.multiworker:
                 print(f"cluster: this process is {self.worker}")
             self.strategy = tf_engine.make_strategy(self.name)
+            tf_engine.probe_half_precision()  # TensorFlow's first op: after the strategy set up its collectives
             self.replicas = self.strategy.num_replicas_in_sync
             if deterministic:
                 tf_engine.deterministic_ops()
