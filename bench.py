@@ -1,27 +1,30 @@
-"""Measure training speed and memory: images per second, seconds per epoch, start-up time, peak
-memory, and achieved GFLOP/s against this machine's own float32 matrix-multiply peak.
+"""Measure speed and memory: training and the final evaluation in images per second and GFLOP/s against
+this machine's float32 matrix-multiply peak (NumPy's BLAS, and each backend's own), where the start-up
+time goes, and the peak memory of a whole default run on the full MNIST.
 
     python bench.py --data ../shared/data/mnist            # the three standard configurations
     python bench.py --data ../shared/data/mnist --backends tensorflow jax torch   # one row per backend and model
     python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
-    python bench.py --data ../shared/data/mnist --memory   # peak memory of a default run at full MNIST size
+    python bench.py --data ../shared/data/mnist-full --memory   # a default train.py run: peak memory, phases
 
 Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
-one JSON line; a table follows. Each epoch is timed twice, as train.py runs it: its training part alone
+one JSON line; tables follow. Each epoch is timed twice, as train.py runs it: its training part alone
 (images/s and s/epoch come from this), and the whole epoch with the held-out pass, progress.gif's frame
-and the checkpoint (s/whole epoch, and the share of it outside training).
+and the checkpoint (s/whole epoch, and the share of it outside training). Then the importance-weighted
+bound (evaluate.py's, k = --eval-k) on test images, once compiled, and the I(x; z) estimate on all of them.
 """
-import argparse
-import json
-import os
-import subprocess
-import sys
 import time
 
-from mnist_vae import backends
-from mnist_vae.cli import number_in_range
+STARTED = time.time()  # before any import: the start-up breakdown counts them
 
-STARTED = time.time()
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from mnist_vae import backends  # noqa: E402
+from mnist_vae.cli import number_in_range  # noqa: E402
 
 CONFIGS = {
     "dense-512-2": ["--arch", "dense", "--hidden", "512", "--latent-dim", "2"],  # the default model
@@ -32,21 +35,25 @@ CONFIGS = {
 
 def forward_flops(model):
     """Multiply-adds x 2 of one image's forward pass through the Dense and convolution layers."""
+    return layer_flops(model.encoder) + layer_flops(model.decoder)
+
+
+def layer_flops(sub):
+    """Multiply-adds x 2 of one row through a sub-model's Dense and convolution layers."""
     import keras
 
     total = 0
-    for sub in (model.encoder, model.decoder):
-        for layer in sub.layers:
-            if isinstance(layer, keras.layers.Dense):
-                total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-            elif isinstance(layer, keras.layers.Conv2DTranspose):
-                h, w = layer.input.shape[1:3]  # each input pixel is spread by a k x k x c_out kernel
-                total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
-                    layer.kernel.shape[2] * layer.kernel.shape[3]
-            elif isinstance(layer, keras.layers.Conv2D):
-                h, w = layer.output.shape[1:3]
-                total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
-                    layer.kernel.shape[2] * layer.kernel.shape[3]
+    for layer in sub.layers:
+        if isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            h, w = layer.input.shape[1:3]  # each input pixel is spread by a k x k x c_out kernel
+            total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
+                layer.kernel.shape[2] * layer.kernel.shape[3]
+        elif isinstance(layer, keras.layers.Conv2D):
+            h, w = layer.output.shape[1:3]
+            total += 2 * h * w * int(layer.kernel.shape[0] * layer.kernel.shape[1]) * \
+                layer.kernel.shape[2] * layer.kernel.shape[3]
     return total
 
 
@@ -65,10 +72,64 @@ def matmul_peak_gflops(n=2048, repeats=10):
     return 2 * n**3 / best / 1e9
 
 
+def backend_matmul_gflops(n=2048, repeats=10):
+    """The same float32 matrix multiply in the running Keras backend's own kernels (keras.ops.matmul)."""
+    import numpy as np
+    from keras import ops
+
+    rng = np.random.default_rng(0)
+    a, b = (ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+
+    def product():
+        c = ops.matmul(a, b)
+        getattr(c, "block_until_ready", lambda: None)()  # JAX runs asynchronously
+        return c
+
+    product()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        product()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def evaluation_speed(vae, x, k, flop_budget=5e11):
+    """The importance-weighted bound as evaluate.py computes it (per batch of 100 images, k draws each), timed
+    after its one compilation; and the I(x; z) estimate on all of x's codes."""
+
+    from mnist_vae import evaluation
+
+    decoder_flops = layer_flops(vae.decoder)
+    batch = min(100, len(x))
+    # Enough images for about flop_budget of decoding, in whole batches, 100 to 1,000 of them (those at hand).
+    images = int(min(1000, len(x) // batch * batch, max(batch, flop_budget / (k * decoder_flops) // batch * batch)))
+    posterior = evaluation.encode(vae, x)
+    z_mean, z_log_var = posterior["z_mean"], posterior["z_log_var"]
+    chunk = max(1, min(k, 20000 // batch))  # per_image_bounds' chunking
+    weights = evaluation.importance_weights(vae, batch)(None)
+    began = time.perf_counter()
+    evaluation.iw_bound(x[:batch], z_mean[:batch], z_log_var[:batch], weights, k, chunk)  # compiles
+    compiled = time.perf_counter()
+    for start in range(0, images, batch):
+        part = slice(start, start + batch)
+        evaluation.iw_bound(x[part], z_mean[part], z_log_var[part], weights, k, chunk, seed=(0, start))
+    done = time.perf_counter()
+    evaluation.mutual_information(z_mean, z_log_var)
+    information = time.perf_counter() - done
+    per_s = images / (done - compiled)
+    return {"eval_k": k, "eval_images": images, "eval_images_per_s": round(per_s, 1),
+            "eval_mflop_per_image": round(k * decoder_flops / 1e6, 1),
+            "eval_gflops": round(per_s * k * decoder_flops / 1e9, 1),
+            "eval_first_batch_s": round(compiled - began, 2),
+            "mutual_information_s": round(information, 2), "mutual_information_images": len(x)}
+
+
 def worker(name, argv, args):
-    """Train one configuration in this process and print its JSON line."""
+    """Train one configuration in this process, then time its evaluation, and print its JSON line."""
     import resource
 
+    marks = {}  # seconds since the process started, at each step of the way to the first epoch's end
     backends.select_backend(args.backend)
     from mnist_vae.backends import start_keras
 
@@ -80,8 +141,11 @@ def worker(name, argv, args):
     from mnist_vae.distribute import Devices
     from model import build_vae
 
-    options, _ = settings.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend])
+    marks["imports"] = time.time() - STARTED
+    options, _ = settings.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend,
+                                             "--jit", args.jit])
     splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
+    marks["data"] = time.time() - STARTED
     keras.utils.set_random_seed(0)
     vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
     devices = Devices(args.backend)
@@ -90,6 +154,7 @@ def worker(name, argv, args):
     speed = training.speed_options(options, steps, devices)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
+    marks["model"] = time.time() - STARTED
 
     # A whole epoch as train.py runs it: training, the held-out pass, progress.gif's frame and the
     # checkpoint (into a scratch run folder); the training part ends with the epoch's last batch.
@@ -99,6 +164,7 @@ def worker(name, argv, args):
 
         def on_train_batch_end(self, batch, logs=None):
             self.trained = time.perf_counter()
+            marks.setdefault("first_call", time.time() - STARTED)  # the train step's compilation, mostly
 
     class EpochEnd(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -106,13 +172,14 @@ def worker(name, argv, args):
             seconds.append(timer.trained - timer.began)
             whole.append(now - timer.began)
             if epoch == 0:
-                first_epoch_done.append(time.time() - STARTED)
+                marks["first_epoch_trained"] = time.time() - STARTED - (now - timer.trained)
+                marks["first_epoch_end"] = time.time() - STARTED
 
     import tempfile
 
     from mnist_vae import checkpoints
 
-    timer, seconds, whole, first_epoch_done = Timer(), [], [], []
+    timer, seconds, whole = Timer(), [], []
     frames = SampleFrames(options.latent_dim, 0)
     with tempfile.TemporaryDirectory() as scratch:
         held_out = HeldOutLoss(pipeline.held_out_batches(splits.x_test, seed=0, noise_dim=options.latent_dim))
@@ -124,53 +191,107 @@ def worker(name, argv, args):
     whole_epoch = float(np.median(whole[1:] if len(whole) > 1 else whole))
     images_per_s = n / per_epoch
     train_flops = 3 * forward_flops(vae)  # forward + backward (about twice the forward) per image
+    evaluation = evaluation_speed(vae, data.as_float(splits.x_test), args.eval_k)
+    steps_to_first_epoch = {"imports": marks["imports"], "data": marks["data"] - marks["imports"],
+                            "model": marks["model"] - marks["data"], "first_call": marks["first_call"] - marks["model"],
+                            "rest_of_epoch": marks["first_epoch_trained"] - marks["first_call"],
+                            "epoch_end": marks["first_epoch_end"] - marks["first_epoch_trained"]}
     print(json.dumps({
         "config": name, "backend": args.backend, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
         "jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"],
         "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
         "s_whole_epoch": round(whole_epoch, 3), "outside_training": f"{(whole_epoch - per_epoch) / per_epoch:.0%}",
-        "s_to_first_epoch_end": round(first_epoch_done[0], 2),
+        "s_to_first_epoch_end": round(marks["first_epoch_end"], 2),
+        "start_up_s": {k: round(v, 2) for k, v in steps_to_first_epoch.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "train_mflop_per_image": round(train_flops / 1e6, 2),
         "achieved_gflops": round(images_per_s * train_flops / 1e9, 1),
+        **evaluation,
+        "backend_matmul_gflops": round(backend_matmul_gflops(), 1),
     }), flush=True)
 
 
 def full_size_memory(args):
-    """Peak resident memory of a default train.py run (training, evaluation with k = 1000, figures) at full
-    MNIST size: 60,000 training and 10,000 test images. Without the download (--data), the images at hand
-    are tiled up to that size, which costs the same memory as distinct ones."""
+    """A default train.py run (training, the k = 1000 evaluation, figures) on the full MNIST, 60,000 training
+    and 10,000 test images (--data: its IDX files; without it, the standard download): its peak resident
+    memory, and the seconds of each phase as the run reports them."""
+    import re
     import resource
     import tempfile
 
-    import numpy as np
+    from mnist_vae import data
 
-    from mnist_vae import data, settings
-
-
+    if args.data:  # a smaller set would understate the memory: refuse it rather than tile it
+        try:
+            splits = data.load(args.data)
+        except data.DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if (len(splits.x_train), len(splits.x_test)) != (60000, 10000):
+            print(f"--memory measures a run on the full MNIST (60000 training and 10000 test images); {args.data} "
+                  f"has {len(splits.x_train)} and {len(splits.x_test)} (../shared/data/mnist-full has all of it)",
+                  file=sys.stderr)
+            return 1
     with tempfile.TemporaryDirectory() as tmp:
-        source = []
-        if args.data:
-            splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"])
-            x = np.concatenate([splits.x_train, splits.x_test])[..., 0]
-            y = np.concatenate([splits.y_train, splits.y_test])
-            path = os.path.join(tmp, "full-size.npz")  # np.resize repeats the images up to the size asked
-            np.savez(path, x_train=np.resize(x, (60000, 28, 28)), y_train=np.resize(y, 60000),
-                     x_test=np.resize(x, (10000, 28, 28)), y_test=np.resize(y, 10000))
-            source = ["--data", path]
-        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"), *source,
-               "--epochs", str(args.epochs), "--out", tmp, "--run-name", "memory"]
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"),
+               *(["--data", args.data] if args.data else []), "--epochs", str(args.epochs), "--out", tmp,
+               "--run-name", "memory"]
         started = time.time()
         result = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.time() - started
         if result.returncode != 0:
-            print(f"full-size run failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            print(f"the full-size run failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    done = re.search(r"done in \d+ s \((.*?)\)\. Test set", result.stdout)
+    phases = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) (\d+) s", done.group(1))} \
+        if done else {}
+    evaluation = re.search(r"\((\d+\.\d) s: encoder (\d+\.\d) s, NLL (\d+\.\d) s, I\(x;z\) (\d+\.\d) s\)",
+                           result.stdout)
+    parts = dict(zip(("encoder", "NLL", "I(x;z)"), map(float, evaluation.groups()[1:]))) if evaluation else {}
     print(json.dumps({"config": "default train.py run, 60000 + 10000 images", "epochs": args.epochs,
-                      "tiled_from": args.data, "peak_rss_mb": round(peak), "seconds": round(time.time() - started)}))
-    print(f"\npeak memory of a default run at full MNIST size: {peak:.0f} MB ({args.epochs} epochs, evaluation, "
-          "figures)")
+                      "data": args.data or "download", "peak_rss_mb": round(peak), "seconds": round(seconds, 1),
+                      "phases_s": phases, "evaluation_parts_s": parts}))
+    print(f"\na default run on the full MNIST ({args.epochs} epochs, the k = 1000 evaluation, figures): peak memory "
+          f"{peak:.0f} MB, {seconds:.0f} s in all, process start-up included")
+    for name, value in phases.items():
+        print(f"  {name:<18}{value:>6.0f} s")
+    if parts:
+        print("  (evaluation: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + ")")
     return 0
+
+
+def print_tables(rows, peak, args):
+    """Training, evaluation and start-up, a table each: the % columns against NumPy's matmul peak and against
+    the backend's own matmul (its 2048x2048 product, measured in the worker)."""
+    def percent(gflops, of):
+        return f"{100 * gflops / of:.0f}%"
+
+    print(f"\ntraining ({rows[0]['images'] if rows else 0} images, batch {args.batch_size})")
+    print(f"{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'s/whole':>9}{'outside':>9}{'peak MB':>9}"
+          f"{'GFLOP/s':>9}{'of peak':>9}{'of own':>8}  jit  steps/call")
+    for r in rows:
+        print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}"
+              f"{r['s_whole_epoch']:>9.2f}{r['outside_training']:>9}{r['peak_rss_mb']:>9}{r['achieved_gflops']:>9.1f}"
+              f"{percent(r['achieved_gflops'], peak):>9}{percent(r['achieved_gflops'], r['backend_matmul_gflops']):>8}"
+              f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
+    print(f"\nevaluation (importance-weighted bound, k = {args.eval_k}, batches of 100 images, after compiling; "
+          "I(x; z) on every test image)")
+    print(f"{'config':<14}{'backend':<12}{'img/s':>9}{'GFLOP/s':>9}{'of peak':>9}{'of own':>8}{'compile':>9}"
+          f"{'I(x;z)':>9}  own matmul")
+    for r in rows:
+        print(f"{r['config']:<14}{r['backend']:<12}{r['eval_images_per_s']:>9.0f}{r['eval_gflops']:>9.1f}"
+              f"{percent(r['eval_gflops'], peak):>9}{percent(r['eval_gflops'], r['backend_matmul_gflops']):>8}"
+              f"{r['eval_first_batch_s']:>8.1f}s{r['mutual_information_s']:>8.1f}s"
+              f"  {r['backend_matmul_gflops']:.0f} GFLOP/s")
+    print("\nstart-up: seconds from the process's start to the first epoch's end")
+    steps = ["imports", "data", "model", "first_call", "rest_of_epoch", "epoch_end"]
+    print(f"{'config':<14}{'backend':<12}" + "".join(f"{s:>14}" for s in steps) + f"{'total':>8}")
+    for r in rows:
+        print(f"{r['config']:<14}{r['backend']:<12}" + "".join(f"{r['start_up_s'][s]:>14.2f}" for s in steps)
+              + f"{r['s_to_first_epoch_end']:>8.1f}")
+    print(f"(float32 matmul peak, NumPy's BLAS: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; \"of own\": of the "
+          "backend's own 2048x2048 matmul)")
 
 
 def main():
@@ -182,17 +303,21 @@ def main():
                    help="Keras backends to measure, each model on each (default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--backend", help=argparse.SUPPRESS)  # the worker's
     # The same range checks as train.py's flags: a bad value is argparse's one line and exit 2.
-    p.add_argument("--epochs", type=number_in_range(int, 2), default=5,
-                   help="epochs per configuration (the first is not timed, so at least 2)")
+    p.add_argument("--epochs", type=number_in_range(int, 2), default=None,
+                   help="epochs per configuration (the first is not timed, so at least 2; default 5, with --quick 3, "
+                        "with --memory 30 as train.py's default)")
     p.add_argument("--batch-size", type=number_in_range(int, 1), default=128)
     p.add_argument("--limit", type=number_in_range(int, 1), default=None, help="use only the first N training images")
+    p.add_argument("--eval-k", type=number_in_range(int, 1), default=1000,
+                   help="importance samples per image in the timed evaluation (train.py's --iw-samples default)")
+    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="as train.py's --jit")
     p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
     p.add_argument("--memory", action="store_true",
-                   help="instead: peak memory of a default train.py run at full MNIST size (--epochs of it)")
+                   help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "
+                        "its peak memory and phases")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.quick:
-        args.epochs = 3
+    args.epochs = args.epochs or (3 if args.quick else 30 if args.memory else 5)
     if args.memory:
         return full_size_memory(args)
     if args.worker:
@@ -205,7 +330,8 @@ def main():
     for name in args.configs:
         for backend in args.backends:  # interleaved: the machine's speed drifts
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--backend", backend,
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)] + \
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--eval-k", str(args.eval_k),
+                   "--jit", args.jit] + \
                 (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
             result = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -216,15 +342,7 @@ def main():
             print(lines[-1], flush=True)
             rows.append(json.loads(lines[-1]))
 
-    print(f"\n{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'s/whole':>9}{'outside':>9}{'1st epoch at':>14}"
-          f"{'peak MB':>9}{'GFLOP/s':>9}{'% of peak':>10}  jit  steps/call")
-    for r in rows:
-        print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{r['s_per_epoch']:>9.2f}{r['s_whole_epoch']:>9.2f}"
-              f"{r['outside_training']:>9}{r['s_to_first_epoch_end']:>13.1f}s"
-              f"{r['peak_rss_mb']:>9}{r['achieved_gflops']:>9.1f}{100 * r['achieved_gflops'] / peak:>9.0f}%"
-              f"  {'on ' if r['jit_compile'] else 'off'}  {r['steps_per_execution']}")
-    print(f"(float32 matmul peak measured here: {peak:.0f} GFLOP/s on {os.cpu_count()} CPUs; "
-          f"{rows[0]['images'] if rows else 0} training images, batch {args.batch_size})")
+    print_tables(rows, peak, args)
     if failed:
         print(f"error: {len(failed)} of {len(failed) + len(rows)} configurations failed ({', '.join(failed)})",
               file=sys.stderr)

@@ -1,7 +1,7 @@
 """Regenerate the figures and numbers shown in the README.
 
     python docs/make_docs.py --data ../shared/data/mnist-full              # the README's figures and KL table
-    python docs/make_docs.py --data ../shared/data/mnist --latent-dim 20   # the same comparison in 20-D
+    python docs/make_docs.py --data ../shared/data/mnist-full --latent-dim 20   # the same comparison in 20-D
     python docs/make_docs.py --data ../shared/data/mnist --objectives      # ELBO against IWAE (k = 5)
     python docs/make_docs.py --data ../shared/data/mnist --conditional     # the conditional model's figures
     python docs/make_docs.py --data ../shared/data/mnist --likelihoods     # Bernoulli against continuous Bernoulli

@@ -1,21 +1,27 @@
 """What a run earned, written into its folder: model.keras and eval.json (complete runs), the figures and
 explorer.html, report.html, and metrics.json last (its "partial": false marks a complete run)."""
 import os
+import time
 
 from mnist_vae import checkpoints, data, evaluation, figures, messages, report
 from mnist_vae.rundir import atomic_write, write_json
 from model import LOSS_TERMS
 
 
-def write_outputs(vae, run_dir, splits, rows, args, config, complete, frames=None):
+def write_outputs(vae, run_dir, splits, rows, args, config, complete, frames=None, seconds=None):
     """Partial runs use the model of the last completed epoch and report that epoch's test numbers.
-    Returns (metrics, eval results or None, {name: path, or why it was skipped})."""
+    Returns (metrics, eval results or None, {name: path, or why it was skipped}). seconds: a dict that gets
+    the time each part took ("saving the model", "evaluation", "figures and pages")."""
+    seconds = {} if seconds is None else seconds
+    began = time.time()
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
     x_test = data.as_float(splits.x_test)
     if complete:
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
+        seconds["saving the model"], began = time.time() - began, time.time()
         metrics, results, posterior = _evaluate(vae, x_test, splits, rows, args)
         written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
+        seconds["evaluation"], began = time.time() - began, time.time()
     else:
         metrics, results = _last_epoch_metrics(rows), None
         state = checkpoints.read_state(run_dir)
@@ -34,6 +40,7 @@ def write_outputs(vae, run_dir, splits, rows, args, config, complete, frames=Non
     }
     written["report"] = report.write(run_dir, config, metrics_file, results, rows)
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)
+    seconds["figures and pages"] = time.time() - began
     return metrics, results, written
 
 

@@ -36,6 +36,7 @@ class Run:
         self.dir = args.resume
         self.scratch = None
         self.started = time.time()
+        self.seconds = {}  # where the time went: start-up, training, then write_outputs' parts
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
@@ -108,6 +109,7 @@ class Run:
         """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
         if done >= self.args.epochs:
             return
+        began = self.seconds["start-up"] = time.time() - self.started
         try:
             vae.fit(batches, epochs=self.args.epochs, steps_per_epoch=steps, initial_epoch=done,
                     shuffle=False,  # the batches come shuffled by (seed, epoch)
@@ -116,6 +118,7 @@ class Run:
                 # Keras printed the stopped epoch's line as if it had finished: say that it is not kept.
                 print(f"epoch {saver.epoch + 1} was stopped part-way: the numbers printed for it are discarded; "
                       f"{len(saver.rows)} completed epochs are kept")
+            self.seconds["training"] = time.time() - self.started - began
         except OSError as e:
             with contextlib.suppress(OSError):
                 saver.wait()  # a write in flight may still commit an epoch
@@ -145,7 +148,8 @@ class Run:
             return 128 + interrupted.signum
         try:
             metrics, results, written = write_outputs(vae, self.dir, splits, saver.rows, self.args, self.config,
-                                                      complete, frames=frames[:epochs_kept])  # no broken epoch's
+                                                      complete, frames=frames[:epochs_kept],  # no broken epoch's
+                                                      seconds=self.seconds)
         except OSError as e:
             raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
                                        f"{self.resume} completes the run")) from None
@@ -168,8 +172,10 @@ class Run:
         from mnist_vae.evaluation import console_summary
         from model import LOSS_TERMS
 
-        print(f"\ndone in {time.time() - self.started:.0f} s. Test set ({len(splits.x_test)} images, nats per "
-              f"image, binarize={self.args.binarize}): " + ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS))
+        parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
+        terms = ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS)
+        print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({len(splits.x_test)} images, "
+              f"nats per image, binarize={self.args.binarize}): {terms}")
         print(console_summary(results, self.args.binarize, getattr(self.args, "preset", None)))
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")

@@ -19,11 +19,27 @@ def test_bench_prints_one_json_line_per_configuration_and_a_table(small_npz):
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     peak, row = lines
     assert peak["peak_gflops"] > 0 and row["config"] == "dense-512-2" and row["images"] == 320
-    for key in ("images_per_s", "s_per_epoch", "s_to_first_epoch_end", "peak_rss_mb", "achieved_gflops"):
+    for key in ("images_per_s", "s_per_epoch", "s_to_first_epoch_end", "peak_rss_mb", "achieved_gflops",
+                "eval_images_per_s", "eval_gflops", "backend_matmul_gflops", "mutual_information_s"):
         assert row[key] > 0, key
     # 784-512-2 and back: 2 x (784*512 + 512*4 + 2*512 + 512*784) multiply-adds forward, x3 for training.
     assert row["train_mflop_per_image"] == round(3 * 2 * (784 * 512 * 2 + 512 * 4 + 2 * 512) / 1e6, 2)
-    assert "img/s" in result.stdout and "dense-512-2" in result.stdout.splitlines()[-2]
+    # The evaluation decodes k = 1000 draws per image: 2 x (2*512 + 512*784) multiply-adds each.
+    assert row["eval_mflop_per_image"] == round(1000 * 2 * (2 * 512 + 512 * 784) / 1e6, 1)
+    assert row["eval_images"] == 80 and row["mutual_information_images"] == 80  # every test image at hand
+    # The start-up's steps add up to the time at which the first epoch ended.
+    assert abs(sum(row["start_up_s"].values()) - row["s_to_first_epoch_end"]) < 0.05
+    for table in ("training (", "evaluation (", "start-up:"):
+        assert table in result.stdout, table
+    assert result.stdout.count("dense-512-2   tensorflow") == 3
+
+
+def test_bench_memory_measures_a_run_on_the_full_split_only(small_npz):
+    """--memory refuses a smaller set rather than understate the memory (the real run is minutes: not here)."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--memory"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1 and "60000 training and 10000 test images" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_refuses_bad_flags_and_exits_non_zero_when_every_configuration_fails(tmp_path):

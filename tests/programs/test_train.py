@@ -50,6 +50,18 @@ def test_training_writes_every_output(trained_run):
 
 
 @pytest.mark.slow
+def test_the_summary_says_where_the_time_went(trained_run):
+    _, result = trained_run
+    import re
+
+    done = re.search(r"done in (\d+) s \((.*?)\)\. Test set", result.stdout)
+    assert done, result.stdout[-2000:]
+    parts = dict((name, int(seconds)) for name, seconds in re.findall(r"([a-z][a-z -]*?) (\d+) s", done.group(2)))
+    assert list(parts) == ["start-up", "training", "saving the model", "evaluation", "figures and pages"]
+    assert sum(parts.values()) <= int(done.group(1)) + len(parts)  # each rounded to a second
+
+
+@pytest.mark.slow
 def test_loss_went_down_and_metrics_are_the_test_numbers(trained_run):
     run_dir, _ = trained_run
     history = read_history(run_dir)
