@@ -100,8 +100,8 @@ def _as_function(model, rows):
     16 bits; the decoder inside keeps the run's policy."""
     import keras
 
-    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels (XLA measured slower on this
-    # CPU, though not yet on an idle machine).
+    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels, which measured as fast as XLA
+    # here (docs/performance.md) and compile in a fraction of the time.
     model.compile(jit_compile=keras.backend.backend() == "jax")
 
     def run(*inputs):
