@@ -2,8 +2,8 @@
 this machine's float32 matrix-multiply peak (NumPy's BLAS, and each backend's own), where the start-up
 time goes, and the peak memory of a whole default run on the full MNIST.
 
-    python bench.py --data ../shared/data/mnist            # the three standard configurations
-    python bench.py --data ../shared/data/mnist --backends tensorflow jax torch   # one row per backend and model
+    python bench.py --data ../shared/data/mnist-full       # the three standard configurations
+    python bench.py --data ../shared/data/mnist-full --backends tensorflow jax torch   # a row per backend, model
     python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
     python bench.py --data ../shared/data/mnist-full --memory   # a default train.py run: peak memory, phases
 
