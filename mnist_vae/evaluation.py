@@ -239,6 +239,11 @@ def mean_and_stderr(values):
     return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
+def draws_per_call(k, batch_images, max_rows):
+    """How many of the k draws per image one call decodes: up to max_rows rows for batch_images images."""
+    return max(1, min(k, max_rows // batch_images))
+
+
 def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100, max_rows=20000):
     """(reconstruction term of one z per image, importance-weighted NLL with k samples) per image, in batches
     of images, each of up to max_rows decoded rows per call (a progress bar on a terminal: minutes on full
@@ -248,7 +253,7 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
 
     import losses
 
-    chunk = max(1, min(k, max_rows // batch_images))
+    chunk = draws_per_call(k, batch_images, max_rows)
     log_px_given_z = log_likelihood(vae, rows=batch_images)
     weights = importance_weights(vae, batch_images)
     reconstruction, nll = [], []
