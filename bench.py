@@ -97,7 +97,6 @@ def backend_matmul_gflops(n=2048, repeats=10):
 def evaluation_speed(vae, x, k, flop_budget=5e11):
     """The importance-weighted bound as evaluate.py computes it (per batch of 100 images, k draws each), timed
     after its one compilation; and the I(x; z) estimate on all of x's codes."""
-    import inspect
 
     from mnist_vae import evaluation
 
@@ -107,8 +106,7 @@ def evaluation_speed(vae, x, k, flop_budget=5e11):
     images = int(min(1000, len(x) // batch * batch, max(batch, flop_budget / (k * decoder_flops) // batch * batch)))
     posterior = evaluation.encode(vae, x)
     z_mean, z_log_var = posterior["z_mean"], posterior["z_log_var"]
-    chunk = evaluation.draws_per_call(k, batch, inspect.signature(evaluation.per_image_bounds).parameters[
-        "max_rows"].default)  # as a run's evaluation chunks it
+    chunk = evaluation.draws_per_call(k, batch, evaluation.ROWS_PER_CALL)  # as a run's evaluation chunks it
     weights = evaluation.importance_weights(vae, batch)(None)
     began = time.perf_counter()
     evaluation.iw_bound(x[:batch], z_mean[:batch], z_log_var[:batch], weights, k, chunk)  # compiles

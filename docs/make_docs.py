@@ -263,7 +263,8 @@ def results(args):
     data = args.data or "(the download)"
 
     def command(run):
-        return "`" + run["config"]["command"].replace(run["config"]["data"] or "", data) + "`"
+        saved = run["config"]["command"]  # with the absolute --data path the run was given
+        return "`" + (saved.replace(run["config"]["data"], data) if run["config"]["data"] else saved) + "`"
 
     def number(run, key):
         return f"{run['eval'][key]:.2f} ± {run['eval'][key + '_stderr']:.2f}"

@@ -10,6 +10,7 @@ ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds thi
 
 
 IW_SAMPLES = 1000  # importance samples per image for the NLL (--iw-samples' default)
+ROWS_PER_CALL = 20000  # decoded draws per compiled call of the bound: bounds its memory, whatever k
 EVAL_SEED = 2015  # noise for the estimates: fixed, so the same model always gets the same numbers
 
 
@@ -244,7 +245,7 @@ def draws_per_call(k, batch_images, max_rows):
     return max(1, min(k, max_rows // batch_images))
 
 
-def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100, max_rows=20000):
+def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100, max_rows=ROWS_PER_CALL):
     """(reconstruction term of one z per image, importance-weighted NLL with k samples) per image, in batches
     of images, each of up to max_rows decoded rows per call (a progress bar on a terminal: minutes on full
     MNIST with k = 5000)."""
