@@ -40,7 +40,10 @@ def reparameterize(z_mean, z_log_var, eps):
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli")
 # Below this |logit| the continuous Bernoulli's normaliser and mean use their series at 0: the closed forms
 # divide zero by zero there, and their float32 differences lose digits close to it.
-_SERIES_BELOW = 0.1
+SERIES_BELOW = 0.1
+# The Langevin function's series at 0, L(x) = x (1/3 + x^2 (-1/45 + x^2 2/945)): the continuous Bernoulli's mean
+# near l = 0 (pixel_means; explorer.html's decoder reads the same numbers from its page's data).
+LANGEVIN_SERIES = (1.0 / 3.0, -1.0 / 45.0, 2.0 / 945.0)
 
 
 def continuous_bernoulli_log_normalizer(logits):
@@ -53,7 +56,7 @@ def continuous_bernoulli_log_normalizer(logits):
     """
     (logits,) = _float32(logits)
     a = ops.abs(logits)
-    near_zero = a < _SERIES_BELOW
+    near_zero = a < SERIES_BELOW
     safe = ops.where(near_zero, 1.0, a)  # keeps the unused branch (and its gradient) finite
     closed = ops.log(safe) - ops.log(-ops.expm1(-safe)) + ops.log1p(ops.exp(-safe))
     x2 = ops.square(0.5 * logits)
@@ -98,11 +101,12 @@ def pixel_means(logits, likelihood="bernoulli"):
     if likelihood == "bernoulli":
         return ops.sigmoid(logits)
     x = 0.5 * logits
-    near_zero = ops.abs(logits) < _SERIES_BELOW
+    near_zero = ops.abs(logits) < SERIES_BELOW
     safe = ops.where(near_zero, 1.0, x)
     closed = 1.0 / ops.tanh(safe) - 1.0 / safe
     x2 = ops.square(x)
-    series = x * (1.0 / 3.0 + x2 * (-1.0 / 45.0 + x2 * (2.0 / 945.0)))
+    c1, c3, c5 = LANGEVIN_SERIES
+    series = x * (c1 + x2 * (c3 + x2 * c5))
     return 0.5 * (1.0 + ops.where(near_zero, series, closed))
 
 

@@ -5,12 +5,12 @@ zipped or opened offline. train.py writes it at the end of every run (also a sto
 refreshes it. Every number on it carries data-source and data-value attributes with the exact value
 from metrics.json or eval.json, so tests (and scripts) can check the page against the files.
 """
-import html
 import os
-import string
 
 from mnist_vae import messages, presets
 from mnist_vae.evaluation import mutual_information_note
+from mnist_vae.pages import Markup, escape
+from mnist_vae.pages import render as render_page
 from mnist_vae.rundir import atomic_write
 
 # Each figure the run may have, with what to look for in it.
@@ -51,16 +51,19 @@ CONDITIONAL_FIGURES = {
 TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
          ("kl_loss", "kl_loss", "KL"))
 
+
 def _number(source, key, value, digits=2, stderr=None):
     text = f"{value:.{digits}f}" + (f" ± {stderr:.{digits}f}" if stderr is not None else "")
-    return f'<td data-source="{source}" data-key="{key}" data-value="{value!r}">{text}</td>'
+    return Markup(f'<td data-source="{escape(source)}" data-key="{escape(key)}" data-value="{escape(repr(value))}">'
+                  f'{escape(text)}</td>')
 
 
 def _table(header, rows):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell if cell.startswith("<td") else f"<td>{html.escape(cell)}</td>"
+    """An HTML table; each cell is text (escaped) or a <td> Markup from _number."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell if isinstance(cell, Markup) else f"<td>{escape(cell)}</td>"
                                     for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def render(run_dir, config, metrics, evaluation, history):
@@ -76,26 +79,26 @@ def render(run_dir, config, metrics, evaluation, history):
     binarize = config.get("binarize", "none")
     density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
     grey = binarize == "none" and not density
-    warning = f'<p class="warning">{html.escape(messages.GREY_WARNING)}</p>' if grey else ""
+    warning = Markup(f'<p class="warning">{escape(messages.GREY_WARNING)}</p>' if grey else "")
     captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if config.get("conditional") else {})}
-    figures = "".join(
-        f'<figure><img src="{file}" alt="{file}"><figcaption><b>{file}</b>: {html.escape(caption)}'
-        '</figcaption></figure>'
-        for file, caption in captions.items() if os.path.isfile(os.path.join(run_dir, file)))
-    explorer = ('<p class="explorer"><a href="explorer.html">explorer.html</a>: move through the latent space '
-                'and watch the decoder draw (opens offline, from the file).</p>'
-                if os.path.isfile(os.path.join(run_dir, "explorer.html")) else "")
+    figures = Markup("".join(
+        f'<figure><img src="{escape(file)}" alt="{escape(file)}"><figcaption><b>{escape(file)}</b>: '
+        f'{escape(caption)}</figcaption></figure>'
+        for file, caption in captions.items() if os.path.isfile(os.path.join(run_dir, file))))
+    explorer = Markup('<p class="explorer"><a href="explorer.html">explorer.html</a>: move through the latent '
+                      'space and watch the decoder draw (opens offline, from the file).</p>'
+                      if os.path.isfile(os.path.join(run_dir, "explorer.html")) else "")
     columns = list(history[0]) if history else []
     history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                                       for c in columns] for row in history])
     settings = {k: v for k, v in config.items() if k not in ("versions", "command")}
-    return PAGE.substitute(
-        name=html.escape(os.path.basename(os.path.normpath(run_dir))), status=html.escape(status), explorer=explorer,
-        command=html.escape(config.get("command", "")),
+    return render_page(
+        "report", name=os.path.basename(os.path.normpath(run_dir)), status=status, explorer=explorer,
+        command=config.get("command", ""),
         numbers=_table(("", _numbers_of(metrics, evaluation)), _key_numbers(config, metrics, evaluation, density)),
         warning=warning, figures=figures, history=history_table,
         settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
-        versions=html.escape(", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items())))
+        versions=", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items()))
 
 
 def _numbers_of(metrics, evaluation):
@@ -144,48 +147,6 @@ def _key_numbers(config, metrics, evaluation, density):
     return numbers
 
 
-PAGE = string.Template("""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>VAE run $name</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-td[data-value] { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #eee; }
-pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; } .warning { color: #a40; }
-</style>
-</head>
-<body>
-<h1>VAE run $name</h1>
-<p class="status">$status</p>
-$explorer
-<h2>Reproduce</h2>
-<pre>$command</pre>
-<h2>Key numbers</h2>
-$numbers
-$warning
-<h2>Figures</h2>
-$figures
-<h2>History</h2>
-<p>Per epoch, nats per image; <code>val_</code> columns are the held-out test images.</p>
-$history
-<h2>Settings</h2>
-$settings
-<p>Versions: $versions</p>
-<script>
-// For checks in a browser: how many images loaded (naturalWidth > 0) once the page is loaded.
-window.addEventListener("load", function () {
-  var images = Array.from(document.images);
-  document.body.dataset.imagesLoaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.dataset.images = images.length;
-});
-</script>
-</body>
-</html>
-""")
 
 
 def write(run_dir, config, metrics, evaluation, history):

@@ -1,8 +1,10 @@
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +77,39 @@ def write_npz(folder, name, digits, train, test):
 def small_npz(tmp_path_factory, digits):
     """320 training and 80 test digits."""
     return write_npz(tmp_path_factory.mktemp("data"), "small.npz", digits, 320, 80)
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by Selenium (Debian's chromium and chromium-driver), or a skip."""
+    if CHROMIUM is None or CHROMEDRIVER is None or importlib.util.find_spec("selenium") is None:
+        pytest.skip("needs Chromium, its driver and Selenium (apt-get install chromium chromium-driver; pip install "
+                    "selenium; .ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # As root, in a machine whose network is closed: no sandbox, no background connections.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1200,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser, path, fragment=""):
+    """Open a page written to disk; it must start (its script sets body's data-ready)."""
+    browser.get("about:blank")  # a new document even when only the fragment changes
+    browser.get("file://" + os.path.abspath(path) + fragment)
+    assert browser.execute_script("return document.body.dataset.ready") == "true", browser.get_log("browser")
 
 
 TINY = ["--hidden", "32", "--batch-size", "64", "--iw-samples", "5"]  # a run of a few seconds

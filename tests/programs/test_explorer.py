@@ -2,49 +2,14 @@
 decoder against Keras' on the same weights, the pointer, links, bad cases, and no network at all."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import open_page, to_numpy
 
 import losses
-from mnist_vae import explorer
+from mnist_vae import explorer, report
 from model import build_vae, decoder_inputs
-
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-CHROMEDRIVER = shutil.which("chromedriver")
-try:
-    import selenium  # noqa: F401
-except ImportError:
-    selenium = None
-pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None or selenium is None,
-                                reason="needs Chromium, its driver and Selenium (apt-get install chromium "
-                                       "chromium-driver; pip install selenium; .ci/run installs them)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # As root, in a machine whose network is closed: no sandbox, no background connections.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1200,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-def open_page(browser, path, fragment=""):
-    browser.get("about:blank")  # a new document even when only the fragment changes
-    browser.get("file://" + os.path.abspath(path) + fragment)
-    assert browser.execute_script("return document.body.dataset.ready") == "true", browser.get_log("browser")
 
 
 def model_with_varied_outputs(arch, latent_dim, conditional=False, likelihood="bernoulli", hidden=32, activation="relu",
@@ -193,11 +158,19 @@ def test_held_out_points_show_their_reconstruction_and_two_their_interpolation(b
 def test_bad_links_and_missing_codes_get_a_line_on_the_page(browser, tmp_path):
     vae = model_with_varied_outputs("dense", 2)
     path, _ = write_page(tmp_path, vae)
-    for fragment in ("#z=1,2,3", "#z=a,b", "#z=", "#z=1,,2"):
+    for fragment in ("#z=1,2,3", "#z=a,b", "#z=", "#z=1,,2", "#z=%", "#z=%E0%A4%A", "#z=1e39,1", "#z=-1e39,1",
+                     "#%=1&z=%zz"):
         open_page(browser, path, fragment)
         message = browser.find_element("id", "message")
         assert message.is_displayed() and "2 numbers" in message.text, fragment
+        assert "showing the origin" in message.text, fragment
         assert browser.execute_script("return window.explorer.z") == [0, 0]  # it opens at the origin instead
+    open_page(browser, path, "#label=%")  # a malformed escape beside a good z: the page starts all the same
+    assert browser.execute_script("return window.explorer.z") == [0, 0]
+    assert "not conditional" in browser.find_element("id", "message").text
+    wide, _ = write_page(tmp_path, model_with_varied_outputs("dense", 5), name="five")
+    open_page(browser, wide, "#z=1,2")
+    assert "showing the point of the plane nearest the origin" in browser.find_element("id", "message").text
     html = open(path, encoding="utf-8").read()
     assert "<noscript>" in html and "JavaScript" in html.split("<noscript>")[1].split("</noscript>")[0]
     bare, _ = write_page(tmp_path, vae, codes=0, name="no-codes")
@@ -228,3 +201,35 @@ def test_a_layer_the_page_cannot_run_is_refused():
     decoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(784, activation="sigmoid")])
     with pytest.raises(ValueError, match="cannot run activation 'sigmoid'"):
         explorer.decoder_spec(decoder)
+
+
+# Run names and texts a hostile user can choose: placeholders of the old chained fill, a script that would
+# run as an attribute or an element, a comment that would swallow the page's own script.
+HOSTILE_NAMES = ("__DATA__<img src=x onerror=window.pwned=1>", "__ABOUT__", "__TITLE__", "<!--<script>",
+                 "{{data}}{{script}}", "x\"'><svg onload=window.pwned=1>&amp;")
+HOSTILE_TEXT = "</script><script>window.pwned=1</script><!--<script>\u2028{{title}}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hostile_run_name_is_shown_as_text_and_runs_nothing(name, browser, tmp_path):
+    vae = model_with_varied_outputs("dense", 2)
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    rng = np.random.default_rng(0)
+    path = explorer.write(str(run_dir), vae, rng.normal(size=(30, 2)), rng.integers(0, 10, 30),
+                          rng.uniform(size=(30, 28, 28, 1)), about=HOSTILE_TEXT)
+    open_page(browser, path)
+    assert browser.execute_script("return window.pwned") is None
+    assert browser.find_element("tag name", "h1").text == f"Latent space of {name}"
+    assert browser.execute_script("return document.title") == f"Latent space of {name}"
+    assert HOSTILE_TEXT.replace("\u2028", " ").strip() in browser.find_element("tag name", "p").text.replace(
+        "\u2028", " ")
+    assert len(browser.execute_script("return vaeDecode([0.5, -1])")) == 784  # the decoder works
+    assert browser.execute_script("return window.explorer.points") == 30
+    config = {"command": HOSTILE_TEXT, "data": HOSTILE_TEXT, "run_dir": str(run_dir), "epochs": 1}
+    page = report.write(str(run_dir), config, {"epochs": 1, "partial": False}, None, [])
+    browser.get("file://" + page)
+    assert browser.execute_script("return window.pwned") is None
+    assert browser.find_element("tag name", "h1").text == f"VAE run {name}"
+    assert HOSTILE_TEXT.split("\u2028")[0] in browser.find_element("tag name", "pre").text  # the command, as text
