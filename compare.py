@@ -25,11 +25,11 @@ def read_run(run_dir):
     """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder, all of one model:
     metrics.json's (the last completed epoch's, or the finished run's), eval.json only when it evaluated that
     same model, and the history up to it. RunError if it is not a run that has completed an epoch."""
-    from mnist_vae.checkpoints import read_history
     from mnist_vae.messages import resume_command
-    from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config, read_json
+    from mnist_vae.rundir import RunError, read_history, read_json
+    from mnist_vae.settings import saved_config
 
-    config = read_config(run_dir, CONFIG_FORMAT)
+    config = saved_config(run_dir)
     try:
         with open(os.path.join(run_dir, "metrics.json")) as f:
             metrics = json.load(f)
@@ -73,15 +73,26 @@ def table(runs):
 
 
 def markdown(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+    def cells(values):  # a | or a line break inside a cell would end it (names and paths may hold them)
+        return "| " + " | ".join(str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+                                 for v in values) + " |"
+    lines = [cells(header), "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + [cells(row) for row in rows]) + "\n"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Compare runs: their test curves in one figure, one row per run.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
     p.add_argument("--out", default=".", help="folder for comparison.png, comparison.csv and comparison.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    seen = {}
+    for run_dir in args.runs:
+        if os.path.realpath(run_dir) in seen:
+            same = seen[os.path.realpath(run_dir)]
+            p.error(f"{run_dir} is given twice" + ("" if same == run_dir else f" (as {same} too)")
+                    + ": each run is one row")
+        seen[os.path.realpath(run_dir)] = run_dir
+    return args
 
 
 def run(args):
@@ -93,6 +104,8 @@ def run(args):
             runs.append(read_run(run_dir))
         except RunError as e:
             problems.append(str(e))
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        problems.append(f"--out {args.out}: is a file, not a folder")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
@@ -102,8 +115,8 @@ def run(args):
             r["name"] = os.path.normpath(path)
     header, rows = table(runs)
     text = markdown(header, rows)
+    os.makedirs(args.out, exist_ok=True)  # before the table is printed: an error comes alone
     print(text, end="")
-    os.makedirs(args.out, exist_ok=True)
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
 

@@ -36,11 +36,11 @@ def parse_args(argv=None):
 
 
 def run(args):
-    from mnist_vae.rundir import CONFIG_FORMAT, RunLock, read_config
+    from mnist_vae.rundir import RunLock
     from mnist_vae.stopping import SignalGuard
 
     backend = backends.select_backend(args.backend or backends.default_backend())
-    config = read_config(args.run_dir, CONFIG_FORMAT)
+    config = settings.saved_config(args.run_dir)
     backends.start_keras()
     # Every file is written atomically: a signal leaves each one as it was or complete.
     with RunLock(args.run_dir), SignalGuard(lambda name: f"interrupted by {name}; eval.json and the figures are "
@@ -106,11 +106,13 @@ def load_model(args, config, model_path, trained):
     import keras
 
     import model  # noqa: F401  (registers the custom classes for loading)
+    from mnist_vae import training
 
     try:
         vae = keras.saving.load_model(model_path)  # safe mode
     except Exception as e:
         raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    training.check_model_matches(vae, config, model_path)
     epoch = model_epoch(vae, config)
     if epoch is not None and epoch < trained and not args.older_model:
         raise RunError(f"{model_path} is the model of epoch {epoch}, but the run's checkpoint has trained {trained} "
@@ -132,7 +134,7 @@ def evaluate_run(args, config, backend, splits, vae, epoch):
     results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
     name = f"eval-first{len(x_test)}.json" if partial else "eval.json"
     written = [write_json(os.path.join(args.run_dir, name), results)]
-    print(evaluation.console_summary(results, binarize, config.get("preset")))
+    print(evaluation.console_summary(results, binarize, config.get("preset"), settings.preset_overrides(config)))
     if not partial:  # the figures stay those of the whole held-out set
         state = checkpoints.read_state(args.run_dir)
         rows = state["history"] if state else []
@@ -143,7 +145,7 @@ def evaluate_run(args, config, backend, splits, vae, epoch):
         metrics = read_json(args.run_dir, "metrics.json") or {"epochs": results.get("epoch"), "partial": False}
         written.append(report.write(args.run_dir, config, metrics, results, rows))
     names = ", ".join(os.path.basename(p) for p in written)
-    print(f"evaluated on {backend} (the model of epoch {epoch}); wrote {names}")
+    print(f"evaluated on {backend} ({messages.model_of_epoch(epoch)}); wrote {names}")
     return 0
 
 

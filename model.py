@@ -296,13 +296,3 @@ def output_bias_from_pixel_means(vae, pixel_means):
     layer = vae.decoder.get_layer("pixel_logits")
     layer.bias.assign(np.log(means / (1.0 - means)).astype(np.float32))
 
-
-def dense_parameters(latent_dim, hidden):
-    """Weights of the dense VAE (784-hidden...-2x latent encoder, latent-...hidden-784 decoder), counted
-    without building it: enough to refuse a --hidden that cannot fit in memory before trying."""
-    widths = [IMAGE_SHAPE[0] * IMAGE_SHAPE[1], *hidden_sizes(hidden)]
-    encoder = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + 2 * (widths[-1] + 1) * latent_dim
-    decoder_widths = [latent_dim, *widths[::-1]]
-    return encoder + sum((a + 1) * b for a, b in zip(decoder_widths, decoder_widths[1:]))
-
-

@@ -37,7 +37,7 @@ def train(args, given):
     with Run(args, devices) as run:  # creates or resumes the folder, locks it, cleans up whatever happens
         # 2. Data: NumPy only, so bad data is reported before the backend starts.
         splits = load_data(args)
-        for line in (presets.published_line(args.preset),  # what a preset's run is held against
+        for line in (presets.published_line(args.preset, settings.preset_overrides(vars(args))),  # its yardstick
                      presets.schedule_line(args.lr, args.lr_schedule, args.stages, args.epochs)):
             print(line) if line else None
         # 3. The backend and its devices.
@@ -50,17 +50,21 @@ def train(args, given):
 def resolve_settings(args, given):
     args = settings.resumed_args(args, given) if args.resume else args
     args.backend = args.backend or backends.default_backend()
-    if args.objective == "elbo" and args.k not in (None, 1):
+    if args.objective == "elbo" and args.k not in (None, 1) and "k" in given:
         settings.build_parser().error(f"--k {args.k} needs --objective iwae (the ELBO draws one z per image)")
     if args.likelihood == "continuous-bernoulli" and args.binarize != "none":
         raise cli.UserError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize {args.binarize} "
                             "the plain Bernoulli (the default) is already the exact likelihood")
-    args.k = args.k or (settings.IWAE_K if args.objective == "iwae" else 1)
-    if args.lr_schedule == "staged" and "epochs" not in given:
-        args.epochs = presets.staged_passes(args.stages)  # the schedule says how long the run is
-    if args.arch == "conv" and (args.activation != "relu" or args.output_bias != "zero"):
-        raise cli.UserError("--activation and --output-bias are for the dense model's hidden and output layers; "
-                            "the conv model keeps ReLU and a zero output bias")
+    args.k = settings.resolved_k(args.objective, args.k)  # a preset's k goes with its objective
+    if args.lr_schedule == "staged" and "epochs" not in given and (not args.resume or "stages" in given):
+        args.epochs = presets.staged_passes(args.stages)  # the schedule says how long the run is (a resumed
+        # run's length is its saved one unless --stages or --epochs is given again)
+    dense_only = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name, plain in
+                  (("activation", "relu"), ("output_bias", "zero")) if getattr(args, name) != plain]
+    if args.arch == "conv" and dense_only:
+        source = "are for" if given & {"activation", "output_bias"} else f"come from --preset {args.preset} and are for"
+        raise cli.UserError(f"{' '.join(dense_only)} {source} the dense model's hidden and output layers; the conv "
+                            "model keeps ReLU and a zero output bias")
     if args.tensorboard and importlib.util.find_spec("tensorflow") is None:
         raise cli.UserError("--tensorboard writes its logs through TensorFlow (tf.summary), which is not installed: "
                             'pip install "tensorflow>=2.16", or train without --tensorboard')
@@ -75,10 +79,14 @@ def resolve_settings(args, given):
 def load_data(args):
     splits = data.load_for_run(args.data, args.dataset, args.val_split, args.limit, args.binarize, args.seed,
                                args.validation)
+    if args.likelihood == "continuous-bernoulli" and data.is_black_and_white(splits.x_train):
+        raise data.DataError(f"--likelihood continuous-bernoulli is a density of grey pixels, and every pixel of "
+                             f"{splits.source} is black or white: train these with the plain Bernoulli (the default)")
     if args.conditional and splits.y_train is None:
         raise data.DataError(f"--conditional needs the digits' labels, and {splits.source} has none (an .npz needs "
                              "y_train and y_test; an IDX folder the *-labels-idx1-ubyte files)")
-    print(f"data: {splits.source}: {len(splits.x_train)} training and {len(splits.x_test)} test images")
+    test_images = messages.count(len(splits.x_test), "test image")
+    print(f"data: {splits.source}: {len(splits.x_train):,} training and {test_images}")
     if splits.note:
         print(f"note: {splits.note}")
     print(f"pixels: {messages.pixels_note(args.binarize, args.likelihood)}")
@@ -95,7 +103,7 @@ def fit_and_save(run, args, devices, splits):
     from mnist_vae.callbacks import SampleFrames
     from model import noise_shape
 
-    training.check_model_fits_in_memory(args)
+    training.check_run_fits(args, len(splits.x_train))
     # 4. Where the run stands: a resumed run continues after its last completed epoch.
     state = checkpoints.read_state(run.dir) if args.resume else None
     done = state["epoch"] if state else 0

@@ -123,21 +123,6 @@ def history_columns(rows):
     return {key: [row[key] for row in rows] for key in HISTORY_COLUMNS if rows and key in rows[0]}
 
 
-def read_history(run_dir):
-    """history.csv as {column: [value per epoch]} (numbers as floats); {} when there is none."""
-    import csv
-
-    try:
-        with open(os.path.join(run_dir, "history.csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        return {}
-    try:
-        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
-    except (TypeError, ValueError):
-        raise RunError(f"{run_dir}/history.csv: not numbers") from None
-
-
 def write_history(run_dir, rows):
     text = io.StringIO()
     # A run resumed from before a column existed keeps its first epochs' columns.

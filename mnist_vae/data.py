@@ -301,6 +301,11 @@ def load_for_run(data, dataset, val_split, limit, binarize, seed, validation=0):
                               binarize, seed)
 
 
+def is_black_and_white(images):
+    """Whether every pixel of these uint8 images is 0 or 255 (binarized data, stored either way)."""
+    return bool(np.all((images == 0) | (images == 255)))
+
+
 def mean_pixels(images):
     """The mean of each pixel over uint8 images, in [0, 1]: what a binarized pixel is on average too."""
     return np.asarray(images).mean(axis=0, dtype=np.float64) / 255.0

@@ -329,7 +329,7 @@ def mutual_information_note(results):
     return f"0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f}"
 
 
-def console_summary(results, binarize, preset=None):
+def console_summary(results, binarize, preset=None, overrides=()):
     """The held-out numbers as a short table for the console (with a preset's run: beside the published one)."""
     from mnist_vae import messages, presets
 
@@ -337,7 +337,8 @@ def console_summary(results, binarize, preset=None):
     note = messages.console_pixels_note(binarize, results.get("likelihood", "bernoulli"))
     if results.get("conditional"):
         note += "; a conditional model: bounds on log p(x | label)"
-    lines = [f"held-out set: {results['images']} images, nats per image ({note}; binarize={binarize})",
+    images = messages.count(results["images"], "image")
+    lines = [f"held-out set: {images}, nats per image ({note}; binarize={binarize})",
              f"  negative ELBO           {results['negative_elbo']:9.2f} ± {results['negative_elbo_stderr']:.2f}",
              f"    reconstruction        {results['reconstruction_loss']:9.2f} ± "
              f"{results['reconstruction_loss_stderr']:.2f}",
@@ -351,5 +352,5 @@ def console_summary(results, binarize, preset=None):
              f"   ({mutual_information_note(results)})",
              f"  ({results['seconds']:.1f} s{_parts(results.get('seconds_by_part'))})"]
     if preset:
-        lines.append(f"  compare: {presets.compared_line(preset, results)}")
+        lines.append(f"  compare: {presets.compared_line(preset, results, overrides)}")
     return "\n".join(lines)

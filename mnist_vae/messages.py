@@ -34,6 +34,17 @@ def is_likelihood(binarize, likelihood="bernoulli"):
     return binarize != "none" or likelihood == "continuous-bernoulli"
 
 
+def count(n, noun):
+    """'1 epoch', '2 epochs', '1 pass', '3 passes'."""
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n:,} {noun if n == 1 else plural}"
+
+
+def model_of_epoch(epoch):
+    """'the model of epoch 7', or what a model of unknown age is called."""
+    return "the saved model (its epoch unknown)" if epoch is None else f"the model of epoch {epoch}"
+
+
 def resume_command(run_dir, chief=True):
     """The command that continues a run (a non-chief worker's copy is not the run: its chief's folder is)."""
     folder = shlex.quote(run_dir) if chief else "CHIEF'S_RUN_FOLDER"

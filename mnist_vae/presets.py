@@ -59,10 +59,22 @@ PRESETS = {
 }
 
 
-def published_line(preset):
-    """What a preset's run is to be compared with, in one line ("" without a preset)."""
+def void_line(preset, overrides):
+    """Why a preset's run is not to be held against the published figure ("" when it is)."""
+    if not preset or not overrides:
+        return ""
+    recipe = PRESETS[preset]
+    return (f"--preset {preset} with {', '.join(overrides)}: NOT comparable with the published {recipe.figure} nats "
+            f"({recipe.source}), whose recipe these settings change")
+
+
+def published_line(preset, overrides=()):
+    """What a preset's run is to be compared with, in one line ("" without a preset). overrides: the settings
+    in which the run departs from the recipe (settings.preset_overrides); any voids the comparison."""
     if not preset:
         return ""
+    if overrides:
+        return void_line(preset, overrides)
     recipe = PRESETS[preset]
     what = {"test_loss": "the test loss (one-sample negative ELBO)",
             "nll": f"the test NLL (k = {recipe.settings.get('iw_samples')})"}[recipe.metric]
@@ -77,14 +89,19 @@ def schedule_line(lr, schedule, stages, epochs):
     last = stage_of(epochs - 1)
     shortened = "" if stages >= PAPER_STAGES and epochs >= staged_passes(PAPER_STAGES) else (
         f"; SHORTENED: the paper runs stages 0-{PAPER_STAGES - 1}, {staged_passes(PAPER_STAGES):,} passes")
-    return (f"learning rate: staged, {lr:g} * 10^(-i/7) for 3^i passes in stage i; this run: stages 0-{last}, "
-            f"{epochs:,} passes (final rate {learning_rate_at(epochs - 1, lr, schedule):.3g}){shortened}")
+    stages = "stage 0" if last == 0 else f"stages 0-{last}"
+    passes = f"{epochs:,} pass" + ("" if epochs == 1 else "es")
+    return (f"learning rate: staged, {lr:g} * 10^(-i/7) for 3^i passes in stage i; this run: {stages}, "
+            f"{passes} (final rate {learning_rate_at(epochs - 1, lr, schedule):.3g}){shortened}")
 
 
-def compared_line(preset, results):
-    """Our figure beside the published one for a preset's run (results: eval.json's numbers), or ""."""
+def compared_line(preset, results, overrides=()):
+    """Our figure beside the published one for a preset's run (results: eval.json's numbers), "" without a
+    preset, or why the two are not comparable (overrides, as for published_line)."""
     if not preset:
         return ""
+    if overrides:
+        return void_line(preset, overrides)
     recipe = PRESETS[preset]
     ours, stderr = results[recipe.result_key], results[recipe.result_key + "_stderr"]
     what = "test loss" if recipe.metric == "test_loss" else f"NLL (k = {results['iw_samples']})"

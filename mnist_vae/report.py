@@ -12,6 +12,7 @@ from mnist_vae.evaluation import mutual_information_note
 from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
 from mnist_vae.rundir import atomic_write
+from mnist_vae.settings import preset_overrides
 
 # Each figure the run may have, with what to look for in it.
 FIGURES = (
@@ -70,11 +71,11 @@ def render(run_dir, config, metrics, evaluation, history):
     """The page as text. config, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
     the rows of history.csv (dicts of numbers)."""
     epochs, planned = metrics.get("epochs"), config.get("epochs")
-    status = (f"complete: {epochs} epochs" if not metrics.get("partial")
+    status = (f"complete: {messages.count(epochs or 0, 'epoch')}" if not metrics.get("partial")
               else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
     model_epoch = (evaluation or {}).get("epoch", epochs)
     if evaluation and model_epoch != epochs:  # evaluate.py --older-model: one page, but say whose numbers
-        status += (f". The numbers and figures below are of the model of epoch {model_epoch} "
+        status += (f". The numbers and figures below are of {messages.model_of_epoch(model_epoch)} "
                    f"(evaluate.py --older-model), not of epoch {epochs}")
     binarize = config.get("binarize", "none")
     density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
@@ -104,7 +105,7 @@ def render(run_dir, config, metrics, evaluation, history):
 def _numbers_of(metrics, evaluation):
     """The key numbers' column title: which model they come from."""
     if evaluation:
-        return f"value (held-out images, the model of epoch {evaluation.get('epoch', metrics.get('epochs'))})"
+        return f"value (held-out images, {messages.model_of_epoch(evaluation.get('epoch', metrics.get('epochs')))})"
     return f"value (held-out images, the last completed epoch: {metrics.get('epochs')})"
 
 
@@ -112,7 +113,7 @@ def _key_numbers(config, metrics, evaluation, density):
     numbers = []
     if evaluation:
         for key, _, label in TERMS:
-            numbers.append([f"{label} (test, nats per image, model of epoch {evaluation.get('epoch', '?')})",
+            numbers.append([f"{label} (test, nats per image, {messages.model_of_epoch(evaluation.get('epoch'))})",
                             _number("eval.json", key, evaluation[key], stderr=evaluation[key + "_stderr"])])
         numbers.append([f"NLL estimate, k = {evaluation['iw_samples']} importance samples",
                         _number("eval.json", "nll_iw", evaluation["nll_iw"], stderr=evaluation["nll_iw_stderr"])])
@@ -129,8 +130,9 @@ def _key_numbers(config, metrics, evaluation, density):
                 numbers.append([f"{label} (test, the last completed epoch: {metrics.get('epochs')})",
                                 _number("metrics.json", key, metrics[key])])
     if config.get("preset"):  # the published figure this run is to be held against
-        numbers.append(["published recipe", presets.published_line(config["preset"])])
-        if evaluation:
+        overrides = preset_overrides(config)
+        numbers.append(["published recipe", presets.published_line(config["preset"], overrides)])
+        if evaluation and not overrides:
             numbers.append(["beside the published figure", presets.compared_line(config["preset"], evaluation)])
     schedule = presets.schedule_line(config.get("lr", 0), config.get("lr_schedule", "constant"),
                                      config.get("stages", presets.PAPER_STAGES), config.get("epochs", 1))

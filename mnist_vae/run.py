@@ -15,6 +15,7 @@ import time
 
 from mnist_vae import messages
 from mnist_vae.data import fingerprint
+from mnist_vae.presets import staged_passes
 from mnist_vae.rundir import (
     CONFIG_FORMAT,
     RunError,
@@ -87,13 +88,17 @@ class Run:
         if done < self.args.epochs:
             return False
         if self.args.epochs < done:
-            raise RunError(f"--epochs {self.args.epochs}: {self.dir} has trained {done} epochs already; --resume "
+            asked = f"--epochs {self.args.epochs}"
+            if self.args.lr_schedule == "staged" and self.args.epochs == staged_passes(self.args.stages):
+                asked = f"--stages {self.args.stages} ({messages.count(self.args.epochs, 'pass')})"
+            raise RunError(f"{asked}: {self.dir} has trained {messages.count(done, 'epoch')} already; --resume "
                            f"continues a run (--epochs {done} or more), it never shortens one")
         if is_complete(self.dir, done):
             print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
                   f"written); nothing to do. To train on: {self.resume} --epochs {done + 10}")
             return True
-        print(f"all {done} epochs of {self.dir} are trained; writing the outputs it is missing")
+        print(f"{'all ' if done > 1 else ''}{messages.count(done, 'epoch')} of {self.dir} "
+              f"{'are' if done > 1 else 'is'} trained; writing the outputs it is missing")
         self.args.epochs = done
         return False
 
@@ -170,13 +175,15 @@ class Run:
 
     def _summary(self, splits, metrics, results, written):
         from mnist_vae.evaluation import console_summary
+        from mnist_vae.settings import preset_overrides
         from model import LOSS_TERMS
 
         parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
         terms = ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS)
-        print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({len(splits.x_test)} images, "
+        images = messages.count(len(splits.x_test), "image")
+        print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({images}, "
               f"nats per image, binarize={self.args.binarize}): {terms}")
-        print(console_summary(results, self.args.binarize, getattr(self.args, "preset", None)))
+        print(console_summary(results, self.args.binarize, self.args.preset, preset_overrides(vars(self.args))))
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")
             return

@@ -3,6 +3,7 @@
 Files are written to a temporary name in the same folder and renamed into place, so a crash
 at any moment leaves either the previous complete file or the new complete one.
 """
+import csv
 import errno
 import json
 import os
@@ -147,6 +148,19 @@ def read_config(run_dir, expected_format):
     return config
 
 
+_LINK = ("{path} is a symbolic link: the files of a run folder are never written through links (the folder was "
+         "edited; remove the link and try again)")
+
+
+def refuse_links(run_dir):
+    """A RunError if anything inside the run folder is a symbolic link: each of its files is written in place
+    (the lock) or into its sub-folders, and a link there would send those writes to another file."""
+    for folder, subfolders, files in os.walk(run_dir):  # walk never descends through a link to a folder
+        for name in subfolders + files:
+            if os.path.islink(os.path.join(folder, name)):
+                raise RunError(_LINK.format(path=os.path.join(folder, name)))
+
+
 class RunLock:
     """`with RunLock(run_dir):` this process is the only one using the run folder.
 
@@ -160,10 +174,13 @@ class RunLock:
     def __enter__(self):
         if fcntl is None:
             return self
+        refuse_links(self.run_dir)
         path = os.path.join(self.run_dir, LOCK_NAME)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode())
+        try:  # O_NOFOLLOW: a link planted between the check and here fails too (ELOOP), never followed
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), new_file_mode())
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise RunError(_LINK.format(path=path)) from None
             raise RunError(f"{self.run_dir}: cannot lock the run folder ({e.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -233,6 +250,19 @@ def read_json(run_dir, name):
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_history(run_dir):
+    """history.csv as {column: [value per epoch]} (numbers as floats); {} when there is none."""
+    try:
+        with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    try:
+        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    except (TypeError, ValueError):
+        raise RunError(f"{run_dir}/history.csv: not numbers") from None
 
 
 def is_complete(run_dir, epochs):

@@ -17,6 +17,8 @@ from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config
 
 IWAE_K = 5  # --k's default under --objective iwae (the ELBO draws one z per image)
+MAX_EPOCHS = 1_000_000  # far beyond any recipe; larger counts overflow the backends' integers
+MAX_STAGES = max(s for s in range(1, 40) if staged_passes(s) <= MAX_EPOCHS)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ SETTINGS = (
     Setting("--preset", None, choices=tuple(PRESETS),
             help="a published recipe in one flag; any flag given beside it overrides that setting: "
                  + "; ".join(f"{name}: {preset.source}" for name, preset in PRESETS.items())),
-    Setting("--epochs", 30, resume=True, type=number_in_range(int, 1), help="passes over the training images"),
+    Setting("--epochs", 30, resume=True, type=number_in_range(int, 1, high=MAX_EPOCHS + 1),
+            help="passes over the training images"),
     Setting("--batch-size", 128, type=number_in_range(int, 1), help="images per step (the global batch)"),
     Setting("--latent-dim", 2, type=number_in_range(int, 1), help="size of z"),
     Setting("--arch", "dense", choices=("dense", "conv"),
@@ -69,7 +72,7 @@ SETTINGS = (
     Setting("--lr-schedule", "constant", choices=("constant", "staged"),
             help="constant: --lr throughout; staged: Burda et al.'s schedule, stage i = 0, 1, ... lasting 3^i passes "
                  "at --lr * 10^(-i/7) (--epochs then defaults to the passes of --stages stages)"),
-    Setting("--stages", PAPER_STAGES, resume=True, type=number_in_range(int, 1),
+    Setting("--stages", PAPER_STAGES, resume=True, type=number_in_range(int, 1, high=MAX_STAGES + 1),
             help=f"with --lr-schedule staged: how many stages to run ({PAPER_STAGES}, the paper's, is "
                  f"{staged_passes(PAPER_STAGES):,} passes; 6 is {staged_passes(6)}: a shortened schedule)"),
     Setting("--output-bias", "zero", choices=("zero", "pixel-means"),
@@ -171,6 +174,38 @@ def parse_args(argv=None):
     return args, set(vars(build_parser(with_defaults=False).parse_args(argv)))
 
 
+def resolved_k(objective, k):
+    """Importance samples per image in training: --k under IWAE (IWAE_K when not given), 1 for the ELBO."""
+    return (k or IWAE_K) if objective == "iwae" else 1
+
+
+def preset_overrides(config):
+    """Where a preset's run departs from its recipe, as flags ("--binarize none"): any of them makes the published
+    figure no yardstick for the run. [] without a preset. What the figure does not hang on is left out: the seed,
+    where the data is, how the run runs, the evaluation's k and a staged schedule's length (both are said beside
+    the figure)."""
+    preset = config.get("preset")
+    if not preset:
+        return []
+    expected = defaults(preset)
+    free = {"preset", "seed", "data", "deterministic", "precision", "iw_samples", "backend"}
+    if expected["lr_schedule"] == "staged" and config.get("lr_schedule") == "staged":
+        free |= {"epochs", "stages"}  # a shortened schedule, flagged SHORTENED wherever the figure is shown
+    found = []
+    for setting in SETTINGS:
+        if not setting.result or setting.name in free:
+            continue
+        value, recipe = config.get(setting.name, setting.default), expected[setting.name]
+        if setting.name == "k":
+            if config.get("objective") != expected["objective"]:
+                continue  # the objective is named already; its k goes with it
+            value = resolved_k(config.get("objective"), value)
+            recipe = resolved_k(expected["objective"], recipe)
+        if value != recipe:
+            found.append(setting.flag if value is True else f"{setting.flag} {value}")
+    return found
+
+
 def reproduce_command(args):
     """The train.py command that repeats this run: every setting that changes the result and differs from its
     default, shell-quoted."""
@@ -182,8 +217,8 @@ def reproduce_command(args):
         value = getattr(args, setting.name)
         if not setting.result or value == expected[setting.name] or setting.name == "preset":
             continue
-        if setting.name == "k" and (args.objective != "iwae" or value == IWAE_K):
-            continue  # the ELBO's one sample, and IWAE's default
+        if setting.name == "k" and (args.objective != "iwae" or value == resolved_k("iwae", expected["k"])):
+            continue  # the ELBO's one sample, and IWAE's (or the preset's) default
         words += [setting.flag] if value is True else [setting.flag, str(value)]
     return shlex.join(words)
 
@@ -201,10 +236,17 @@ def check_saved(saved, path, names=None):
                            "the file was edited or damaged")
 
 
+def saved_config(run_dir):
+    """A run folder's config.json, every setting in it checked as its flag would check it: the one way every
+    program (train.py --resume, evaluate.py, compare.py) reads it, so an edited config is refused in one line."""
+    saved = read_config(run_dir, CONFIG_FORMAT)
+    check_saved(saved, os.path.join(run_dir, "config.json"))
+    return saved
+
+
 def resumed_args(args, given):
     """The run's saved settings, updated by the flags --resume may change; refuses contradictions."""
-    saved = read_config(args.resume, CONFIG_FORMAT)
-    check_saved(saved, os.path.join(args.resume, "config.json"))
+    saved = saved_config(args.resume)
     if "backend" not in given and os.environ.get("KERAS_BACKEND"):
         given = given | {"backend"}  # KERAS_BACKEND counts as a choice; without either, the run's own backend
     for name in sorted(given - RESUME_MAY_CHANGE):

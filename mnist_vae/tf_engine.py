@@ -98,6 +98,13 @@ def deterministic_ops():
     tf.config.experimental.enable_op_determinism()
 
 
+def op_determinism_enabled():
+    """Whether TensorFlow's op determinism is on in this process (Keras then refuses XLA, with a warning)."""
+    from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras itself asks
+
+    return is_op_determinism_enabled()
+
+
 def train_dataset(images, batch_size, seed, epochs, initial_epoch=0, dynamic_binarization=False, noise_dim=None,
                   labels=None):
     """The batches of pipeline.train_batches as a tf.data pipeline, value for value.

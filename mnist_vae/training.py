@@ -10,30 +10,53 @@ from mnist_vae.rundir import RunError
 
 # Values per decoded row in the conv decoder: 7x7x64, 14x14x64 and 28x28x32 feature maps and the 784 logits.
 CONV_DECODER_ACTIVATIONS = 7 * 7 * 64 + 14 * 14 * 64 + 28 * 28 * 32 + 784
+CONV_FEATURES = 7 * 7 * 64  # the conv encoder's flattened features, and the conv decoder's first dense layer
+PIXELS, CLASSES = 28 * 28, 10
+MAX_STEPS = 2**31 - 1  # the model counts its training steps in an int32
 
 
-def check_model_fits_in_memory(args):
-    """Refuse up front a model whose weights and Adam state, or one training step's activations (a huge --k),
-    cannot fit in memory: an allocation that large fails deep inside the backend, with a traceback or an
-    abort."""
+def _dense_weights(widths):
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def parameter_count(arch, latent_dim, hidden, conditional=False):
+    """Weights of the VAE model.py builds, counted without building it (arithmetic only: it refuses a model
+    too large for memory before any allocation is tried)."""
+    label = CLASSES if conditional else 0
+    if arch == "dense":
+        widths = [int(w) for w in str(hidden).split(",")]
+        encoder = _dense_weights([PIXELS + label, *widths]) + 2 * (widths[-1] + 1) * latent_dim
+        return encoder + _dense_weights([latent_dim + label, *widths[::-1], PIXELS])
+    convolutions = (9 * 1 + 1) * 32 + (9 * 32 + 1) * 64 + (9 * 64 + 1) * 64 + (9 * 64 + 1) * 32 + (9 * 32 + 1) * 1
+    return convolutions + 2 * (CONV_FEATURES + label + 1) * latent_dim + (latent_dim + label + 1) * CONV_FEATURES
+
+
+def check_run_fits(args, train_images):
+    """Refuse up front a run whose model and Adam state, or one training step's activations (a huge --k),
+    cannot fit in memory (an allocation that large fails deep inside the backend, with a traceback or an
+    abort), or whose steps overflow the model's step counter."""
     from mnist_vae.data import memory_bytes
-    from model import dense_parameters, hidden_sizes
 
-    if args.arch == "dense":
-        weights = dense_parameters(args.latent_dim, args.hidden)
-        needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
-        if needed > memory_bytes():
-            raise RunError(f"--hidden {args.hidden} --latent-dim {args.latent_dim}: the model would have "
-                           f"{weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
-                           f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
+    weights = parameter_count(args.arch, args.latent_dim, args.hidden, args.conditional)
+    needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
+    if needed > memory_bytes():
+        hidden = f" --hidden {args.hidden}" if args.arch == "dense" else ""
+        raise RunError(f"--arch {args.arch}{hidden} --latent-dim {args.latent_dim}: the model would "
+                       f"have {weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
+                       f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
     # One training step decodes batch x k rows; their activations are kept for the backward pass.
     rows = args.batch_size * (args.k if args.objective == "iwae" else 1)
-    per_row = sum(hidden_sizes(args.hidden)) + 3 * 784 if args.arch == "dense" else CONV_DECODER_ACTIVATIONS
+    per_row = (sum(int(w) for w in str(args.hidden).split(",")) + 3 * PIXELS if args.arch == "dense"
+               else CONV_DECODER_ACTIVATIONS)
     needed = rows * per_row * 4 * 3  # float32 activations, their gradients and the loss's per-pixel terms
     if needed > memory_bytes() // 2:
         raise RunError(f"--objective {args.objective} --k {args.k} --batch-size {args.batch_size}: one training step "
                        f"would decode {rows:,} rows at once, about {needed / 1e9:,.0f} GB of activations, more than "
                        f"half of this machine's {memory_bytes() / 1e9:,.0f} GB of memory; lower --k or --batch-size")
+    steps = -(-train_images // args.batch_size) * args.epochs
+    if steps > MAX_STEPS:
+        raise RunError(f"--epochs {args.epochs:,} of {train_images:,} images at --batch-size {args.batch_size} are "
+                       f"{steps:,} steps, more than the {MAX_STEPS:,} the model counts: fewer epochs or a larger batch")
 
 
 def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
@@ -52,13 +75,51 @@ def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
             "torch": args.arch == "dense" and images >= 500_000}[backend]
     jit = {"on": True, "off": False, "auto": auto}[args.jit]
     if backend == "tensorflow":
-        jit = jit and not args.deterministic  # Keras runs without XLA when op determinism is on
+        from mnist_vae import tf_engine
+
+        # Keras runs without XLA when op determinism is on (and warns when asked for it): never ask then.
+        jit = jit and not args.deterministic and not tf_engine.op_determinism_enabled()
         # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
         jit = jit and not devices.in_sync
     per_call = 1  # under tf.distribute too: TensorFlow cannot run the collectives inside Keras' multi-step loop
     if backend == "tensorflow" and args.arch == "dense" and not devices.in_sync:
         per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0)
     return {"jit_compile": jit, "steps_per_execution": per_call}
+
+
+def model_of(settings):
+    """The (untrained) VAE that these settings build: a run's args, or its saved config as a namespace."""
+    from model import build_vae
+
+    return build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
+                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
+                     likelihood=settings.likelihood, activation=settings.activation)
+
+
+def layer_signature(vae):
+    """What must match between a saved model and the settings of its run: each encoder and decoder layer's
+    kind, activation and weight shapes, and the likelihood."""
+    return [vae.likelihood, bool(vae.conditional)] + [
+        (layer.__class__.__name__, getattr(getattr(layer, "activation", None), "__name__", None),
+         [tuple(w.shape) for w in layer.weights]) for part in (vae.encoder, vae.decoder) for layer in part.layers]
+
+
+def check_model_matches(vae, config, model_path):
+    """A RunError unless vae is a VAE of the kind and shapes config.json's settings build (a model.keras
+    copied in from another run, or not a VAE at all, is refused in one line)."""
+    from types import SimpleNamespace
+
+    from mnist_vae.settings import DEFAULTS
+    from model import VAE
+
+    if not isinstance(vae, VAE):
+        raise RunError(f"{model_path} is a {vae.__class__.__name__}, not a VAE of model.py: not this run's model")
+    expected = model_of(SimpleNamespace(**{**DEFAULTS, **{k: v for k, v in config.items() if k in DEFAULTS}}))
+    if layer_signature(vae) != layer_signature(expected):
+        found, saved = (int(m.decoder.inputs[0].shape[-1]) for m in (vae, expected))
+        how = (f"its z has {found} dimensions where config.json says {saved}" if found != saved else
+               "its layers are not those that config.json's settings build")
+        raise RunError(f"{model_path} is not this run's model ({how}): was it copied from another run?")
 
 
 def build_model(args, devices, steps, run_dir, state, pixel_means=None):
@@ -68,15 +129,13 @@ def build_model(args, devices, steps, run_dir, state, pixel_means=None):
 
     from mnist_vae import checkpoints
     from mnist_vae.presets import learning_rate_at
-    from model import build_vae, output_bias_from_pixel_means
+    from model import output_bias_from_pixel_means
 
     done = state["epoch"] if state else 0
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
-        vae = build_vae(args.arch, args.latent_dim, args.hidden, args.beta, seed=args.seed, objective=args.objective,
-                        k=args.k, conditional=args.conditional, likelihood=args.likelihood,
-                        activation=args.activation)
+        vae = model_of(args)
         if args.output_bias == "pixel-means":
             output_bias_from_pixel_means(vae, pixel_means)
         options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))

@@ -164,23 +164,28 @@ def test_flags_and_settings_out_of_range_are_one_line(tmp_path, small_npz, finis
             (["--seed", str(2**32)], 2, "--seed: must be >= 0 and < 4294967296"),
             (["--run-name", "../escape"], 2, "--run-name: must be a folder name without '/'"),
             (["--run-name", str(tmp_path / "abs")], 2, "--run-name: must be a folder name without '/'"),
-            (["--hidden", "100000000"], 1, "--hidden 100000000 --latent-dim 2: the model would have")):
+            (["--hidden", "100000000"], 1, "--hidden 100000000 --latent-dim 2: the model would have"),
+            (["--arch", "conv", "--latent-dim", "10000000"], 1, "--arch conv --latent-dim 10000000: the model would"),
+            (["--epochs", "100000000000000000000"], 2, "--epochs: must be >= 1 and < 1000001"),
+            (["--lr-schedule", "staged", "--stages", "100"], 2, "--stages: must be >= 1 and < 14"),
+            (["--stages", "10000"], 2, "--stages: must be >= 1 and < 14")):
         result = run_main("train", "--data", small_npz, "--out", out, *flags)
         assert result.returncode == code and message in result.stderr.splitlines()[-1], (flags, result.stderr)
         assert "Traceback" not in result.stderr and (code == 2 or result.stderr.count("\n") == 1)
         assert not os.path.exists(out) or os.listdir(out) == []  # no run folder was made or left behind
     assert not os.path.exists(tmp_path / "escape") and not os.path.exists(tmp_path / "abs")
-    for key, value in (("binarize", "weird"), ("latent_dim", "two"), ("lr", -1)):
+    for key, value in (("binarize", "weird"), ("latent_dim", "two"), ("lr", -1), ("preset", "evil")):
         run = tmp_path / f"bad-{key}"
         shutil.copytree(finished_run, run)
         config = json.load(open(run / "config.json"))
         json.dump({**config, key: value}, open(run / "config.json", "w"))
-        programs = [("train", ["--resume", run, "--epochs", "3"])]
-        programs += [("evaluate", [run])] if key == "binarize" else []  # evaluate.py reads only the data settings
-        for program, args in programs:
+        before = {name: os.path.getmtime(run / name) for name in ("eval.json", "report.html")}
+        for program, args in (("train", ["--resume", run, "--epochs", "3"]), ("evaluate", [run]),
+                              ("compare", [run, "--out", tmp_path / "cmp"])):
             result = run_main(program, *args)
             assert result.returncode == 1 and result.stderr.count("\n") == 1, (key, program, result.stderr)
             assert str(run / "config.json") in result.stderr and repr(value) in result.stderr
+        assert before == {name: os.path.getmtime(run / name) for name in before}  # nothing was written
 
 
 @pytest.mark.slow

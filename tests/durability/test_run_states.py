@@ -220,3 +220,48 @@ def test_start_up_chatter_is_held_back_and_everything_else_passes(capfd):
     assert err == ("E0000 00:00:1795923494.714275    7493 file_io.cc:12] could not open /data/x: Permission denied\n"
                    "E0000 00:00:1795923494.714275    7493 cuda_driver.cc:12] CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"
                    "a real problem\n")
+
+
+@pytest.mark.slow
+def test_no_file_of_a_run_folder_is_written_through_a_symbolic_link(tmp_path, finished_run):
+    """A link planted in a run folder (the lock, the checkpoint folder) would send a write to another user's
+    file: every program refuses the folder in one line and the link's target is left as it was."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for planted in (".lock", "checkpoint", "loss.png"):
+        run = tmp_path / f"run-{planted.strip('.')}"
+        shutil.copytree(finished_run, run)
+        target = run / planted
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        os.symlink(victim, target)
+        for program, args in (("evaluate", [run, "--iw-samples", "2"]), ("train", ["--resume", run]),
+                              ("train", ["--resume", run, "--epochs", "3"])):
+            result = run_main(program, *args)
+            assert result.returncode == 1 and result.stderr.splitlines() == [
+                f"error: {target} is a symbolic link: the files of a run folder are never written through links "
+                "(the folder was edited; remove the link and try again)"], (planted, program, result.stderr)
+        assert victim.read_text() == "precious\n" and os.path.islink(target)
+
+
+@pytest.mark.slow
+def test_a_model_keras_from_another_run_or_of_another_kind_is_refused(tmp_path, finished_run, small_npz):
+    other = run_main("train", "--data", small_npz, "--epochs", "1", *TINY, "--latent-dim", "5", "--out", tmp_path,
+                     "--run-name", "five")
+    assert other.returncode == 0, other.stderr
+    run = tmp_path / "copied"
+    shutil.copytree(finished_run, run)
+    shutil.copy(tmp_path / "five" / "model.keras", run / "model.keras")
+    before = snapshot(run)
+    result = run_main("evaluate", run, "--iw-samples", "2")
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {run / 'model.keras'} is not this run's model (its z has 5 dimensions where config.json says 2): "
+        "was it copied from another run?"]
+    import keras
+
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]).save(run / "model.keras")
+    result = run_main("evaluate", run, "--iw-samples", "2")
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {run / 'model.keras'} is a Sequential, not a VAE of model.py: not this run's model"]
+    after = snapshot(run)
+    assert {k: v for k, v in after.items() if not k.endswith("model.keras")} == \
+        {k: v for k, v in before.items() if not k.endswith("model.keras")}  # eval.json, figures, report unchanged

@@ -155,3 +155,21 @@ def test_binarized_pixels_refuse_the_continuous_bernoulli(binarize, small_npz, t
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "already the exact likelihood" in result.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.backend_independent
+def test_black_and_white_data_is_refused_for_the_grey_pixel_density(tmp_path, digits):
+    """Pixels that are all 0 or 1 (or 0 and 255) have no continuous density worth the name: its 'nats' run off
+    to minus hundreds. One line, and no run folder."""
+    x, y = digits
+    for name, scale in (("zero-one.npz", 1), ("zero-255.npz", 255)):
+        black_and_white = (x[:400, ..., 0] > 127).astype(np.uint8) * scale
+        path = tmp_path / name
+        np.savez(path, x_train=black_and_white[:320], y_train=y[:320], x_test=black_and_white[320:],
+                 y_test=y[320:400])
+        out = tmp_path / "out"
+        result = run_main("train", "--data", path, "--likelihood", "continuous-bernoulli", "--out", out, *TINY)
+        assert result.returncode == 1 and result.stderr.splitlines() == [
+            f"error: --likelihood continuous-bernoulli is a density of grey pixels, and every pixel of {path} is "
+            "black or white: train these with the plain Bernoulli (the default)"]
+        assert not out.exists() or os.listdir(out) == []

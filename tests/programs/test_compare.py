@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from conftest import TINY, run_main
+from conftest import TINY, run_main, run_program
 
 pytestmark = [pytest.mark.backend_independent, pytest.mark.slow]  # reads run folders; one tiny run
 
@@ -38,3 +38,25 @@ def test_bad_run_folders_are_one_line_each(tmp_path, finished_run):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'absent'}: no such run folder",
                                           f"error: {tmp_path}: not a run folder (no config.json)"]
+
+
+def test_the_console_is_quiet_and_odd_inputs_are_refused_before_the_table(tmp_path, finished_run):
+    import shutil
+
+    result = run_program("compare.py", finished_run, "--out", tmp_path / "cmp")
+    assert result.returncode == 0 and result.stderr == ""  # no start-up chatter of any framework
+    for runs in ([finished_run, finished_run], [finished_run, os.path.join(finished_run, "..",
+                                                                           os.path.basename(finished_run))]):
+        result = run_main("compare", *runs, "--out", tmp_path / "cmp")
+        assert result.returncode == 2 and result.stdout == "" and "is given twice" in result.stderr
+        assert result.stderr.strip().splitlines()[-1].endswith("each run is one row")
+    (tmp_path / "a-file").write_text("")
+    result = run_main("compare", finished_run, "--out", tmp_path / "a-file")
+    assert result.returncode == 1 and result.stdout == ""  # the error comes alone, before any table
+    assert result.stderr.splitlines() == [f"error: --out {tmp_path / 'a-file'}: is a file, not a folder"]
+    piped = tmp_path / "a|b"
+    shutil.copytree(finished_run, piped)
+    result = run_main("compare", piped, finished_run, "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    rows = open(tmp_path / "cmp" / "comparison.md").read().splitlines()
+    assert rows[2].startswith("| a\\|b | ") and all(row.count(" | ") == rows[0].count(" | ") for row in rows)

@@ -187,3 +187,23 @@ def test_existing_run_name_is_never_overwritten(tmp_path):
     result = run_train("--out", str(tmp_path), "--run-name", "taken")
     assert result.returncode == 1 and "already exists" in result.stderr
     assert (tmp_path / "taken" / "model.keras").read_text() == "precious"
+
+
+@pytest.mark.slow
+def test_no_run_asks_keras_for_a_compilation_it_refuses(tmp_path, small_npz):
+    """Keras warns "Model doesn't support `jit_compile=True`" when asked for XLA under TensorFlow's op
+    determinism; a deterministic run, and any run after it in the same process, never asks."""
+    import warnings
+
+    import keras
+    from conftest import TINY
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("op determinism and its refusal of XLA are TensorFlow's")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name, flags in (("deterministic", ["--deterministic", "--jit", "on"]), ("after", ["--jit", "on"])):
+            result = run_train("--data", small_npz, "--epochs", "1", *TINY, *flags, "--out", tmp_path,
+                               "--run-name", name)
+            assert result.returncode == 0, result.stderr
+    assert not [w for w in caught if "jit_compile" in str(w.message)]
