@@ -109,7 +109,7 @@ def load_model(args, config, model_path, trained):
     from mnist_vae import training
 
     try:
-        vae = keras.saving.load_model(model_path)  # safe mode
+        vae = keras.saving.load_model(model_path, compile=False)  # safe mode; evaluating needs no optimizer
     except Exception as e:
         raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
     training.check_model_matches(vae, config, model_path)

@@ -101,3 +101,22 @@ def test_the_flags_choices_are_the_models_own():
     assert settings.BY_NAME["arch"].choices == model.ARCHITECTURES
     assert settings.BY_NAME["objective"].choices == model.OBJECTIVES
     assert settings.BY_NAME["likelihood"].choices == losses.LIKELIHOODS
+
+
+# The import rule (CONTRIBUTING.md): the backend is chosen before Keras is imported, and bad input is refused
+# before any framework starts, so these load without Keras or any backend. The rest may import Keras at the top.
+NEEDS_KERAS = {"callbacks", "checkpoints", "figures", "outputs", "tensorboard"}
+KERAS_FREE = sorted(SCRIPTS) + [f"{PACKAGE}.{m}" for m in PACKAGE_MODULES if m not in NEEDS_KERAS]
+
+
+def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework():
+    import subprocess
+    import sys
+
+    check = ("import importlib, sys\n"
+             f"for name in {KERAS_FREE!r}:\n"
+             "    importlib.import_module(name)\n"
+             "    loaded = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+             "    assert not loaded, f'importing {name} loads {loaded}'\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1]

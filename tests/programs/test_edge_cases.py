@@ -1,5 +1,6 @@
 """What a second hostile pass found: tiny data, huge k, odd settings, pages and tables that mix models.
 Each works, or is refused in one line that says what to do instead."""
+import importlib.util
 import json
 import os
 import shutil
@@ -61,6 +62,8 @@ def test_the_importance_weighted_bound_draws_and_sums_its_samples_in_bounded_mem
     np.testing.assert_allclose(bound, np.log(1 / np.sqrt(2)), atol=3e-3)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs a backend other than TensorFlow: "
+                                                                    "pip install -r requirements-backends.txt")
 def test_tensorboard_without_tensorflow_is_one_line_before_anything_starts(tmp_path, small_npz):
     blocker = tmp_path / "site"
     blocker.mkdir()

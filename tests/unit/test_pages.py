@@ -1,6 +1,10 @@
 """mnist_vae/pages.py: the templates are filled in one pass and every value is escaped for where it lands."""
+import glob
 import json
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -42,3 +46,10 @@ def test_the_templates_inline_without_closing_their_element_early():
                                                          "figures", "history", "settings", "versions", "title",
                                                          "about")}, data=pages.JsonData({}))
         assert page.count("<script") == page.lower().count("</script>")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (apt-get install nodejs; .ci/run installs it)")
+def test_the_pages_javascript_parses():
+    for script in sorted(glob.glob(os.path.join(pages.TEMPLATES, "*.js"))):
+        result = subprocess.run(["node", "--check", script], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
