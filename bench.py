@@ -23,7 +23,7 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from mnist_vae import backends  # noqa: E402
+from mnist_vae import backends, settings  # noqa: E402
 from mnist_vae.cli import number_in_range  # noqa: E402
 
 CONFIGS = {
@@ -310,11 +310,12 @@ def main():
     p.add_argument("--epochs", type=number_in_range(int, 2), default=None,
                    help="epochs per configuration (the first is not timed, so at least 2; default 5, with --quick 3, "
                         "with --memory 30 as train.py's default)")
-    p.add_argument("--batch-size", type=number_in_range(int, 1), default=128)
+    p.add_argument("--batch-size", type=number_in_range(int, 1), default=settings.DEFAULTS["batch_size"])
     p.add_argument("--limit", type=number_in_range(int, 1), default=None, help="use only the first N training images")
-    p.add_argument("--eval-k", type=number_in_range(int, 1), default=1000,
+    p.add_argument("--eval-k", type=number_in_range(int, 1), default=settings.DEFAULTS["iw_samples"],
                    help="importance samples per image in the timed evaluation (train.py's --iw-samples default)")
-    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="as train.py's --jit")
+    jit = settings.BY_NAME["jit"]
+    p.add_argument("--jit", choices=jit.choices, default=jit.default, help="as train.py's --jit")
     p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
     p.add_argument("--memory", action="store_true",
                    help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "

@@ -45,3 +45,41 @@ def test_the_readme_is_for_learners_first():
     first_screen = text[:2500]
     assert "python train.py" in first_screen and "--deselect" not in first_screen
     assert text.index("## The loss, explained") < text.index("## The flags")
+
+
+def _flag_rows(page):
+    """{flag: default cell} of a page's flags table (rows that start with a `--flag` cell)."""
+    rows = {}
+    for line in open(os.path.join(ROOT, page), encoding="utf-8"):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`--"):
+            rows[cells[0].strip("`")] = cells[1].strip("`")
+    return rows
+
+
+def _shows(cell, default):
+    """Whether a table's default cell says the setting's real default."""
+    if default is None:
+        return True  # "(download)", "(all)", "none": said in words
+    if isinstance(default, bool):
+        return cell == ("on" if default else "off")
+    if isinstance(default, (int, float)):
+        try:
+            return float(cell) == default
+        except ValueError:
+            return False
+    return cell == default
+
+
+@pytest.mark.parametrize("page, complete", [("docs/reference.md", True), ("README.md", False)])
+def test_the_flag_tables_say_each_flags_real_default(page, complete):
+    """The flags' defaults live in mnist_vae/settings.py; the tables that show them are held to it."""
+    from mnist_vae.settings import BY_NAME, SETTINGS
+
+    rows = _flag_rows(page)
+    flags = {setting.flag: setting for setting in SETTINGS}
+    assert set(rows) <= set(flags), set(rows) - set(flags)  # no flag that does not exist
+    if complete:  # docs/reference.md has every flag
+        assert set(rows) == set(flags), set(flags) - set(rows)
+    for flag, cell in rows.items():
+        assert _shows(cell, BY_NAME[flags[flag].name].default), (page, flag, cell)
