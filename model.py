@@ -30,7 +30,7 @@ def hidden_sizes(hidden):
 
 
 def _dense_stack(x, hidden, activation):
-    for i, width in enumerate(hidden):  # the first keeps its old name, so older runs' weights still load
+    for i, width in enumerate(hidden):  # hidden, hidden_2, ...: the names saved models carry
         x = layers.Dense(width, activation=activation, name="hidden" if i == 0 else f"hidden_{i + 1}")(x)
     return x
 

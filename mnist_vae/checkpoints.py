@@ -12,7 +12,6 @@ BackupAndRestore and CSVLogger write in place, which a kill mid-write leaves hal
 The variables are copied out at the end of the epoch (milliseconds) and written by a background thread while
 the next epoch trains: Keras' save_weights cost a large share of a dense model's epoch (docs/performance.md).
 One write is in flight at most; the next epoch's end, the end of training and any error wait for it.
-Runs checkpointed by earlier versions (epoch-NNNN.weights.h5, Keras' format) still resume.
 """
 import csv
 import io
@@ -61,10 +60,7 @@ def restore(vae, run_dir, state):
         vae.build_optimizer()  # its variables must exist to receive the state
     path = os.path.join(_dir(run_dir), state["weights"])
     try:
-        if path.endswith(".weights.h5"):
-            vae.load_weights(path)  # written by an earlier version, with Keras' save_weights
-        else:
-            load_variables(vae, path)
+        load_variables(vae, path)
     except Exception as e:  # zipfile/OSError/ValueError: a damaged or mismatched file
         reason = str(e).splitlines()[0] if str(e) else ""
         raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {reason})") from None
@@ -100,8 +96,8 @@ def load_variables(vae, path):
 
 
 def read_frames(run_dir, epochs):
-    """progress.gif's frames of epochs 1..epochs as floats in [0, 1]; None where none was kept (runs
-    written before frames were checkpointed)."""
+    """progress.gif's frames of epochs 1..epochs as floats in [0, 1]; None where none was kept (no frames.npz,
+    or an epoch whose frame was not drawn)."""
     try:
         with np.load(os.path.join(_dir(run_dir), "frames.npz")) as saved:
             pixels, kept = saved["pixels"], saved["kept"]
@@ -125,7 +121,7 @@ def history_columns(rows):
 
 def write_history(run_dir, rows):
     text = io.StringIO()
-    # A run resumed from before a column existed keeps its first epochs' columns.
+    # The columns of the run's first epoch: validation_* only for a run with --validation.
     writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or c in rows[0]],
                             extrasaction="ignore")
     writer.writeheader()

@@ -120,10 +120,9 @@ def _key_numbers(config, metrics, evaluation, density):
         numbers.append([f"active units, of {len(evaluation['kl_per_dim'])} (Var of z_mean > "
                         f"{evaluation['active_threshold']})",
                         _number("eval.json", "active_units", evaluation["active_units"], digits=0)])
-        if "mutual_information" in evaluation:  # evaluations before it was measured lack it
-            numbers.append([f"mutual information I(x; z) under the encoder ({mutual_information_note(evaluation)})",
-                            _number("eval.json", "mutual_information", evaluation["mutual_information"],
-                                    stderr=evaluation["mutual_information_stderr"])])
+        numbers.append([f"mutual information I(x; z) under the encoder ({mutual_information_note(evaluation)})",
+                        _number("eval.json", "mutual_information", evaluation["mutual_information"],
+                                stderr=evaluation["mutual_information_stderr"])])
     else:
         for _, key, label in TERMS:
             if metrics.get(key) is not None:

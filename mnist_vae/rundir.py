@@ -225,10 +225,9 @@ def remove_stale_temporaries(run_dir):
 
 
 def ensure_space(folder, nbytes):
-    """Raise ENOSPC before writing nbytes (plus a margin) into folder if they will not fit.
-
-    HDF5 crashes the whole process (SIGSEGV) when the disk fills during a write, so a checkpoint's
-    room is checked up front, where the error can still be reported and the old checkpoint kept."""
+    """Raise ENOSPC before writing nbytes (plus a margin) into folder if they will not fit: a checkpoint's room
+    is checked up front, in the training thread, where the error can still be reported in one line and the old
+    checkpoint kept, rather than by the background writer part-way through its .npz."""
     needed = int(nbytes * 1.1) + (1 << 20)
     free = shutil.disk_usage(folder).free
     if free < needed:
