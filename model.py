@@ -210,16 +210,10 @@ class VAE(keras.Model):
         logits = self.decoder([z_rows, y] if self.conditional else z_rows, training=training)
         return {"logits": logits, "z": z, "z_mean": z_mean, "z_log_var": z_log_var}
 
-    def terms(self, inputs, training=False):
-        """(reconstruction, kl, loss) per image: the single-sample ELBO's terms (with k draws, the mean of
-        their reconstructions) and the objective at the current KL weight."""
-        return self._terms(inputs, self(inputs, training=training))
-
-    def per_example_losses(self, inputs, training=False):
-        """(reconstruction, kl) per image for z drawn from q(z|x): the single-sample ELBO's terms."""
-        return self.terms(inputs, training)[:2]
-
-    def _terms(self, inputs, outputs):
+    def loss_terms(self, inputs, outputs):
+        """(reconstruction, kl, loss) per image for the forward pass outputs = self(inputs): the single-sample
+        ELBO's terms (with k draws, the mean of their reconstructions) and the objective at the current KL
+        weight."""
         images = inputs["image"] if isinstance(inputs, dict) else inputs
         z, z_mean, z_log_var, kl_weight = outputs["z"], outputs["z_mean"], outputs["z_log_var"], self.kl_weight.value
         kl = losses.kl_divergence(z_mean, z_log_var)
@@ -234,7 +228,7 @@ class VAE(keras.Model):
         return ops.mean(reconstruction, axis=-1), kl, losses.iwae_loss(log_w)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        reconstruction, kl, per_example = self._terms(x, y_pred)
+        reconstruction, kl, per_example = self.loss_terms(x, y_pred)
         # The batch's weights are 1/(global batch) per image (0 for padding), so summing weight * loss
         # gives the single-device batch mean on any number of devices and any split of the batch.
         if isinstance(x, dict) and "weight" in x:

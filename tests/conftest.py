@@ -213,6 +213,16 @@ def gradients(fn, *arrays):
     return [t.grad.numpy() for t in tensors]
 
 
+def loss_terms(vae, inputs, training=False):
+    """(reconstruction, kl, loss) per image for one forward pass of vae on inputs (VAE.loss_terms)."""
+    return vae.loss_terms(inputs, vae(inputs, training=training))
+
+
+def per_example_losses(vae, inputs, training=False):
+    """(reconstruction, kl) per image for z drawn from q(z|x): the single-sample ELBO's terms."""
+    return loss_terms(vae, inputs, training)[:2]
+
+
 def to_numpy(tensor):
     import keras
 

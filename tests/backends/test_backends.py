@@ -47,7 +47,7 @@ for ARCH in ("dense", "conv"):
     vae.build_optimizer()
     vae.set_weights([start[f"w{i}"] for i in range(len(start.files))])
     if not out:
-      reconstruction, kl = (c(t) for t in vae.per_example_losses(batch))
+      reconstruction, kl = (c(t) for t in vae.loss_terms(batch, vae(batch))[:2])
       logs = vae.train_on_batch(batch, return_dict=True)
       out = {"reconstruction": reconstruction, "kl": kl, **{"log_" + k: np.float32(v) for k, v in logs.items()}}
       out.update({f"w{i}": w for i, w in enumerate(vae.get_weights())})

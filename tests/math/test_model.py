@@ -8,6 +8,7 @@ import pytest
 from conftest import (
     ROOT,  # noqa: E402  (the repository root)
     gradients,
+    per_example_losses,
     to_numpy,
 )
 from keras import ops
@@ -57,7 +58,7 @@ def test_training_loss_is_batch_mean_of_reconstruction_plus_beta_kl():
     vae.compile(optimizer=keras.optimizers.SGD(0.0))  # lr 0: the step must not move the weights
     eps = np.random.default_rng(2).standard_normal((16, 3)).astype(np.float32)  # as the pipeline supplies it
     batch = {"image": x, "eps": eps, "weight": np.full(16, 1 / 16, np.float32)}
-    reconstruction, kl = (to_numpy(t) for t in vae.per_example_losses(batch))
+    reconstruction, kl = (to_numpy(t) for t in per_example_losses(vae, batch))
     logs = vae.train_on_batch(batch, return_dict=True)
     assert logs["reconstruction_loss"] == pytest.approx(reconstruction.mean(), rel=1e-5)
     assert logs["kl_loss"] == pytest.approx(kl.mean(), rel=1e-5)

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, read_history, run_main, to_numpy
+from conftest import TINY, loss_terms, read_history, run_main, to_numpy
 
 import losses
 from mnist_vae import data, evaluation, pipeline
@@ -44,11 +44,11 @@ def test_iwae_with_k_1_is_the_single_sample_elbo_and_its_mean_the_analytic_one(i
     iwae.set_weights(elbo.get_weights())
     batch = _batch(x)
     one = {**batch, "eps": batch["eps"][:, None, :]}
-    reconstruction, _, loss = (to_numpy(t) for t in iwae.terms(one))
+    reconstruction, _, loss = (to_numpy(t) for t in loss_terms(iwae, one))
     outputs = elbo(batch)
     z, mean, log_var = (to_numpy(outputs[k]) for k in ("z", "z_mean", "z_log_var"))
     single_sample_kl = to_numpy(losses.gaussian_log_density(z, mean, log_var) - losses.standard_normal_log_density(z))
-    elbo_reconstruction, _, _ = (to_numpy(t) for t in elbo.terms(batch))
+    elbo_reconstruction, _, _ = (to_numpy(t) for t in loss_terms(elbo, batch))
     np.testing.assert_allclose(reconstruction, elbo_reconstruction, rtol=1e-6)
     np.testing.assert_allclose(loss, elbo_reconstruction + single_sample_kl, rtol=1e-5)
     # Over many draws of the noise, the two losses agree (their difference is the KL's sampling error),
@@ -57,7 +57,7 @@ def test_iwae_with_k_1_is_the_single_sample_elbo_and_its_mean_the_analytic_one(i
     for step in range(200):
         batch = _batch(x, step=step)
         one = {**batch, "eps": batch["eps"][:, None, :]}
-        differences.append(to_numpy(iwae.terms(one)[2]) - to_numpy(elbo.terms(batch)[2]))
+        differences.append(to_numpy(loss_terms(iwae, one)[2]) - to_numpy(loss_terms(elbo, batch)[2]))
     differences = np.stack(differences)
     stderr = differences.std(axis=0, ddof=1) / np.sqrt(len(differences))
     assert np.all(np.abs(differences.mean(axis=0)) < 4 * stderr), (differences.mean(axis=0), stderr)
@@ -75,8 +75,8 @@ def test_iwae_bound_is_above_the_elbo_and_rises_with_k(images):
     for k in (1, 5, 50):
         model = build_vae("dense", 3, 32, seed=0, objective="iwae", k=k)
         model.set_weights(vae.get_weights())
-        bounds[k] = np.mean([-to_numpy(model.terms(_batch(x, k=k, step=s))[2]).mean() for s in range(4)])
-    elbo = np.mean([-to_numpy(vae.terms(_batch(x, step=s))[2]).mean() for s in range(40)])
+        bounds[k] = np.mean([-to_numpy(loss_terms(model, _batch(x, k=k, step=s))[2]).mean() for s in range(4)])
+    elbo = np.mean([-to_numpy(loss_terms(vae, _batch(x, step=s))[2]).mean() for s in range(40)])
     assert bounds[1] == pytest.approx(elbo, abs=1.0)
     assert elbo < bounds[5] < bounds[50], (elbo, bounds)
 
@@ -133,8 +133,8 @@ def test_the_conditional_decoder_draws_the_label_it_is_given(tmp_path, images):
     assert all(not np.allclose(logits[0], logits[d]) for d in range(1, 10))  # the label changes the image
     x, y = images
     batch = _batch(x[:8], latent_dim=2, labels=y[:8])
-    terms = [to_numpy(t) for t in vae.terms(batch)]
-    other = [to_numpy(t) for t in vae.terms({**batch, "label": (batch["label"] + 1) % 10})]
+    terms = [to_numpy(t) for t in loss_terms(vae, batch)]
+    other = [to_numpy(t) for t in loss_terms(vae, {**batch, "label": (batch["label"] + 1) % 10})]
     assert not np.allclose(terms[0], other[0])  # encoder and decoder both read it
     with pytest.raises(ValueError, match="needs the digits' labels"):
         vae(data.as_float(x[:2]))
