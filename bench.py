@@ -138,12 +138,12 @@ def worker(name, argv, args):
 
     from mnist_vae import data, pipeline, settings, training
     from mnist_vae.callbacks import HeldOutLoss, SampleFrames
+    from mnist_vae.config import resolve
     from mnist_vae.distribute import Devices
     from model import build_vae
 
     marks["imports"] = time.time() - STARTED
-    options, _ = settings.parse_args(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend,
-                                             "--jit", args.jit])
+    options, _ = resolve(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend, "--jit", args.jit])
     splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
     marks["data"] = time.time() - STARTED
     keras.utils.set_random_seed(0)

@@ -15,6 +15,10 @@ class UserError(Exception):
     """Something the user can fix (message: one line); data.DataError and rundir.RunError are kinds of it."""
 
 
+class UsageError(UserError):
+    """Flags that do not go together: exit code 2, as argparse gives a flag of its own that is wrong."""
+
+
 def number_in_range(kind, low, low_ok=True, high=None):
     """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
     def parse(text):
@@ -51,6 +55,9 @@ def exit_on_user_error(run, *args):
     a missing backend) reported as one line on stderr and exit code 1 instead of a traceback."""
     try:
         return run(*args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except UserError as e:  # data.DataError and rundir.RunError among them
         print(f"error: {e}", file=sys.stderr)
     except OSError as e:

@@ -1,4 +1,4 @@
-"""A run's life in its folder, from creating (or resuming) it to the exit code: `with Run(args, devices) as run:`.
+"""A run's life in its folder, from creating (or resuming) it to the exit code: `with Run(config, devices) as run:`.
 
 Entering creates the folder (or takes the one --resume names), locks it, removes what a killed process left
 behind, gives a non-chief worker a scratch copy to write into, and installs the signal handlers. Inside, the
@@ -31,10 +31,10 @@ from mnist_vae.stopping import SignalGuard
 
 
 class Run:
-    def __init__(self, args, devices):
-        self.args, self.devices = args, devices
-        self.resumed = bool(args.resume)
-        self.dir = args.resume
+    def __init__(self, config, devices):
+        self.settings, self.devices = config, devices  # settings: the run's config.Config
+        self.resumed = bool(config.resume)
+        self.dir = config.resume
         self.scratch = None
         self.started = time.time()
         self.seconds = {}  # where the time went: start-up, training, then write_outputs' parts
@@ -48,9 +48,9 @@ class Run:
             raise
 
     def _enter(self, stack):
-        args, devices = self.args, self.devices
+        config, devices = self.settings, self.devices
         if not self.resumed and devices.chief:  # the output folder is checked before any time is spent
-            self.dir = make_run_dir(args.out, args.run_name, label=f"{args.arch}-z{args.latent_dim}")
+            self.dir = make_run_dir(config.out, config.run_name, label=f"{config.arch}-z{config.latent_dim}")
         stack.callback(self._clean_up)
         if devices.chief:  # one writer per run folder: the chief holds it to the end
             stack.enter_context(RunLock(self.dir))
@@ -83,14 +83,15 @@ class Run:
         return f"interrupted by {name} before the first epoch completed"
 
     def nothing_to_do(self, done):
-        """With every planned epoch trained: True (and says so) when the outputs are written too; else the run
-        goes on to write what it is missing."""
-        if done < self.args.epochs:
+        """Whether the run has nothing left to do, given the epochs done: True (and it says so) when every planned
+        epoch is trained and the outputs are written; False when epochs remain, or only outputs (it says so)."""
+        config = self.settings
+        if done < config.epochs:
             return False
-        if self.args.epochs < done:
-            asked = f"--epochs {self.args.epochs}"
-            if self.args.lr_schedule == "staged" and self.args.epochs == staged_passes(self.args.stages):
-                asked = f"--stages {self.args.stages} ({messages.count(self.args.epochs, 'pass')})"
+        if config.epochs < done:
+            asked = f"--epochs {config.epochs}"
+            if config.lr_schedule == "staged" and config.epochs == staged_passes(config.stages):
+                asked = f"--stages {config.stages} ({messages.count(config.epochs, 'pass')})"
             raise RunError(f"{asked}: {self.dir} has trained {messages.count(done, 'epoch')} already; --resume "
                            f"continues a run (--epochs {done} or more), it never shortens one")
         if is_complete(self.dir, done):
@@ -99,11 +100,11 @@ class Run:
             return True
         print(f"{'all ' if done > 1 else ''}{messages.count(done, 'epoch')} of {self.dir} "
               f"{'are' if done > 1 else 'is'} trained; writing the outputs it is missing")
-        self.args.epochs = done
         return False
 
     def write_config(self, splits, versions, command):
-        self.config = {**vars(self.args), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
+        """config.json: the settings, the data's sizes and fingerprint, the versions, the reproduce command."""
+        self.config = {**self.settings.as_dict(), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
                        "data_source": splits.source, "train_images": len(splits.x_train),
                        "test_images": len(splits.x_test), "data_sha256": fingerprint(splits), "versions": versions,
                        "command": command}
@@ -112,11 +113,11 @@ class Run:
 
     def fit(self, vae, batches, steps, done, callbacks, saver):
         """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
-        if done >= self.args.epochs:
+        if done >= self.settings.epochs:
             return
         began = self.seconds["start-up"] = time.time() - self.started
         try:
-            vae.fit(batches, epochs=self.args.epochs, steps_per_epoch=steps, initial_epoch=done,
+            vae.fit(batches, epochs=self.settings.epochs, steps_per_epoch=steps, initial_epoch=done,
                     shuffle=False,  # the batches come shuffled by (seed, epoch)
                     callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
             if self.guard.stopped and saver.epoch is not None and len(saver.rows) <= saver.epoch:
@@ -152,7 +153,7 @@ class Run:
                   f"workers stop too; continue by restarting every worker with {self.resume}", file=sys.stderr)
             return 128 + interrupted.signum
         try:
-            metrics, results, written = write_outputs(vae, self.dir, splits, saver.rows, self.args, self.config,
+            metrics, results, written = write_outputs(vae, self.dir, splits, saver.rows, self.settings, self.config,
                                                       complete, frames=frames[:epochs_kept],  # no broken epoch's
                                                       seconds=self.seconds)
         except OSError as e:
@@ -169,7 +170,7 @@ class Run:
             epoch, batch = diverged
             kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
             raise RunError(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}; {kept}; "
-                           f"try a lower --lr than {self.args.lr}")
+                           f"try a lower --lr than {self.settings.lr}")
         self._summary(splits, metrics, results, written)
         return 0
 
@@ -182,8 +183,9 @@ class Run:
         terms = ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS)
         images = messages.count(len(splits.x_test), "image")
         print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({images}, "
-              f"nats per image, binarize={self.args.binarize}): {terms}")
-        print(console_summary(results, self.args.binarize, self.args.preset, preset_overrides(vars(self.args))))
+              f"nats per image, binarize={self.settings.binarize}): {terms}")
+        print(console_summary(results, self.settings.binarize, self.settings.preset,
+                              preset_overrides(self.settings.as_dict())))
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")
             return

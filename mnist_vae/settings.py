@@ -9,7 +9,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from mnist_vae.backends import BACKENDS, default_backend
+from mnist_vae.backends import BACKENDS
 from mnist_vae.cli import folder_name, hidden_layers, number_in_range
 from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
 from mnist_vae.evaluation import IW_SAMPLES
@@ -244,9 +244,9 @@ def saved_config(run_dir):
     return saved
 
 
-def resumed_args(args, given):
-    """The run's saved settings, updated by the flags --resume may change; refuses contradictions."""
-    saved = saved_config(args.resume)
+def resumed_args(args, given, saved):
+    """(the run's saved settings updated by the flags --resume may change, the flags given): refuses
+    contradictions. saved: the run's config.json (saved_config)."""
     if "backend" not in given and os.environ.get("KERAS_BACKEND"):
         given = given | {"backend"}  # KERAS_BACKEND counts as a choice; without either, the run's own backend
     for name in sorted(given - RESUME_MAY_CHANGE):
@@ -254,6 +254,5 @@ def resumed_args(args, given):
             flag = BY_NAME[name].flag
             raise RunError(f"{flag} {getattr(args, name)} contradicts the saved config of {args.resume} "
                            f"({flag} {saved.get(name)}); --resume continues a run as configured")
-    resumed = argparse.Namespace(**{**vars(args), **saved, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}})
-    resumed.backend = resumed.backend or default_backend()
-    return resumed
+    kept = {name: saved.get(name, DEFAULTS[name]) for name in DEFAULTS}
+    return argparse.Namespace(**{**kept, **{k: getattr(args, k) for k in given & RESUME_MAY_CHANGE}}), given

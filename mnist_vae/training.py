@@ -31,35 +31,36 @@ def parameter_count(arch, latent_dim, hidden, conditional=False):
     return convolutions + 2 * (CONV_FEATURES + label + 1) * latent_dim + (latent_dim + label + 1) * CONV_FEATURES
 
 
-def check_run_fits(args, train_images):
+def check_run_fits(config, train_images):
     """Refuse up front a run whose model and Adam state, or one training step's activations (a huge --k),
     cannot fit in memory (an allocation that large fails deep inside the backend, with a traceback or an
     abort), or whose steps overflow the model's step counter."""
     from mnist_vae.data import memory_bytes
 
-    weights = parameter_count(args.arch, args.latent_dim, args.hidden, args.conditional)
+    weights = parameter_count(config.arch, config.latent_dim, config.hidden, config.conditional)
     needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
     if needed > memory_bytes():
-        hidden = f" --hidden {args.hidden}" if args.arch == "dense" else ""
-        raise RunError(f"--arch {args.arch}{hidden} --latent-dim {args.latent_dim}: the model would "
+        hidden = f" --hidden {config.hidden}" if config.arch == "dense" else ""
+        raise RunError(f"--arch {config.arch}{hidden} --latent-dim {config.latent_dim}: the model would "
                        f"have {weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
                        f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
     # One training step decodes batch x k rows; their activations are kept for the backward pass.
-    rows = args.batch_size * (args.k if args.objective == "iwae" else 1)
-    per_row = (sum(int(w) for w in str(args.hidden).split(",")) + 3 * PIXELS if args.arch == "dense"
+    rows = config.batch_size * (config.k if config.objective == "iwae" else 1)
+    per_row = (sum(int(w) for w in str(config.hidden).split(",")) + 3 * PIXELS if config.arch == "dense"
                else CONV_DECODER_ACTIVATIONS)
     needed = rows * per_row * 4 * 3  # float32 activations, their gradients and the loss's per-pixel terms
     if needed > memory_bytes() // 2:
-        raise RunError(f"--objective {args.objective} --k {args.k} --batch-size {args.batch_size}: one training step "
-                       f"would decode {rows:,} rows at once, about {needed / 1e9:,.0f} GB of activations, more than "
-                       f"half of this machine's {memory_bytes() / 1e9:,.0f} GB of memory; lower --k or --batch-size")
-    steps = -(-train_images // args.batch_size) * args.epochs
+        raise RunError(f"--objective {config.objective} --k {config.k} --batch-size {config.batch_size}: one "
+                       f"training step would decode {rows:,} rows at once, about {needed / 1e9:,.0f} GB of "
+                       f"activations, more than half of this machine's {memory_bytes() / 1e9:,.0f} GB of memory; "
+                       "lower --k or --batch-size")
+    steps = -(-train_images // config.batch_size) * config.epochs
     if steps > MAX_STEPS:
-        raise RunError(f"--epochs {args.epochs:,} of {train_images:,} images at --batch-size {args.batch_size} are "
+        raise RunError(f"--epochs {config.epochs:,} of {train_images:,} images at --batch-size {config.batch_size} are "
                        f"{steps:,} steps, more than the {MAX_STEPS:,} the model counts: fewer epochs or a larger batch")
 
 
-def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
+def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
     """compile() options that measurably speed training up on each backend (bench.py; docs/performance.md).
 
     --jit auto: TensorFlow compiles dense models with XLA (and everything on a GPU; its CPU convolutions are
@@ -68,27 +69,27 @@ def speed_options(args, steps_per_epoch, devices, epochs_to_run=None):
     Several steps per call cut TensorFlow's per-step overhead; they must divide the epoch, or Keras would run
     the last call into the next epoch's batches.
     """
-    backend = args.backend
-    images = steps_per_epoch * args.batch_size * (epochs_to_run or args.epochs)
-    auto = {"tensorflow": args.arch == "dense" or has_gpu(backend),
+    backend = config.backend
+    images = steps_per_epoch * config.batch_size * (epochs_to_run or config.epochs)
+    auto = {"tensorflow": config.arch == "dense" or has_gpu(backend),
             "jax": True,
-            "torch": args.arch == "dense" and images >= 500_000}[backend]
-    jit = {"on": True, "off": False, "auto": auto}[args.jit]
+            "torch": config.arch == "dense" and images >= 500_000}[backend]
+    jit = {"on": True, "off": False, "auto": auto}[config.jit]
     if backend == "tensorflow":
         from mnist_vae import tf_engine
 
         # Keras runs without XLA when op determinism is on (and warns when asked for it): never ask then.
-        jit = jit and not args.deterministic and not tf_engine.op_determinism_enabled()
+        jit = jit and not config.deterministic and not tf_engine.op_determinism_enabled()
         # XLA cannot reach the other replicas' copies of a variable (TensorFlow's "XLA known issues").
         jit = jit and not devices.in_sync
     per_call = 1  # under tf.distribute too: TensorFlow cannot run the collectives inside Keras' multi-step loop
-    if backend == "tensorflow" and args.arch == "dense" and not devices.in_sync:
+    if backend == "tensorflow" and config.arch == "dense" and not devices.in_sync:
         per_call = max(d for d in range(1, 17) if steps_per_epoch % d == 0)
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
 def model_of(settings):
-    """The (untrained) VAE that these settings build: a run's args, or its saved config as a namespace."""
+    """The (untrained) VAE that these settings build: a run's config, or its saved config as a namespace."""
     from model import build_vae
 
     return build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
@@ -104,17 +105,15 @@ def layer_signature(vae):
          [tuple(w.shape) for w in layer.weights]) for part in (vae.encoder, vae.decoder) for layer in part.layers]
 
 
-def check_model_matches(vae, config, model_path):
-    """A RunError unless vae is a VAE of the kind and shapes config.json's settings build (a model.keras
-    copied in from another run, or not a VAE at all, is refused in one line)."""
-    from types import SimpleNamespace
-
-    from mnist_vae.settings import DEFAULTS
+def check_model_matches(vae, saved, model_path):
+    """A RunError unless vae is a VAE of the kind and shapes that saved (a config.json's dict) builds (a
+    model.keras copied in from another run, or not a VAE at all, is refused in one line)."""
+    from mnist_vae.config import from_saved
     from model import VAE
 
     if not isinstance(vae, VAE):
         raise RunError(f"{model_path} is a {vae.__class__.__name__}, not a VAE of model.py: not this run's model")
-    expected = model_of(SimpleNamespace(**{**DEFAULTS, **{k: v for k, v in config.items() if k in DEFAULTS}}))
+    expected = model_of(from_saved(saved))
     if layer_signature(vae) != layer_signature(expected):
         found, saved = (int(m.decoder.inputs[0].shape[-1]) for m in (vae, expected))
         how = (f"its z has {found} dimensions where config.json says {saved}" if found != saved else
@@ -122,7 +121,7 @@ def check_model_matches(vae, config, model_path):
         raise RunError(f"{model_path} is not this run's model ({how}): was it copied from another run?")
 
 
-def build_model(args, devices, steps, run_dir, state, pixel_means=None):
+def build_model(config, devices, steps, run_dir, state, pixel_means=None):
     """The VAE, compiled for this run's devices and speed options, restored from the checkpoint if any.
     pixel_means: the training images' mean pixels, for --output-bias pixel-means."""
     import keras
@@ -132,14 +131,15 @@ def build_model(args, devices, steps, run_dir, state, pixel_means=None):
     from model import output_bias_from_pixel_means
 
     done = state["epoch"] if state else 0
-    keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(args.seed)  # weight initialisation (the same on every worker)
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)  # weight initialisation (the same on every worker)
     with devices.scope():
-        vae = model_of(args)
-        if args.output_bias == "pixel-means":
+        vae = model_of(config)
+        if config.output_bias == "pixel-means":
             output_bias_from_pixel_means(vae, pixel_means)
-        options = speed_options(args, steps, devices, epochs_to_run=max(1, args.epochs - done))
-        optimizer = keras.optimizers.Adam(learning_rate_at(done, args.lr, args.lr_schedule), epsilon=args.adam_epsilon)
+        options = speed_options(config, steps, devices, epochs_to_run=max(1, config.epochs - done))
+        optimizer = keras.optimizers.Adam(learning_rate_at(done, config.lr, config.lr_schedule),
+                                          epsilon=config.adam_epsilon)
         vae.compile(optimizer=optimizer, **options)
         vae.build_optimizer()  # its variables, made inside the scope, are distributed too
     devices.prepare(vae)
@@ -147,12 +147,12 @@ def build_model(args, devices, steps, run_dir, state, pixel_means=None):
         with devices.scope():
             checkpoints.restore(vae, run_dir, state)
         checkpoints.write_history(run_dir, state["history"])  # drops a row written after the last commit
-        if done < args.epochs:
+        if done < config.epochs:
             print(f"resuming {run_dir} after epoch {done}")
     return vae
 
 
-def callbacks(args, run_dir, guard, held_out, frames, saver, validation=None):
+def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None):
     """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
     learning rate, the held-out (and validation) loss (into the logs), the epoch's frame, the NaN stop, the
     checkpoint (it commits what the others added), and TensorBoard's logs of what it committed."""
@@ -162,16 +162,16 @@ def callbacks(args, run_dir, guard, held_out, frames, saver, validation=None):
     from mnist_vae.presets import learning_rate_at
 
     tensorboard = []
-    if args.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
+    if config.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
         from mnist_vae.tensorboard import CommittedEpochLogs
 
         tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
     # Keras' own scheduler sets a staged rate at each epoch's start: a function of the epoch, so resuming
     # mid-stage continues the schedule exactly. A constant rate is the optimizer's own, restored with it.
-    schedule = [] if args.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
-        lambda epoch, _: learning_rate_at(epoch, args.lr, args.lr_schedule))]
+    schedule = [] if config.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: learning_rate_at(epoch, config.lr, config.lr_schedule))]
     validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
-    return [guard.callback(), KLWarmup(args.beta, args.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
+    return [guard.callback(), KLWarmup(config.beta, config.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
             frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
 
 

@@ -107,8 +107,8 @@ def test_an_iwae_run_records_its_objective_and_the_elbo_terms_beside_it(tmp_path
         assert float(row["val_loss"]) < float(row["val_reconstruction_loss"]) + float(row["val_kl_loss"])
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     refused = run_main("train", "--data", small_npz, "--k", "3", "--out", tmp_path)
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == \
-        "train.py: error: --k 3 needs --objective iwae (the ELBO draws one z per image)"  # a usage error
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "error: --k 3 needs --objective iwae (the ELBO draws one z per image)"]  # a usage error: exit 2, one line
     assert noise_shape(3, "iwae", 4) == (4, 3) and noise_shape(3) == (3,)
 
 

@@ -159,19 +159,19 @@ def test_without_a_preset_nothing_is_said_of_published_figures(finished_run):
 def test_the_conv_model_refuses_what_only_the_dense_one_has():
     for flags in (["--activation", "tanh"], ["--output-bias", "pixel-means"]):
         result = run_main("train", "--arch", "conv", *flags, "--data", "nowhere")
-        assert result.returncode == 1 and "conv model keeps ReLU" in result.stderr.strip()
+        assert result.returncode == 2 and "conv model keeps ReLU" in result.stderr.strip()  # a usage error
         assert len(result.stderr.strip().splitlines()) == 1
-        assert f"{' '.join(flags)} are for the dense model's" in result.stderr
+        assert f"{' '.join(flags)} is for the dense model's" in result.stderr
     result = run_main("train", "--preset", "iwae-vae", "--arch", "conv", "--data", "nowhere")
-    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --activation tanh --output-bias pixel-means come from --preset iwae-vae and are for the dense "
         "model's hidden and output layers; the conv model keeps ReLU and a zero output bias"]
 
 
 def test_a_presets_k_goes_with_its_objective_and_only_a_typed_k_is_refused():
-    from train import resolve_settings
+    from mnist_vae.config import resolve
 
-    args = resolve_settings(*settings.parse_args(["--preset", "iwae-k5", "--objective", "elbo"]))
+    args, _ = resolve(["--preset", "iwae-k5", "--objective", "elbo"])
     assert (args.objective, args.k) == ("elbo", 1)
     result = run_main("train", "--objective", "elbo", "--k", "5", "--data", "nowhere")
     assert result.returncode == 2 and "--k 5 needs --objective iwae" in result.stderr
@@ -202,15 +202,15 @@ def test_the_published_figure_is_shown_only_for_the_recipe_and_its_allowed_chang
 
 
 def test_the_reproduce_command_replays_the_run_overrides_included():
-    from train import resolve_settings
+    from mnist_vae.config import resolve
 
     for flags in (["--preset", "iwae-k50", "--k", "5"], ["--preset", "iwae-k5", "--objective", "elbo"],
                   ["--preset", "iwae-vae", "--stages", "3", "--beta", "0.5"], ["--objective", "iwae", "--k", "7"],
                   ["--preset", "pytorch-examples", "--epochs", "3", "--seed", "4"]):
-        args = resolve_settings(*settings.parse_args(flags + ["--backend", "tensorflow"]))
+        args, _ = resolve(flags + ["--backend", "tensorflow"])
         command = settings.reproduce_command(args)
-        replayed = resolve_settings(*settings.parse_args(shlex.split(command)[2:] + ["--backend", "tensorflow"]))
-        assert vars(replayed) == vars(args), command
+        replayed, _ = resolve(shlex.split(command)[2:] + ["--backend", "tensorflow"])
+        assert replayed == args, command
 
 
 @pytest.mark.slow

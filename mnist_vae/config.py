@@ -1,0 +1,81 @@
+"""A run's settings, resolved once into a frozen, typed Config.
+
+resolve(argv) is the one way from a command line (and, with --resume, the run's saved config.json) to the
+settings a run uses: the flags, a preset's recipe, the saved settings, then every check between flags. Nothing
+downstream changes a setting; what a run learns as it goes (the epochs done) lives with the run (run.Run).
+A usage error, of one flag or of several together, exits 2 as argparse's own do.
+Pure Python: no Keras.
+"""
+import dataclasses
+import importlib.util
+import os
+
+from mnist_vae import cli, presets, settings
+from mnist_vae.backends import default_backend
+from mnist_vae.distribute import SUPPORTED
+
+
+def _annotation(setting):
+    if setting.action == "store_true":
+        return bool
+    if setting.name == "hidden":
+        return int | str  # 512, or "200,200" for several layers
+    return object if setting.default is None else type(setting.default)
+
+
+Config = dataclasses.make_dataclass(
+    "Config", [(s.name, _annotation(s), dataclasses.field(default=s.default)) for s in settings.SETTINGS],
+    frozen=True, namespace={
+        "__doc__": "Every setting of a run (settings.SETTINGS), resolved and frozen.",
+        "as_dict": lambda self: dataclasses.asdict(self),
+        "replace": lambda self, **changes: dataclasses.replace(self, **changes)})
+
+
+def from_saved(saved):
+    """The Config a saved config.json describes (its extra keys left out; settings it lacks at their defaults)."""
+    return Config(**{name: saved.get(name, default) for name, default in settings.DEFAULTS.items()})
+
+
+def resolve(argv=None):
+    """(Config, the saved config.json as a dict or None): the command line's settings, with --resume the run's
+    saved ones updated by the flags --resume may change. Refuses contradictions: exit 2 (cli.UsageError) for
+    flags that do not go together, 1 for a run folder or a missing package."""
+    args, given = settings.parse_args(argv)
+    saved = None
+    if args.resume:
+        saved = settings.saved_config(args.resume)
+        args, given = settings.resumed_args(args, given, saved)
+    values = vars(args)
+    values["backend"] = values["backend"] or default_backend()
+    _check_flags(values, given)
+    values["k"] = settings.resolved_k(values["objective"], values["k"])  # a preset's k goes with its objective
+    if values["lr_schedule"] == "staged" and "epochs" not in given and (not saved or "stages" in given):
+        # The schedule says how long the run is; a resumed run's length is its saved one unless given again.
+        values["epochs"] = presets.staged_passes(values["stages"])
+    if values["data"] and (not saved or "data" in given):
+        values["data"] = os.path.abspath(values["data"])  # so that evaluate.py and --resume find it from anywhere
+    return Config(**values), saved
+
+
+def _check_flags(values, given):
+    """The checks between flags (each flag's own range is argparse's)."""
+    if values["objective"] == "elbo" and values["k"] not in (None, 1) and "k" in given:
+        raise cli.UsageError(f"--k {values['k']} needs --objective iwae (the ELBO draws one z per image)")
+    if values["likelihood"] == "continuous-bernoulli" and values["binarize"] != "none":
+        raise cli.UsageError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize "
+                             f"{values['binarize']} the plain Bernoulli (the default) is already the exact likelihood")
+    dense_only = [f"--{name.replace('_', '-')} {values[name]}" for name, plain in
+                  (("activation", "relu"), ("output_bias", "zero")) if values[name] != plain]
+    if values["arch"] == "conv" and dense_only:
+        one = len(dense_only) == 1
+        source = (("is for" if one else "are for") if given & {"activation", "output_bias"} else
+                  f"{'comes' if one else 'come'} from --preset {values['preset']} and {'is' if one else 'are'} for")
+        raise cli.UsageError(f"{' '.join(dense_only)} {source} the dense model's hidden and output layers; the conv "
+                             "model keeps ReLU and a zero output bias")
+    if values["resume"] and "distribute" not in given and values["distribute"] not in SUPPORTED[values["backend"]]:
+        raise cli.UsageError(f"{values['resume']} was trained with --distribute {values['distribute']}, which the "
+                             f"{values['backend']} backend does not offer: add --distribute none to continue it on "
+                             "one device")
+    if values["tensorboard"] and importlib.util.find_spec("tensorflow") is None:
+        raise cli.UserError("--tensorboard writes its logs through TensorFlow (tf.summary), which is not installed: "
+                            'pip install "tensorflow>=2.16", or train without --tensorboard')
