@@ -22,31 +22,15 @@ COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", 
 
 
 def read_run(run_dir):
-    """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder, all of one model:
-    metrics.json's (the last completed epoch's, or the finished run's), eval.json only when it evaluated that
-    same model, and the history up to it. RunError if it is not a run that has completed an epoch."""
-    from mnist_vae.messages import resume_command
-    from mnist_vae.rundir import RunError, read_history, read_json
-    from mnist_vae.settings import saved_config
+    """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder, all of one model
+    (RunFolder.numbers): RunError if it is not a run that has completed an epoch."""
+    from mnist_vae.runfolder import RunFolder
 
-    config = saved_config(run_dir)
-    try:
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            metrics = json.load(f)
-    except FileNotFoundError:
-        raise RunError(f"{run_dir}: no metrics.json yet (no epoch completed, or the run is still training)") from None
-    except (OSError, ValueError) as e:
-        raise RunError(f"{run_dir}/metrics.json: unreadable ({e.__class__.__name__})") from None
-    epochs = metrics.get("epochs") if isinstance(metrics, dict) else None
-    if not epochs:
-        raise RunError(f"{run_dir}: no epoch has completed, so there is nothing to compare; "
-                       f"{resume_command(run_dir)} trains it")
-    evaluation = read_json(run_dir, "eval.json")
-    if evaluation and evaluation.get("epoch", epochs) != epochs:
-        evaluation = None  # the evaluation of another model (an --older-model one): never beside these numbers
-    history = {column: values[:epochs] for column, values in read_history(run_dir).items()}
-    return {"name": os.path.basename(os.path.normpath(run_dir)), "config": config, "metrics": metrics,
-            "eval": evaluation, "history": history}
+    folder = RunFolder(run_dir)
+    config = folder.config
+    metrics, evaluation = folder.numbers()
+    return {"name": folder.name, "config": config, "metrics": metrics, "eval": evaluation,
+            "history": folder.history(metrics["epochs"])}
 
 
 def differing_settings(runs):

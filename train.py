@@ -76,7 +76,7 @@ def fit_and_save(run, config, devices, splits):
 
     training.check_run_fits(config, len(splits.x_train))
     # 4. Where the run stands: a resumed run continues after its last completed epoch.
-    state = checkpoints.read_state(run.dir) if config.resume else None
+    state = run.folder.state if config.resume else None
     done = state["epoch"] if state else 0
     if run.nothing_to_do(done):
         return 0

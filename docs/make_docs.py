@@ -18,7 +18,6 @@ models' reconstructions of the same test digits into docs/likelihood-reconstruct
 numbers with two measures of sharpness.
 """
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -26,6 +25,9 @@ import sys
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
+sys.path.insert(0, ROOT)
+from mnist_vae.runfolder import RunFolder  # noqa: E402  (Keras-free: the backend is chosen later)
+
 FIGURES = {"beta-1": ["loss", "reconstructions", "samples", "latent_scatter", "latent_manifold", "interpolation",
                       "kl_per_dim"],
            "beta-avg": ["samples", "latent_scatter", "latent_manifold", "kl_per_dim"]}
@@ -44,7 +46,7 @@ def trained(run_name, flags, data):
     """outputs/<run_name>, trained with these train.py flags unless it has finished already."""
     run_dir = os.path.join(ROOT, "outputs", run_name)
     if os.path.exists(os.path.join(run_dir, "config.json")):  # never mix numbers from different data
-        source = json.load(open(os.path.join(run_dir, "config.json")))["data_source"]
+        source = RunFolder(run_dir).config["data_source"]
         wanted = os.path.abspath(data) if data else "keras.datasets.mnist"
         if source != wanted:
             sys.exit(f"{run_dir} was trained on {source}, not {wanted}: move it away to train it anew")
@@ -126,7 +128,6 @@ def sharpness(run_dirs, data_path, shown=12):
     """Both models' reconstructions (decoder means at z_mean) of the same test images: their mean absolute
     error against the images, the share of grey pixels (mean between 0.1 and 0.9; the images' own share
     beside it), and one picture: the test digits, then each model's reconstructions."""
-    import json
 
     import matplotlib
 
@@ -145,11 +146,9 @@ def sharpness(run_dirs, data_path, shown=12):
 
     rows, names = [], []
     for run_dir in run_dirs:
-        config = json.load(open(os.path.join(run_dir, "config.json")))
-        splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
-                                   config["binarize"], config["seed"], config.get("validation", 0))
+        folder = RunFolder(run_dir)
+        config, splits, (vae, _) = folder.config, folder.splits(data_path), folder.model()
         x = data.as_float(splits.x_test)
-        vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
         z_mean = evaluation.encode(vae, x)["z_mean"]
         means = keras.ops.convert_to_numpy(losses.pixel_means(vae.decoder.predict(z_mean, verbose=0), vae.likelihood))
         grey = lambda a: float(np.mean((a > 0.1) & (a < 0.9)))  # noqa: E731
@@ -206,23 +205,20 @@ def explorer_screenshot(args):
 def paired(run_dirs, data_path):
     """Both models on the same test images with the same noise: the mean per-image difference of each
     number and its standard error (far smaller than either number's own, which includes how images differ)."""
-    import json
 
     from mnist_vae import backends
     from mnist_vae.backends import start_keras
 
     backends.select_backend(backends.default_backend())
-    keras = start_keras()
+    start_keras()
     import model  # noqa: F401  (registers the custom classes for loading)
     from mnist_vae import data, evaluation
 
     per_image = []
     for run_dir in run_dirs:
-        config = json.load(open(os.path.join(run_dir, "config.json")))
-        splits = data.load_for_run(data_path, config["dataset"], config["val_split"], config["limit"],
-                                   config["binarize"], config["seed"], config.get("validation", 0))
-        vae = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-        _, posterior = evaluation.evaluate_model(vae, data.as_float(splits.x_test), config["iw_samples"],
+        folder = RunFolder(run_dir)
+        splits, (vae, _) = folder.splits(data_path), folder.model()
+        _, posterior = evaluation.evaluate_model(vae, data.as_float(splits.x_test), folder.settings.iw_samples,
                                                labels=splits.y_test)
         per_image.append(posterior["per_image"])
     names = [os.path.basename(d) for d in run_dirs]
@@ -414,13 +410,10 @@ def results(args):
 
 def read_result(run_dir):
     """A finished run folder's config, eval.json, finishing date and wall time (config.json to eval.json)."""
-    import datetime
-
-    config, evaluation = (json.load(open(os.path.join(run_dir, f))) for f in ("config.json", "eval.json"))
-    began, ended = (os.path.getmtime(os.path.join(run_dir, f)) for f in ("config.json", "eval.json"))
-    return {"name": os.path.basename(run_dir), "config": config, "eval": evaluation, "minutes": (ended - began) / 60,
-            "finished": datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).strftime("%Y-%m-%d")}
-
+    folder = RunFolder(run_dir)
+    minutes, finished = folder.wall_time()
+    return {"name": folder.name, "config": folder.config, "eval": folder.evaluation, "minutes": minutes,
+            "finished": finished}
 
 if __name__ == "__main__":
     main()

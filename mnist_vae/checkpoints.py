@@ -15,7 +15,6 @@ One write is in flight at most; the next epoch's end, the end of training and an
 """
 import csv
 import io
-import json
 import math
 import os
 import threading
@@ -35,23 +34,6 @@ FROM_LOGS = [c for c in HISTORY_COLUMNS if c not in ("epoch", "kl_weight")]
 
 def _dir(run_dir):
     return os.path.join(run_dir, "checkpoint")
-
-
-def read_state(run_dir):
-    """The last committed checkpoint's state, or None if no epoch has completed."""
-    path = os.path.join(_dir(run_dir), "state.json")
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        weights = os.path.join(_dir(run_dir), state["weights"])
-        int(state["epoch"]), list(state["history"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{path}: unreadable checkpoint state ({e.__class__.__name__})") from None
-    if not os.path.exists(weights):
-        raise RunError(f"{path}: names {state['weights']}, which is missing")
-    return state
 
 
 def restore(vae, run_dir, state):

@@ -70,8 +70,12 @@ class _Decoding:
         return pixels_of(self.vae.decoder(decoder_inputs(self.vae, z, labels)), self.likelihood)
 
 
+class Skipped(str):
+    """Why a figure was not drawn (in place of its path)."""
+
+
 def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=None):
-    """Write every figure into run_dir; returns {name: path, or a note saying why it was skipped}.
+    """Write every figure into run_dir; returns ({name: path written}, {name: why it was skipped}).
 
     posterior: the test images' codes and their per-dimension summary (evaluation.encode)."""
     decode, written = _Decoding(vae, run_dir), {}
@@ -90,15 +94,17 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     written["latent_manifold"] = _manifold(decode, z_mean)
     pairs = _interpolation_pairs(y_test, n=len(x_test))
     written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
-                                else "skipped: needs at least two test images")
+                                else Skipped("needs at least two test images"))
     written["explorer"] = explorer.write(run_dir, vae, z_mean, y_test, x_test, about=_about(decode, z_mean.shape[1]))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              decode.path("kl_per_dim.png"))
+    skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}
+    written = {name: path for name, path in written.items() if name not in skipped}
     if frames and any(f is not None for f in frames):
         written["progress"] = plots.progress_gif(
             frames, decode.path("progress.gif"),
             means="continuous-Bernoulli means" if decode.likelihood != "bernoulli" else "")
-    return written
+    return written, skipped
 
 
 def _samples(decode, latent_dim, seed):
@@ -112,7 +118,7 @@ def _samples(decode, latent_dim, seed):
 def _manifold(decode, z_mean):
     latent_dim = z_mean.shape[1]
     if latent_dim < 2:
-        return "skipped: needs at least 2 latent dimensions"
+        return Skipped("needs at least 2 latent dimensions")
     grid = plots.gaussian_grid(8 if decode.vae.conditional else 20)
     if latent_dim == 2:
         zz, axis_names = np.array([[a, b] for b in grid[::-1] for a in grid], dtype=np.float32), ("z[0]", "z[1]")

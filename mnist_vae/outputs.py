@@ -4,14 +4,14 @@ import os
 import time
 
 from mnist_vae import checkpoints, data, evaluation, figures, messages, report
-from mnist_vae.rundir import atomic_write, write_json
+from mnist_vae.rundir import atomic_write, read_state, write_json
 from model import LOSS_TERMS
 
 
 def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames=None, seconds=None):
     """Partial runs use the model of the last completed epoch and report that epoch's test numbers.
-    Returns (metrics, eval results or None, {name: path, or why it was skipped}). seconds: a dict that gets
-    the time each part took ("saving the model", "evaluation", "figures and pages")."""
+    Returns (metrics, eval results or None, {name: path written}, {figure: why it was skipped}). seconds: a dict
+    that gets the time each part took ("saving the model", "evaluation", "figures and pages")."""
     seconds = {} if seconds is None else seconds
     began = time.time()
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
@@ -19,18 +19,16 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     if complete:
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
         seconds["saving the model"], began = time.time() - began, time.time()
-        metrics, results, posterior = _evaluate(vae, x_test, splits, rows, settings)
-        written["eval"] = write_json(os.path.join(run_dir, "eval.json"), results)
+        results, posterior, written["eval"] = write_evaluation(vae, run_dir, x_test, splits.y_test, settings.iw_samples,
+                                                               len(rows), settings.binarize, splits.source)
+        metrics = _metrics_of(results)
         seconds["evaluation"], began = time.time() - began, time.time()
     else:
         metrics, results = _last_epoch_metrics(rows), None
-        state = checkpoints.read_state(run_dir)
+        state = read_state(run_dir)
         if state:  # the model of the last completed epoch, never a half-trained or diverged one
             checkpoints.restore(vae, run_dir, state)
         posterior = evaluation.encode(vae, x_test, splits.y_test) if rows else None
-    if rows:
-        written.update(figures.save_all(vae, x_test, splits.y_test, checkpoints.history_columns(rows), run_dir,
-                                        posterior, seed=settings.seed, frames=frames))
     last = rows[-1] if rows else {}
     metrics_file = {
         **metrics, "units": "nats per image", "split": "test", "test_images": len(splits.x_test),
@@ -38,20 +36,40 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
         "binarize": settings.binarize, "likelihood": settings.likelihood,
         "pixels": messages.pixels_note(settings.binarize, settings.likelihood),
     }
-    written["report"] = report.write(run_dir, config, metrics_file, results, rows)
+    skipped = {}
+    if rows:
+        pages, skipped = write_figures_and_report(vae, run_dir, x_test, splits.y_test, posterior, rows, config,
+                                                  metrics_file, results, frames)
+        written.update(pages)
+    else:
+        written["report"] = report.write(run_dir, config, metrics_file, results, rows)
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)
     seconds["figures and pages"] = time.time() - began
-    return metrics, results, written
+    return metrics, results, written, skipped
 
 
-def _evaluate(vae, x_test, splits, rows, settings):
-    """One held-out evaluation: metrics.json, eval.json and the console all report its numbers."""
-    results, posterior = evaluation.evaluate_model(vae, x_test, settings.iw_samples, labels=splits.y_test)
-    results.update({"epoch": len(rows), "binarize": settings.binarize, "data": splits.source})
-    metrics = {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]},
-               "loss_is": "the negative ELBO: reconstruction + KL at weight 1 (whatever --beta and the warm-up)",
-               "kl_weight_in_loss": 1.0}
-    return metrics, results, posterior
+def write_evaluation(vae, run_dir, x_test, y_test, iw_samples, epoch, binarize, source, name="eval.json"):
+    """The held-out evaluation of the model of `epoch` (evaluation.evaluate_model) written to <run>/name: the
+    one writer of eval.json, for train.py and evaluate.py. Returns (results, posterior, path)."""
+    results, posterior = evaluation.evaluate_model(vae, x_test, iw_samples, labels=y_test)
+    results.update({"epoch": epoch, "binarize": binarize, "data": source})
+    return results, posterior, write_json(os.path.join(run_dir, name), results)
+
+
+def write_figures_and_report(vae, run_dir, x_test, y_test, posterior, rows, config, metrics, results, frames=None):
+    """Every figure (explorer.html among them) and report.html, for train.py and evaluate.py alike. Returns
+    ({name: path written}, {figure: why it was skipped})."""
+    written, skipped = figures.save_all(vae, x_test, y_test, checkpoints.history_columns(rows) if rows else None,
+                                        run_dir, posterior, seed=config.get("seed", 0), frames=frames)
+    written["report"] = report.write(run_dir, config, metrics, results, rows)
+    return written, skipped
+
+
+def _metrics_of(results):
+    """metrics.json's numbers from the held-out evaluation: metrics.json, eval.json and the console agree."""
+    return {"loss": results["negative_elbo"], **{k: results[k] for k in LOSS_TERMS[1:]},
+            "loss_is": "the negative ELBO: reconstruction + KL at weight 1 (whatever --beta and the warm-up)",
+            "kl_weight_in_loss": 1.0}
 
 
 def _last_epoch_metrics(rows):

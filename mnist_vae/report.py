@@ -12,6 +12,7 @@ from mnist_vae.evaluation import mutual_information_note
 from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
 from mnist_vae.rundir import atomic_write
+from mnist_vae.runfolder import RunFolder
 from mnist_vae.settings import preset_overrides
 
 # Each figure the run may have, with what to look for in it.
@@ -70,13 +71,7 @@ def _table(header, rows):
 def render(run_dir, config, metrics, evaluation, history):
     """The page as text. config, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
     the rows of history.csv (dicts of numbers)."""
-    epochs, planned = metrics.get("epochs"), config.get("epochs")
-    status = (f"complete: {messages.count(epochs or 0, 'epoch')}" if not metrics.get("partial")
-              else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
-    model_epoch = (evaluation or {}).get("epoch", epochs)
-    if evaluation and model_epoch != epochs:  # evaluate.py --older-model: one page, but say whose numbers
-        status += (f". The numbers and figures below are of {messages.model_of_epoch(model_epoch)} "
-                   f"(evaluate.py --older-model), not of epoch {epochs}")
+    status = RunFolder(run_dir).status(metrics, evaluation, planned=config.get("epochs"))
     binarize = config.get("binarize", "none")
     density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
     grey = binarize == "none" and not density

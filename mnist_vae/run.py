@@ -20,13 +20,13 @@ from mnist_vae.rundir import (
     CONFIG_FORMAT,
     RunError,
     RunLock,
-    is_complete,
     make_run_dir,
     remove_if_empty,
     remove_stale_temporaries,
     write_error,
     write_json,
 )
+from mnist_vae.runfolder import RunFolder
 from mnist_vae.stopping import SignalGuard
 
 
@@ -61,6 +61,7 @@ class Run:
             if self.resumed:
                 shutil.copytree(self.dir, self.scratch, dirs_exist_ok=True)
             self.dir = self.scratch
+        self.folder = RunFolder(self.dir)  # what the folder holds (a non-chief worker's: its scratch copy)
         self.resume = messages.resume_command(self.dir, devices.chief)
         self.guard = stack.enter_context(SignalGuard(self._interrupted, self._clean_up))
         return self
@@ -94,7 +95,7 @@ class Run:
                 asked = f"--stages {config.stages} ({messages.count(config.epochs, 'pass')})"
             raise RunError(f"{asked}: {self.dir} has trained {messages.count(done, 'epoch')} already; --resume "
                            f"continues a run (--epochs {done} or more), it never shortens one")
-        if is_complete(self.dir, done):
+        if self.folder.is_complete(done):
             print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
                   f"written); nothing to do. To train on: {self.resume} --epochs {done + 10}")
             return True
@@ -153,9 +154,9 @@ class Run:
                   f"workers stop too; continue by restarting every worker with {self.resume}", file=sys.stderr)
             return 128 + interrupted.signum
         try:
-            metrics, results, written = write_outputs(vae, self.dir, splits, saver.rows, self.settings, self.config,
-                                                      complete, frames=frames[:epochs_kept],  # no broken epoch's
-                                                      seconds=self.seconds)
+            metrics, results, written, skipped = write_outputs(
+                vae, self.dir, splits, saver.rows, self.settings, self.config, complete,
+                frames=frames[:epochs_kept], seconds=self.seconds)  # no broken epoch's frame
         except OSError as e:
             raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
                                        f"{self.resume} completes the run")) from None
@@ -171,10 +172,10 @@ class Run:
             kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
             raise RunError(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}; {kept}; "
                            f"try a lower --lr than {self.settings.lr}")
-        self._summary(splits, metrics, results, written)
+        self._summary(splits, metrics, results, written, skipped)
         return 0
 
-    def _summary(self, splits, metrics, results, written):
+    def _summary(self, splits, metrics, results, written, skipped):
         from mnist_vae.evaluation import console_summary
         from mnist_vae.settings import preset_overrides
         from model import LOSS_TERMS
@@ -189,8 +190,10 @@ class Run:
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")
             return
-        for name, what in written.items():
-            print(f"  {what}" if os.path.sep in what else f"  ({name} {what})")
+        for path in written.values():
+            print(f"  {path}")
+        for name, why in skipped.items():
+            print(f"  ({name} skipped: {why})")
 
 
 def weights_digest(vae):

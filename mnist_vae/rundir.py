@@ -264,8 +264,18 @@ def read_history(run_dir):
         raise RunError(f"{run_dir}/history.csv: not numbers") from None
 
 
-def is_complete(run_dir, epochs):
-    """Whether the run's final outputs for `epochs` epochs are all written (metrics.json goes last)."""
-    metrics = read_json(run_dir, "metrics.json")
-    return (metrics is not None and metrics.get("partial") is False and metrics.get("epochs") == epochs
-            and all(os.path.isfile(os.path.join(run_dir, name)) for name in FINAL_OUTPUTS))
+def read_state(run_dir):
+    """The last committed checkpoint's state, or None if no epoch has completed."""
+    path = os.path.join(run_dir, "checkpoint", "state.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        weights = os.path.join(run_dir, "checkpoint", state["weights"])
+        int(state["epoch"]), list(state["history"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: unreadable checkpoint state ({e.__class__.__name__})") from None
+    if not os.path.exists(weights):
+        raise RunError(f"{path}: names {state['weights']}, which is missing")
+    return state

@@ -141,6 +141,7 @@ def test_checkpoint_skips_a_non_finite_epoch_and_keeps_the_last_good_one(tmp_pat
     import keras
 
     from mnist_vae import checkpoints
+    from mnist_vae.rundir import read_state
     from model import build_vae
 
     vae = build_vae("dense", 2, hidden=8, seed=0)
@@ -156,7 +157,7 @@ def test_checkpoint_skips_a_non_finite_epoch_and_keeps_the_last_good_one(tmp_pat
     saver.on_epoch_end(1, {**good, "loss": float("nan")})
     saver.wait()
     assert saver.diverged == (2, 4)
-    assert checkpoints.read_state(str(tmp_path))["epoch"] == 1
+    assert read_state(str(tmp_path))["epoch"] == 1
     assert open(tmp_path / "checkpoint" / "epoch-0001.variables.npz", "rb").read() == before
     assert len(history(str(tmp_path))) == 1
 
@@ -223,6 +224,7 @@ def test_a_checkpoint_restores_every_variable(tmp_path):
     from keras import ops
 
     from mnist_vae import checkpoints
+    from mnist_vae.rundir import read_state
     from model import build_vae
 
     batch = {"image": np.random.default_rng(0).random((16, 28, 28, 1)).astype(np.float32)}
@@ -244,7 +246,7 @@ def test_a_checkpoint_restores_every_variable(tmp_path):
                                          checkpoints.checkpointed_variables(fresh)):
             np.testing.assert_array_equal(ops.convert_to_numpy(got.value), ops.convert_to_numpy(want.value),
                                           err_msg=f"{run}: {key}")
-    assert checkpoints.read_state(str(tmp_path / "new"))["weights"] == "epoch-0001.variables.npz"
+    assert read_state(str(tmp_path / "new"))["weights"] == "epoch-0001.variables.npz"
 
 
 def tensorboard_steps(run_dir):
