@@ -136,7 +136,7 @@ def worker(name, argv, args):
     keras = start_keras()
     import numpy as np
 
-    from mnist_vae import data, pipeline, settings, training
+    from mnist_vae import build, data, pipeline, settings
     from mnist_vae.callbacks import HeldOutLoss, SampleFrames
     from mnist_vae.config import resolve
     from mnist_vae.distribute import Devices
@@ -151,7 +151,7 @@ def worker(name, argv, args):
     devices = Devices(args.backend)
     batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs,
                                               noise_dim=options.latent_dim)
-    speed = training.speed_options(options, steps, devices)
+    speed = build.speed_options(options, steps, devices)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
     marks["model"] = time.time() - STARTED

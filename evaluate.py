@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from mnist_vae import backends, cli, evaluation, messages, settings
+from mnist_vae import backends, cli, console, messages, settings
 from mnist_vae.rundir import RunError
 from mnist_vae.runfolder import RunFolder
 
@@ -71,7 +71,7 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
                                                 splits.source, f"eval-first{len(x_test)}.json" if partial else
                                                 "eval.json")
     written = [path]
-    print(evaluation.console_summary(results, binarize, config.get("preset"), settings.preset_overrides(config)))
+    print(console.summary(results, binarize, config.get("preset"), settings.preset_overrides(config)))
     if not partial:  # the figures stay those of the whole held-out set
         state = folder.state
         rows = state["history"] if state else []

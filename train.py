@@ -70,11 +70,11 @@ def load_data(config, saved=None):
 
 
 def fit_and_save(run, config, devices, splits):
-    from mnist_vae import checkpoints, pipeline, training
+    from mnist_vae import build, checkpoints, pipeline
     from mnist_vae.callbacks import SampleFrames
     from model import noise_shape
 
-    training.check_run_fits(config, len(splits.x_train))
+    build.check_run_fits(config, len(splits.x_train))
     # 4. Where the run stands: a resumed run continues after its last completed epoch.
     state = run.folder.state if config.resume else None
     done = state["epoch"] if state else 0
@@ -84,7 +84,7 @@ def fit_and_save(run, config, devices, splits):
     if config.arch == "conv" and config.backend == "jax" and config.jit != "off" and not devices.gpu:
         print("hint: XLA's transposed convolutions are slow on a CPU: --backend tensorflow trains the conv "
               "model about 10x faster here")
-    run.write_config(splits, training.versions(config.backend), settings.reproduce_command(config))
+    run.write_config(splits, build.versions(config.backend), settings.reproduce_command(config))
 
     # 5. The batches: every draw (order, binarization, noise) a function of (seed, epoch, step).
     noise = noise_shape(config.latent_dim, config.objective, config.k)
@@ -98,14 +98,14 @@ def fit_and_save(run, config, devices, splits):
         splits.x_valid, seed=config.seed + 1, noise_dim=noise, pad_to=devices.pad_to, labels=labels(splits.y_valid))
 
     # 6. The model, compiled for the devices, restored from the checkpoint when resuming.
-    vae = training.build_model(config, devices, steps, run.dir, state, pixel_means=(
+    vae = build.build_model(config, devices, steps, run.dir, state, pixel_means=(
         data.mean_pixels(splits.x_train) if config.output_bias == "pixel-means" else None))
 
     # 7. Fit: each epoch ends with the held-out loss, progress.gif's frame and a checkpoint.
     frames = SampleFrames(config.latent_dim, config.seed, frames=checkpoints.read_frames(run.dir, done),
                           conditional=config.conditional, likelihood=config.likelihood)
     saver = checkpoints.EpochCheckpoint(run.dir, state["history"] if state else [], frames=frames.frames)
-    fit_callbacks = training.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation)
+    fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation)
     run.fit(vae, batches, steps, done, fit_callbacks, saver)
 
     # 8. Outputs: what the run earned (also when stopped or diverged), and the exit code.

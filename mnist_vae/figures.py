@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 import losses
-from mnist_vae import explorer, plots
+from mnist_vae import plots
 from model import CLASSES, LOSS_TERMS, decoder_inputs, one_hot
 
 LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
@@ -75,7 +75,8 @@ class Skipped(str):
 
 
 def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=None):
-    """Write every figure into run_dir; returns ({name: path written}, {name: why it was skipped}).
+    """Write every PNG figure (and progress.gif) into run_dir; returns ({name: path written}, {name: why it was
+    skipped}).
 
     posterior: the test images' codes and their per-dimension summary (evaluation.encode)."""
     decode, written = _Decoding(vae, run_dir), {}
@@ -95,7 +96,6 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     pairs = _interpolation_pairs(y_test, n=len(x_test))
     written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
                                 else Skipped("needs at least two test images"))
-    written["explorer"] = explorer.write(run_dir, vae, z_mean, y_test, x_test, about=_about(decode, z_mean.shape[1]))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              decode.path("kl_per_dim.png"))
     skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}
@@ -147,9 +147,11 @@ def _interpolation(decode, z_mean, y_test, pairs):
     return plots.interpolation(decoded, decode.path("interpolation.png"), note=decode.note)
 
 
-def _about(decode, latent_dim):
-    conv = any(layer.__class__.__name__ == "Conv2DTranspose" for layer in decode.vae.decoder.layers)
-    return (f"{'conv' if conv else 'dense'} decoder, {latent_dim}-D latent space, {decode.likelihood} likelihood"
-            + (", conditional on the digit label" if decode.vae.conditional else "") + "; " + decode.note)
-
-
+def describe(vae):
+    """The model in a line, for explorer.html's heading: its decoder, latent size, likelihood, and what its
+    pixels show."""
+    conv = any(layer.__class__.__name__ == "Conv2DTranspose" for layer in vae.decoder.layers)
+    likelihood = getattr(vae, "likelihood", "bernoulli")
+    latent_dim = int(vae.decoder.inputs[0].shape[-1])
+    return (f"{'conv' if conv else 'dense'} decoder, {latent_dim}-D latent space, {likelihood} likelihood"
+            + (", conditional on the digit label" if vae.conditional else "") + "; " + SHOWN[likelihood])

@@ -1,5 +1,6 @@
 """The lines a user reads in more than one place, each worded once: what the pixels make of the losses,
 the grey-pixel warning, and how to continue a run."""
+import math
 import shlex
 
 PIXELS = {
@@ -14,7 +15,7 @@ GREY_WARNING = ("Grey pixels (--binarize none): the reconstruction term is a cro
                 "(train with --binarize dynamic for that).")
 
 
-# The console's shorter forms of the same facts (evaluation.console_summary).
+# The console's shorter forms of the same facts (console.summary).
 GREY_NLL = "a bound on a 'likelihood' of grey targets"
 
 
@@ -49,3 +50,13 @@ def resume_command(run_dir, chief=True):
     """The command that continues a run (a non-chief worker's copy is not the run: its chief's folder is)."""
     folder = shlex.quote(run_dir) if chief else "CHIEF'S_RUN_FOLDER"
     return f"python train.py --resume {folder}"
+
+
+def mutual_information_note(results):
+    """What bounds the I(x; z) estimate, and a warning when this one fell outside them (few images, a 1-D
+    code, a poorly fitted posterior: the estimate is noisy, not the quantity)."""
+    ceiling = min(results["kl_loss"], math.log(results["images"]))
+    if not 0 <= results["mutual_information"] <= ceiling:
+        return (f"this estimate fell outside its bounds [0, {ceiling:.2f}] (0, the KL and log N): it is noisy "
+                "here; read it as a rough figure")
+    return f"0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f}"

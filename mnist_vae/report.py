@@ -8,7 +8,6 @@ from metrics.json or eval.json, so tests (and scripts) can check the page agains
 import os
 
 from mnist_vae import messages, presets
-from mnist_vae.evaluation import mutual_information_note
 from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
 from mnist_vae.rundir import atomic_write
@@ -115,7 +114,8 @@ def _key_numbers(config, metrics, evaluation, density):
         numbers.append([f"active units, of {len(evaluation['kl_per_dim'])} (Var of z_mean > "
                         f"{evaluation['active_threshold']})",
                         _number("eval.json", "active_units", evaluation["active_units"], digits=0)])
-        numbers.append([f"mutual information I(x; z) under the encoder ({mutual_information_note(evaluation)})",
+        information = messages.mutual_information_note(evaluation)
+        numbers.append([f"mutual information I(x; z) under the encoder ({information})",
                         _number("eval.json", "mutual_information", evaluation["mutual_information"],
                                 stderr=evaluation["mutual_information_stderr"])])
     else:

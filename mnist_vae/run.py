@@ -176,7 +176,7 @@ class Run:
         return 0
 
     def _summary(self, splits, metrics, results, written, skipped):
-        from mnist_vae.evaluation import console_summary
+        from mnist_vae import console
         from mnist_vae.settings import preset_overrides
         from model import LOSS_TERMS
 
@@ -185,7 +185,7 @@ class Run:
         images = messages.count(len(splits.x_test), "image")
         print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({images}, "
               f"nats per image, binarize={self.settings.binarize}): {terms}")
-        print(console_summary(results, self.settings.binarize, self.settings.preset,
+        print(console.summary(results, self.settings.binarize, self.settings.preset,
                               preset_overrides(self.settings.as_dict())))
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")

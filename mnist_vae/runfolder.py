@@ -141,7 +141,7 @@ class RunFolder:
         import keras
 
         import model  # noqa: F401  (registers the custom classes for loading)
-        from mnist_vae.training import check_model_matches
+        from mnist_vae.build import check_model_matches
 
         model_path = model_path or self.file("model.keras")
         try:  # evaluating needs no optimizer: the training compile is left out

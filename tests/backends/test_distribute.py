@@ -24,7 +24,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
-from mnist_vae import data, settings, training
+from mnist_vae import build, data, settings
 from mnist_vae.distribute import Devices
 from model import build_vae
 
@@ -40,7 +40,7 @@ for batch_size in (64, 51):  # 64 splits 32/32, 51 splits 26/25; the last batche
             vae = build_vae("dense", 2, 32, seed=0)
         batches, steps = devices.training_batches(images, batch_size, seed=0, epochs=1, noise_dim=2)
         with devices.scope():
-            vae.compile(optimizer=keras.optimizers.Adam(1e-3), **training.speed_options(args, steps, devices))
+            vae.compile(optimizer=keras.optimizers.Adam(1e-3), **build.speed_options(args, steps, devices))
             vae.build_optimizer()
         devices.prepare(vae)
         history = vae.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False).history

@@ -12,7 +12,7 @@ from conftest import (
 )
 from keras import ops
 
-from mnist_vae import data, evaluation, pipeline
+from mnist_vae import console, data, evaluation, pipeline
 from mnist_vae.callbacks import kl_weight_at
 
 # A linear-Gaussian model: z ~ N(0, 1), x | z ~ N(a z, s^2 I). Everything is known in closed form.
@@ -139,7 +139,7 @@ def test_the_importance_weighted_evaluation_shows_a_bar_on_a_terminal_only(capsy
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
     results, _ = evaluation.evaluate_model(vae, x, k=3)
     assert capsys.readouterr().out == ""  # a log file gets the report's one line with the time, nothing more
-    assert f"({results['seconds']:.1f} s: encoder" in evaluation.console_summary(results, "static").splitlines()[-1]
+    assert f"({results['seconds']:.1f} s: encoder" in console.summary(results, "static").splitlines()[-1]
 
 
 @pytest.mark.slow

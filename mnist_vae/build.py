@@ -1,6 +1,7 @@
-"""Making the model a run trains: refused up front when it cannot fit in memory, built and compiled for the
-run's devices with the options that measured fastest per backend (docs/performance.md), restored from the
-checkpoint, and the callbacks that train it."""
+"""Building the model a run trains (training itself is Keras' fit, in run.py): refused up front when it cannot
+fit in memory, built and compiled for the run's devices with the options that measured fastest per backend
+(docs/performance.md), restored from the checkpoint, the callbacks fit runs it with, and the check that a
+saved model is the one a run's settings build."""
 import importlib
 import os
 import platform

@@ -1,10 +1,10 @@
-"""mnist_vae/training.py: the memory and step checks that refuse a run before it starts, and the check that a
+"""mnist_vae/build.py: the memory and step checks that refuse a run before it starts, and the check that a
 saved model is the one its run's settings build."""
 from types import SimpleNamespace
 
 import pytest
 
-from mnist_vae import settings, training
+from mnist_vae import build, settings
 from mnist_vae.rundir import RunError
 from model import build_vae
 
@@ -14,7 +14,7 @@ from model import build_vae
 def test_the_counted_weights_are_those_of_the_built_model(arch, hidden, conditional, latent_dim):
     vae = build_vae(arch, latent_dim, hidden, conditional=conditional)
     built = vae.encoder.count_params() + vae.decoder.count_params()
-    assert training.parameter_count(arch, latent_dim, hidden, conditional) == built
+    assert build.parameter_count(arch, latent_dim, hidden, conditional) == built
 
 
 def args(**changes):
@@ -23,18 +23,18 @@ def args(**changes):
 
 @pytest.mark.backend_independent
 def test_a_run_too_large_or_too_long_is_refused_before_it_starts():
-    training.check_run_fits(args(), 60_000)  # the default run
+    build.check_run_fits(args(), 60_000)  # the default run
     with pytest.raises(RunError, match="--arch conv --latent-dim 10000000: the model would have 94,100 million"):
-        training.check_run_fits(args(arch="conv", latent_dim=10_000_000), 60_000)
+        build.check_run_fits(args(arch="conv", latent_dim=10_000_000), 60_000)
     with pytest.raises(RunError, match="one training step would decode"):
-        training.check_run_fits(args(objective="iwae", k=100_000, batch_size=1000), 60_000)
+        build.check_run_fits(args(objective="iwae", k=100_000, batch_size=1000), 60_000)
     with pytest.raises(RunError, match="60,000,000,000 steps, more than the 2,147,483,647"):
-        training.check_run_fits(args(epochs=1_000_000, batch_size=1), 60_000)
+        build.check_run_fits(args(epochs=1_000_000, batch_size=1), 60_000)
 
 
 def test_a_model_that_is_not_the_runs_own_is_refused():
     config = {**settings.DEFAULTS, "hidden": 16, "k": 1}
-    training.check_model_matches(training.model_of(args(hidden=16)), config, "model.keras")  # its own: fine
+    build.check_model_matches(build.model_of(args(hidden=16)), config, "model.keras")  # its own: fine
     for other, message in ((args(hidden=16, latent_dim=50), "its z has 50 dimensions where config.json says 2"),
                            (args(hidden=17), "its layers are not those"),
                            (args(hidden=16, activation="tanh"), "its layers are not those"),
@@ -42,9 +42,9 @@ def test_a_model_that_is_not_the_runs_own_is_refused():
                            (args(hidden=16, conditional=True), "its layers are not those"),
                            (args(hidden=16, likelihood="continuous-bernoulli"), "its layers are not those")):
         with pytest.raises(RunError, match=message):
-            training.check_model_matches(training.model_of(other), config, "model.keras")
+            build.check_model_matches(build.model_of(other), config, "model.keras")
     import keras
 
     with pytest.raises(RunError, match="model.keras is a Sequential, not a VAE of model.py"):
-        training.check_model_matches(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]), config,
+        build.check_model_matches(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]), config,
                                      "model.keras")

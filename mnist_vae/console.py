@@ -1,0 +1,32 @@
+"""What the console shows of a run's numbers: the held-out evaluation as a short table."""
+from mnist_vae import messages, presets
+
+
+def summary(results, binarize, preset=None, overrides=()):
+    """The held-out numbers as a short table for the console (with a preset's run: beside the published one)."""
+    likelihood = messages.is_likelihood(binarize, results.get("likelihood", "bernoulli"))
+    note = messages.console_pixels_note(binarize, results.get("likelihood", "bernoulli"))
+    if results.get("conditional"):
+        note += "; a conditional model: bounds on log p(x | label)"
+    images = messages.count(results["images"], "image")
+    lines = [f"held-out set: {images}, nats per image ({note}; binarize={binarize})",
+             f"  negative ELBO           {results['negative_elbo']:9.2f} ± {results['negative_elbo_stderr']:.2f}",
+             f"    reconstruction        {results['reconstruction_loss']:9.2f} ± "
+             f"{results['reconstruction_loss_stderr']:.2f}",
+             f"    KL                    {results['kl_loss']:9.2f} ± {results['kl_loss_stderr']:.2f}",
+             f"  NLL estimate, k={results['iw_samples']:<6} {results['nll_iw']:9.2f} ± {results['nll_iw_stderr']:.2f}"
+             + ("" if likelihood else f"   ({messages.GREY_NLL})"),
+             f"  active units            {results['active_units']} of {len(results['kl_per_dim'])} "
+             f"(Var of z_mean > {results['active_threshold']})",
+             f"  mutual information I(x;z) {results['mutual_information']:7.2f} ± "
+             f"{results['mutual_information_stderr']:.2f}"
+             f"   ({messages.mutual_information_note(results)})",
+             f"  ({results['seconds']:.1f} s{_parts(results.get('seconds_by_part'))})"]
+    if preset:
+        lines.append(f"  compare: {presets.compared_line(preset, results, overrides)}")
+    return "\n".join(lines)
+
+
+def _parts(seconds):
+    names = {"encoder": "encoder", "iw_bound": "NLL", "mutual_information": "I(x;z)"}
+    return ": " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in seconds.items() if k in names) if seconds else ""
