@@ -252,28 +252,38 @@ RUN_NOTES = {
 def results(args):
     """docs/results.md from the runs above, trained first where they have not finished: every number on the
     page is read from a run folder, every sentence that compares is computed from them."""
-    sys.path.insert(0, ROOT)
-    from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
-
     runs = {name: read_result(trained(name, flags, args.data)) for name, flags in PRESET_RUNS + KL_RUNS}
     data = args.data or "(the download)"
+    lines = (_results_header(runs, data) + _pytorch_section(runs, data) + _iwae_section(runs, data)
+             + _kl_section(runs, data))
+    with open(os.path.join(DOCS, "results.md"), "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {os.path.join(DOCS, 'results.md')}")
+    return 0
 
-    def command(run):
-        saved = run["config"]["command"]  # with the absolute --data path the run was given
-        return "`" + (saved.replace(run["config"]["data"], data) if run["config"]["data"] else saved) + "`"
 
-    def number(run, key):
-        return f"{run['eval'][key]:.2f} ± {run['eval'][key + '_stderr']:.2f}"
+def _command(run, data):
+    saved = run["config"]["command"]  # with the absolute --data path the run was given
+    return "`" + (saved.replace(run["config"]["data"], data) if run["config"]["data"] else saved) + "`"
 
-    def beside(run):
-        """ours - published, and whether that is more than our standard error."""
-        recipe = PRESETS[run["config"]["preset"]]
-        ours, stderr = run["eval"][recipe.result_key], run["eval"][recipe.result_key + "_stderr"]
-        return ours - recipe.figure, abs(ours - recipe.figure) > stderr
 
+def _number(run, key):
+    return f"{run['eval'][key]:.2f} ± {run['eval'][key + '_stderr']:.2f}"
+
+
+def _beside(run):
+    """ours - published, and whether that is more than our standard error."""
+    from mnist_vae.presets import PRESETS
+
+    recipe = PRESETS[run["config"]["preset"]]
+    ours, stderr = run["eval"][recipe.result_key], run["eval"][recipe.result_key + "_stderr"]
+    return ours - recipe.figure, abs(ours - recipe.figure) > stderr
+
+
+def _results_header(runs, data):
     versions = runs[PRESET_RUNS[0][0]]["config"]["versions"]
     days = [run["finished"] for run in runs.values()]
-    lines = [
+    return [
         "# Results beside the literature",
         "",
         "Our numbers on the standard MNIST split (60,000 training images, 10,000 test images; "
@@ -296,9 +306,13 @@ def results(args):
         "",
     ]
 
+
+def _pytorch_section(runs, data):
+    from mnist_vae.presets import PRESETS
+
     pytorch = runs["results-pytorch-examples"]
-    difference, outside = beside(pytorch)
-    lines += [
+    difference, outside = _beside(pytorch)
+    return [
         "## pytorch/examples' VAE",
         "",
         "784-400-20, ReLU, grey pixels (the cross-entropy against grey targets, so a loss, not a likelihood), "
@@ -307,9 +321,9 @@ def results(args):
         "",
         "| run | command | test loss, ours | published | ours - published | reconstruction | KL | wall time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| {pytorch['name']} | {command(pytorch)} | {number(pytorch, 'negative_elbo')} | "
-        f"{PRESETS['pytorch-examples'].figure} | {difference:+.2f} | {number(pytorch, 'reconstruction_loss')} | "
-        f"{number(pytorch, 'kl_loss')} | {pytorch['minutes']:.0f} min |",
+        f"| {pytorch['name']} | {_command(pytorch, data)} | {_number(pytorch, 'negative_elbo')} | "
+        f"{PRESETS['pytorch-examples'].figure} | {difference:+.2f} | {_number(pytorch, 'reconstruction_loss')} | "
+        f"{_number(pytorch, 'kl_loss')} | {pytorch['minutes']:.0f} min |",
         "",
         (f"Ours differs from the published figure by {difference:+.2f} nats, more than its standard error. "
          "What is known to cause a difference of this size: the published figure is given only as \"about 105.5\" "
@@ -320,10 +334,14 @@ def results(args):
         "",
     ]
 
+
+def _iwae_section(runs, data):
+    from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
+
     iwae = [runs["results-iwae-vae-stages6"], runs["results-iwae-k5-stages6"]]
     stages = iwae[0]["config"]["stages"]
     passes = staged_passes(stages)
-    lines += [
+    lines = [
         f"## Burda et al. 2015 (IWAE), Table 1: shortened schedule, stages 0-{stages - 1}",
         "",
         "784-200-200-50, tanh, Adam (epsilon 1e-4), batch 20, dynamically binarized training images, 400 "
@@ -338,15 +356,22 @@ def results(args):
     ]
     for run in iwae:
         recipe = PRESETS[run["config"]["preset"]]
-        lines.append(f"| {run['name']} | {command(run)} | {number(run, 'nll_iw')} | {recipe.figure} | "
-                     f"{beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units}) | "
+        lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
+                     f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units}) | "
                      f"{run['minutes']:.0f} min |")
-    gaps = [beside(run) for run in iwae]
+    return lines + _iwae_comparison(iwae, stages, passes)
+
+
+def _iwae_comparison(iwae, stages, passes):
+    """What the IWAE rows say beside the paper's, in sentences computed from them."""
+    from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
+
+    gaps = [_beside(run) for run in iwae]
     gain_ours = iwae[0]["eval"]["nll_iw"] - iwae[1]["eval"]["nll_iw"]
     gain_paper = PRESETS["iwae-vae"].figure - PRESETS["iwae-k5"].figure
     remaining = staged_passes(PAPER_STAGES) - passes
     training_minutes = iwae[0]["minutes"] - iwae[0]["eval"]["seconds"] / 60  # the final evaluation left out
-    lines += [""]
+    lines = [""]
     if all(outside and gap > 0 for gap, outside in gaps):
         lines.append(
             f"Both NLLs are above the paper's by more than their standard errors: by {gaps[0][0]:.2f} nats (VAE) "
@@ -365,7 +390,7 @@ def results(args):
         f"paper, with {iwae[1]['eval']['active_units']} active units against {iwae[0]['eval']['active_units']} "
         f"(the paper {PRESETS['iwae-k5'].active_units} against {PRESETS['iwae-vae'].active_units}).",
         "",
-        *(f"- {name}: {note}." for name, note in RUN_NOTES.items() if name in runs),
+        *(f"- {run['name']}: {RUN_NOTES[run['name']]}." for run in iwae if run["name"] in RUN_NOTES),
         "",
         f"Not run, said plainly: the whole {staged_passes(PAPER_STAGES):,}-pass schedule (at the VAE's pace "
         f"here, {training_minutes / passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
@@ -373,8 +398,11 @@ def results(args):
         "decodings per image and step, about ten times IWAE k = 5's cost per pass).",
         "",
     ]
+    return lines
 
-    lines += [
+
+def _kl_section(runs, data):
+    lines = [
         "## The KL mistake on the full split",
         "",
         "The README's table, remade on the standard split: the default model (784-512-d, grey pixels, 30 epochs) "
@@ -387,8 +415,9 @@ def results(args):
     ]
     for name, _ in KL_RUNS:
         run = runs[name]
-        lines.append(f"| {name} | {command(run)} | {run['config']['beta']:g} | {number(run, 'negative_elbo')} | "
-                     f"{number(run, 'reconstruction_loss')} | {number(run, 'kl_loss')} | {number(run, 'nll_iw')} | "
+        lines.append(f"| {name} | {_command(run, data)} | {run['config']['beta']:g} | "
+                     f"{_number(run, 'negative_elbo')} | {_number(run, 'reconstruction_loss')} | "
+                     f"{_number(run, 'kl_loss')} | {_number(run, 'nll_iw')} | "
                      f"{run['eval']['active_units']} | {run['minutes']:.0f} min |")
     lines.append("")
     for d in (2, 20):
@@ -402,10 +431,7 @@ def results(args):
             + f"; the KL goes from {right['kl_loss']:.2f} to {wrong['kl_loss']:.2f} nats and the reconstruction "
             f"from {right['reconstruction_loss']:.2f} to {wrong['reconstruction_loss']:.2f}.")
     lines.append("")
-    with open(os.path.join(DOCS, "results.md"), "w") as f:
-        f.write("\n".join(lines))
-    print(f"wrote {os.path.join(DOCS, 'results.md')}")
-    return 0
+    return lines
 
 
 def read_result(run_dir):
@@ -414,6 +440,7 @@ def read_result(run_dir):
     minutes, finished = folder.wall_time()
     return {"name": folder.name, "config": folder.config, "eval": folder.evaluation, "minutes": minutes,
             "finished": finished}
+
 
 if __name__ == "__main__":
     main()
