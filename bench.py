@@ -136,13 +136,39 @@ def worker(name, argv, args):
     keras = start_keras()
     import numpy as np
 
-    from mnist_vae import build, data, pipeline, settings
-    from mnist_vae.callbacks import HeldOutLoss, SampleFrames
+    from mnist_vae import data
+
+    marks["imports"] = time.time() - STARTED
+    run = _prepared_run(keras, argv, args, marks)
+    seconds, whole = _timed_epochs(keras, run, args, marks)
+    n = len(run["splits"].x_train)
+    per_epoch, whole_epoch = (float(np.median(t[1:] if len(t) > 1 else t)) for t in (seconds, whole))
+    images_per_s = n / per_epoch
+    train_flops = 3 * forward_flops(run["vae"])  # forward + backward (about twice the forward) per image
+    evaluation = evaluation_speed(run["vae"], data.as_float(run["splits"].x_test), args.eval_k)
+    print(json.dumps({
+        "config": name, "backend": args.backend, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
+        "jit_compile": run["speed"]["jit_compile"], "steps_per_execution": run["speed"]["steps_per_execution"],
+        "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
+        "s_whole_epoch": round(whole_epoch, 3), "outside_training": f"{(whole_epoch - per_epoch) / per_epoch:.0%}",
+        "s_to_first_epoch_end": round(marks["first_epoch_end"], 2),
+        "start_up_s": {k: round(v, 2) for k, v in _start_up_steps(marks).items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "train_mflop_per_image": round(train_flops / 1e6, 2),
+        "achieved_gflops": round(images_per_s * train_flops / 1e9, 1),
+        **evaluation,
+        # Both peaks measured here, just after the timings: this machine's speed drifts within minutes.
+        "backend_matmul_gflops": round(backend_matmul_gflops(), 1), "peak_gflops": round(matmul_peak_gflops(), 1),
+    }), flush=True)
+
+
+def _prepared_run(keras, argv, args, marks):
+    """The configuration's data, model (compiled with train.py's speed options) and batches."""
+    from mnist_vae import build, data, settings
     from mnist_vae.config import resolve
     from mnist_vae.distribute import Devices
     from model import build_vae
 
-    marks["imports"] = time.time() - STARTED
     options, _ = resolve(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend, "--jit", args.jit])
     splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
     marks["data"] = time.time() - STARTED
@@ -155,10 +181,20 @@ def worker(name, argv, args):
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
     marks["model"] = time.time() - STARTED
+    return {"options": options, "splits": splits, "vae": vae, "batches": batches, "steps": steps, "speed": speed}
 
-    # A whole epoch as train.py runs it: training, the held-out pass, progress.gif's frame and the
-    # checkpoint (into a scratch run folder); the training part ends with the epoch's last batch.
-    class Timer(keras.callbacks.Callback):
+
+def _timed_epochs(keras, run, args, marks):
+    """Seconds of each epoch's training part and of each whole epoch as train.py runs it: training, the held-out
+    pass, progress.gif's frame and the checkpoint (into a scratch run folder)."""
+    import tempfile
+
+    from mnist_vae import checkpoints, pipeline
+    from mnist_vae.callbacks import HeldOutLoss, SampleFrames
+
+    seconds, whole = [], []
+
+    class Timer(keras.callbacks.Callback):  # the training part ends with the epoch's last batch
         def on_epoch_begin(self, epoch, logs=None):
             self.began = time.perf_counter()
 
@@ -175,41 +211,22 @@ def worker(name, argv, args):
                 marks["first_epoch_trained"] = time.time() - STARTED - (now - timer.trained)
                 marks["first_epoch_end"] = time.time() - STARTED
 
-    import tempfile
-
-    from mnist_vae import checkpoints
-
-    timer, seconds, whole = Timer(), [], []
-    frames = SampleFrames(options.latent_dim, 0)
+    timer, latent_dim = Timer(), run["options"].latent_dim
+    frames = SampleFrames(latent_dim, 0)
     with tempfile.TemporaryDirectory() as scratch:
-        held_out = HeldOutLoss(pipeline.held_out_batches(splits.x_test, seed=0, noise_dim=options.latent_dim))
-        vae.fit(batches, epochs=args.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
-                callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
-                           EpochEnd()])
-    n = len(splits.x_train)
-    per_epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
-    whole_epoch = float(np.median(whole[1:] if len(whole) > 1 else whole))
-    images_per_s = n / per_epoch
-    train_flops = 3 * forward_flops(vae)  # forward + backward (about twice the forward) per image
-    evaluation = evaluation_speed(vae, data.as_float(splits.x_test), args.eval_k)
-    steps_to_first_epoch = {"imports": marks["imports"], "data": marks["data"] - marks["imports"],
-                            "model": marks["model"] - marks["data"], "first_call": marks["first_call"] - marks["model"],
-                            "rest_of_epoch": marks["first_epoch_trained"] - marks["first_call"],
-                            "epoch_end": marks["first_epoch_end"] - marks["first_epoch_trained"]}
-    print(json.dumps({
-        "config": name, "backend": args.backend, "images": n, "batch_size": args.batch_size, "epochs": args.epochs,
-        "jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"],
-        "images_per_s": round(images_per_s), "s_per_epoch": round(per_epoch, 3),
-        "s_whole_epoch": round(whole_epoch, 3), "outside_training": f"{(whole_epoch - per_epoch) / per_epoch:.0%}",
-        "s_to_first_epoch_end": round(marks["first_epoch_end"], 2),
-        "start_up_s": {k: round(v, 2) for k, v in steps_to_first_epoch.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "train_mflop_per_image": round(train_flops / 1e6, 2),
-        "achieved_gflops": round(images_per_s * train_flops / 1e9, 1),
-        **evaluation,
-        # Both peaks measured here, just after the timings: this machine's speed drifts within minutes.
-        "backend_matmul_gflops": round(backend_matmul_gflops(), 1), "peak_gflops": round(matmul_peak_gflops(), 1),
-    }), flush=True)
+        held_out = HeldOutLoss(pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=latent_dim))
+        run["vae"].fit(run["batches"], epochs=args.epochs, steps_per_epoch=run["steps"], verbose=0, shuffle=False,
+                       callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
+                                  EpochEnd()])
+    return seconds, whole
+
+
+def _start_up_steps(marks):
+    """Where the time to the first epoch's end went, step by step."""
+    return {"imports": marks["imports"], "data": marks["data"] - marks["imports"],
+            "model": marks["model"] - marks["data"], "first_call": marks["first_call"] - marks["model"],
+            "rest_of_epoch": marks["first_epoch_trained"] - marks["first_call"],
+            "epoch_end": marks["first_epoch_end"] - marks["first_epoch_trained"]}
 
 
 def full_size_memory(args):
@@ -298,7 +315,7 @@ def print_tables(rows, peak, args):
           f"kernels; {os.cpu_count()} CPUs)")
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
@@ -321,8 +338,13 @@ def main():
                    help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "
                         "its peak memory and phases")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.epochs = args.epochs or (3 if args.quick else 30 if args.memory else 5)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.memory:
         return full_size_memory(args)
     if args.worker:
