@@ -168,8 +168,8 @@ class VAE(keras.Model):
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, name="kl_weight",
         )
-        # Training steps taken, and the first at which the loss stopped being finite (-1: never), so a
-        # divergence can be named to the batch even when several steps run per call into the backend.
+        # Saved with the model for the program that trains it (mnist_vae/build.py records them): training steps
+        # taken, and the first at which the loss stopped being finite (-1: never).
         self.steps_taken = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                            name="steps_taken", aggregation="only_first_replica")
         self.first_nonfinite_step = self.add_weight(shape=(), dtype="int32", initializer="zeros",
@@ -238,13 +238,7 @@ class VAE(keras.Model):
         counted = ops.cast(weight > 0, "float32")
         for name, values in zip(LOSS_TERMS, (per_example, reconstruction, kl)):
             self.trackers[name].update_state(values, sample_weight=counted)
-        loss = ops.sum(per_example * weight)
-        if training:
-            step, first = self.steps_taken.value, self.first_nonfinite_step.value
-            first_bad = ops.logical_and(ops.logical_not(ops.isfinite(loss)), first < 0)
-            self.first_nonfinite_step.assign(ops.where(first_bad, step, first))
-            self.steps_taken.assign(step + 1)
-        return loss
+        return ops.sum(per_example * weight)
 
     def build_optimizer(self):
         """Create the optimizer's slots now (inside the distribution scope, after compile)."""

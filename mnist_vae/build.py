@@ -90,12 +90,36 @@ def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
 
 
 def model_of(settings):
-    """The (untrained) VAE that these settings build: a run's config, or its saved config as a namespace."""
+    """The (untrained) VAE that these settings build (a config.Config, or one alike), counting its training
+    steps (count_steps)."""
     from model import build_vae
 
-    return build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
-                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
-                     likelihood=settings.likelihood, activation=settings.activation)
+    return count_steps(build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta,
+                                 seed=settings.seed, objective=settings.objective, k=settings.k or 1,
+                                 conditional=settings.conditional, likelihood=settings.likelihood,
+                                 activation=settings.activation))
+
+
+def count_steps(vae):
+    """Make vae's training step count itself and record the first step whose loss is not finite, in its
+    steps_taken and first_nonfinite_step (saved with the model: evaluate.py reads a model's epoch from the
+    first). Done inside the compiled step, where several steps run per call into the backend and a callback
+    could not name the batch at which a run diverged (checkpoints.EpochCheckpoint names it)."""
+    from keras import ops
+
+    compute_loss = vae.compute_loss
+
+    def counted(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        if training:
+            step, first = vae.steps_taken.value, vae.first_nonfinite_step.value
+            first_bad = ops.logical_and(ops.logical_not(ops.isfinite(loss)), first < 0)
+            vae.first_nonfinite_step.assign(ops.where(first_bad, step, first))
+            vae.steps_taken.assign(step + 1)
+        return loss
+
+    vae.compute_loss = counted
+    return vae
 
 
 def layer_signature(vae):
