@@ -82,6 +82,8 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
         written += list(pages.values())
     names = ", ".join(os.path.basename(p) for p in written)
     print(f"evaluated on {backend} ({messages.model_of_epoch(epoch)}); wrote {names}")
+    if not partial:
+        print(messages.open_line(args.run_dir))
     return 0
 
 

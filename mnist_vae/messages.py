@@ -1,6 +1,7 @@
 """The lines a user reads in more than one place, each worded once: what the pixels make of the losses,
 the grey-pixel warning, and how to continue a run."""
 import math
+import os
 import shlex
 
 PIXELS = {
@@ -39,6 +40,13 @@ def count(n, noun):
     """'1 epoch', '2 epochs', '1 pass', '3 passes'."""
     plural = noun + ("es" if noun.endswith("s") else "s")
     return f"{n:,} {noun if n == 1 else plural}"
+
+
+def open_line(run_dir, files=None):
+    """The last line of a run (and of evaluate.py): the one thing to open, and where the rest is listed."""
+    written = f"{files} files in {shlex.quote(run_dir)}, each listed on its report; " if files else ""
+    return (f"{written}open {shlex.quote(os.path.join(run_dir, 'report.html'))} (numbers and figures) or "
+            f"{shlex.quote(os.path.join(run_dir, 'explorer.html'))} (the latent space, live)")
 
 
 def model_of_epoch(epoch):

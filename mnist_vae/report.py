@@ -49,6 +49,19 @@ CONDITIONAL_FIGURES = {
     "interpolation.png": "Straight lines between pairs of test digits' codes, the label moving from one digit's "
                          "one-hot to the other's along with z. Look for: a smooth change of digit and style.",
 }
+# Every file a run folder may hold, with what it is: the report lists those the run has.
+FILES = (
+    ("report.html", "this page"),
+    ("explorer.html", "the latent space, live in the browser"),
+    ("config.json", "every setting, the data's source, sizes and fingerprint, the software's versions"),
+    ("history.csv", "the loss terms per epoch, training and held out"),
+    ("metrics.json", "the final test numbers; \"partial\": false marks a complete run"),
+    ("eval.json", "the held-out evaluation (evaluate.py): ELBO terms, NLL, active units, I(x; z)"),
+    ("model.keras", "the whole VAE: import model, then keras.saving.load_model"),
+    *((name, "figure, above") for name, _ in FIGURES),
+    ("checkpoint", "the last completed epoch's weights and optimizer state, for --resume"),
+    ("tensorboard", "TensorBoard's logs (tensorboard --logdir)"),
+)
 TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
          ("kl_loss", "kl_loss", "KL"))
 
@@ -93,6 +106,8 @@ def render(run_dir, config, metrics, evaluation, history):
         numbers=_table(("", _numbers_of(metrics, evaluation)), _key_numbers(config, metrics, evaluation, density)),
         warning=warning, figures=figures, history=history_table,
         settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
+        files=_table(("file", "what it holds"), [[name, what] for name, what in FILES if name in (
+            "report.html", "metrics.json") or os.path.exists(os.path.join(run_dir, name))]),
         versions=", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items()))
 
 

@@ -190,10 +190,9 @@ class Run:
         if not self.devices.chief:
             print("(this worker's copy of the outputs is discarded: the chief writes the run)")
             return
-        for path in written.values():
-            print(f"  {path}")
         for name, why in skipped.items():
             print(f"  ({name} skipped: {why})")
+        print(messages.open_line(self.dir, len(written)))
 
 
 def weights_digest(vae):

@@ -32,9 +32,17 @@ def trained_run(tmp_path_factory, small_npz):
 @pytest.mark.slow
 def test_training_writes_every_output(trained_run):
     run_dir, result = trained_run
-    for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif"] + PLOTS:
+    report = open(os.path.join(run_dir, "report.html")).read().split("<h2>Files</h2>")[1]
+    for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif",
+                 "explorer.html", "report.html", "checkpoint", "tensorboard"] + PLOTS:
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
-        assert name in result.stdout  # the summary names every file it wrote
+        assert f"<td>{name}</td>" in report  # report.html lists every file the run wrote
+    # The console ends with the one thing to open (its report), not fifteen paths.
+    count, last = result.stdout.strip().splitlines()[-1].split(" files in ", 1)
+    assert int(count) >= 14 and last == (
+        f"{run_dir}, each listed on its report; open {os.path.join(run_dir, 'report.html')} (numbers "
+        f"and figures) or {os.path.join(run_dir, 'explorer.html')} (the latent space, live)")
+    assert os.path.join(run_dir, "loss.png") not in result.stdout
     import matplotlib.image
 
     for name in PLOTS:
