@@ -1,7 +1,6 @@
 """The held-out numbers of a trained model: the ELBO's terms, the importance-weighted NLL, active units and
 the mutual information I(x; z), all in nats per image (evaluate.py and the end of every run)."""
 import math
-import sys
 import time
 
 import numpy as np
@@ -41,13 +40,14 @@ def log_sum_weights_of(log_px_given_z):
     return log_sum_weights
 
 
-def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SEED, 0)):
+def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SEED, 0), done=None):
     """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
 
     A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
     single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time,
     each chunk one call of log_sum_weights (log_sum_weights_of; importance_weights compiles it for a model);
-    chunking only bounds memory, whatever k. The chunks' sums are combined in float32.
+    chunking only bounds memory, whatever k. The chunks' sums are combined in float32. done(draws): called
+    after each chunk with the draws per image made so far (progress).
     """
     from keras import ops
 
@@ -62,6 +62,8 @@ def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SE
         eps[:, :c] = stream.standard_normal((c, b, d), dtype=np.float32).transpose(1, 0, 2)
         chunk_sum = log_sum_weights(x, z_mean, z_log_var, eps, np.full(b, c, np.float32))
         log_sum = chunk_sum if log_sum is None else ops.logsumexp(ops.stack([log_sum, chunk_sum]), axis=0)
+        if done:
+            done(start + c)
     return ops.convert_to_numpy(log_sum).astype(np.float64) - math.log(k)
 
 
@@ -249,18 +251,18 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
     """(reconstruction term of one z per image, importance-weighted NLL with k samples) per image, in batches
     of images, each of up to max_rows decoded rows per call (a progress bar on a terminal: minutes on full
     MNIST with k = 5000)."""
-    import keras
     from keras import ops
 
     import losses
+    from mnist_vae.progress import Progress, duration
 
     chunk = draws_per_call(k, batch_images, max_rows)
     log_px_given_z = log_likelihood(vae, rows=batch_images)
     weights = importance_weights(vae, batch_images)
     reconstruction, nll = [], []
-    bar = keras.utils.Progbar(len(x), unit_name="image") if sys.stdout.isatty() else None
-    if bar:
-        print(f"importance-weighted evaluation, k = {k} samples per image:")
+    progress = Progress(f"importance-weighted evaluation, k = {k:,} samples per image", len(x), "image",
+                        shorter=lambda seconds: f"--iw-samples {IW_SAMPLES} would take about "
+                                                f"{duration(seconds * IW_SAMPLES / k)}" if k > IW_SAMPLES else None)
     for i, start in enumerate(range(0, len(x), batch_images)):
         rows = slice(start, start + batch_images)
         xb, mb, lb = x[rows], z_mean[rows], z_log_var[rows]
@@ -268,9 +270,8 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
         # The single-sample estimate of the training loss: one z per image, as in train and test steps.
         z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
         reconstruction.append(-log_px_given_z(xb, z, yb))
-        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i)))
-        if bar:
-            bar.update(min(start + batch_images, len(x)))
+        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i),
+                             done=lambda draws, start=start, n=len(xb): progress.update(start + n * draws / k)))
     return np.concatenate(reconstruction), np.concatenate(nll)
 
 

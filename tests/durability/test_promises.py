@@ -34,6 +34,30 @@ def assert_whole_images(folder):
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
+def test_a_long_evaluation_into_a_log_says_when_it_ends_and_ctrl_c_keeps_every_file(tmp_path, finished_run):
+    """An extra zero typed (k = 20,000,000): into a pipe, one line from the first seconds says how long it will
+    take and how to shorten it, then plain progress lines follow; Ctrl-C is one line and changes nothing."""
+    run = str(tmp_path / "run")
+    shutil.copytree(finished_run, run)
+    before = {name: os.stat(os.path.join(run, name)).st_mtime_ns for name in ("eval.json", "report.html")}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "evaluate.py"), run, "--iw-samples", "20000000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, deadline = [], time.time() + 120
+    while time.time() < deadline and not any(" so far, about " in line for line in lines):
+        lines.append(proc.stdout.readline())
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    announced = [line for line in lines if "at this pace" in line]
+    assert len(announced) == 1 and "--iw-samples 1000 would take about" in announced[0], lines
+    assert any(line.startswith("importance-weighted evaluation, k = 20,000,000 samples per image: 0% of 80 images, ")
+               and " left" in line for line in lines), lines
+    assert proc.returncode == 130 and stderr.strip().splitlines() == [
+        "interrupted by SIGINT; eval.json and the figures are each either as before or complete"], stderr[-2000:]
+    assert before == {name: os.stat(os.path.join(run, name)).st_mtime_ns for name in before}
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ctrl_c_while_evaluate_writes_figures_is_one_line_and_leaves_whole_files(tmp_path, finished_run):
     run = str(tmp_path / "run")
     shutil.copytree(finished_run, run)
