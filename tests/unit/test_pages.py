@@ -15,7 +15,7 @@ pytestmark = pytest.mark.backend_independent
 
 def test_values_are_filled_in_one_pass_and_escaped_as_html_text():
     page = pages.render("report", name="{{status}}<b>&", status="__DATA__", explorer=pages.Markup("<i>ok</i>"),
-                        command="", numbers="", warning="", figures="", history="", settings="", versions="")
+                        command="", numbers="", warning="", figures="", history="", settings="", versions="", files="")
     assert "<h1>VAE run {{status}}&lt;b&gt;&amp;</h1>" in page  # a placeholder inside a value stays text
     assert '<p class="status">__DATA__</p>' in page and "<i>ok</i>" in page
     assert not re.search(r"\{\{\w+\}\}", page.replace("{{status}}", ""))  # nothing left unfilled
@@ -43,7 +43,7 @@ def test_attribute_values_are_quoted_safely():
 def test_the_templates_inline_without_closing_their_element_early():
     for name in ("report", "explorer"):
         page = pages.render(name, **{key: "" for key in ("name", "status", "explorer", "command", "numbers", "warning",
-                                                         "figures", "history", "settings", "versions", "title",
+                                                         "figures", "history", "settings", "versions", "files", "title",
                                                          "about")}, data=pages.JsonData({}))
         assert page.count("<script") == page.lower().count("</script>")
 
