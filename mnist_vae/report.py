@@ -61,6 +61,7 @@ FILES = (
     *((name, "figure, above") for name, _ in FIGURES),
     ("checkpoint", "the last completed epoch's weights and optimizer state, for --resume"),
     ("tensorboard", "TensorBoard's logs (tensorboard --logdir)"),
+    ("decoder.onnx", "the decoder as ONNX (export.py): z (and label) to logits and pixel_means"),
 )
 TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
          ("kl_loss", "kl_loss", "KL"))

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mnist_vae"
-SCRIPTS = {"train", "evaluate", "compare", "bench"}  # what a user runs
+SCRIPTS = {"train", "evaluate", "compare", "bench", "export"}  # what a user runs
 CORE = {"model", "losses"}  # what a learner reads first: the model and its loss
 TOP_LEVEL = SCRIPTS | CORE
 PACKAGE_MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, PACKAGE))
