@@ -3,7 +3,7 @@ explorer.html, report.html, and metrics.json last (its "partial": false marks a 
 import os
 import time
 
-from mnist_vae import checkpoints, data, evaluation, explorer, figures, messages, report
+from mnist_vae import card, checkpoints, data, evaluation, explorer, figures, messages, report
 from mnist_vae.rundir import atomic_write, read_state, write_json
 from model import LOSS_TERMS
 
@@ -57,12 +57,15 @@ def write_evaluation(vae, run_dir, x_test, y_test, iw_samples, epoch, binarize, 
 
 
 def write_figures_and_report(vae, run_dir, x_test, y_test, posterior, rows, config, metrics, results, frames=None):
-    """Every figure, explorer.html and report.html, for train.py and evaluate.py alike. Returns
+    """Every figure, explorer.html, report.html and (for an evaluated model) the model card README.md, for
+    train.py and evaluate.py alike. Returns
     ({name: path written}, {figure: why it was skipped})."""
     written, skipped = figures.save_all(vae, x_test, y_test, checkpoints.history_columns(rows) if rows else None,
                                         run_dir, posterior, seed=config.get("seed", 0), frames=frames)
     written["explorer"] = explorer.write(run_dir, vae, posterior["z_mean"], y_test, x_test,
                                          about=figures.describe(vae))
+    if results:  # an evaluated model: its card, from the report's own rows (before the report, which lists it)
+        written["card"] = card.write(run_dir, config, metrics, results)
     written["report"] = report.write(run_dir, config, metrics, results, rows)
     return written, skipped
 

@@ -6,6 +6,7 @@ refreshes it. Every number on it carries data-source and data-value attributes w
 from metrics.json or eval.json, so tests (and scripts) can check the page against the files.
 """
 import os
+from dataclasses import dataclass
 
 from mnist_vae import messages, presets
 from mnist_vae.pages import Markup, escape
@@ -62,21 +63,38 @@ FILES = (
     ("checkpoint", "the last completed epoch's weights and optimizer state, for --resume"),
     ("tensorboard", "TensorBoard's logs (tensorboard --logdir)"),
     ("decoder.onnx", "the decoder as ONNX (export.py): z (and label) to logits and pixel_means"),
+    ("README.md", "the model card: what the model is, its numbers, how to load it, its limits"),
 )
 TERMS = (("negative_elbo", "loss", "negative ELBO"), ("reconstruction_loss", "reconstruction_loss", "reconstruction"),
          ("kl_loss", "kl_loss", "KL"))
 
 
+@dataclass(frozen=True)
+class Number:
+    """A number the report (and the model card) shows: its file and key, its value and standard error."""
+    source: str
+    key: str
+    value: float
+    digits: int = 2
+    stderr: float = None
+
+    def __str__(self):
+        return f"{self.value:.{self.digits}f}" + (f" ± {self.stderr:.{self.digits}f}" if self.stderr is not None
+                                                   else "")
+
+    def cell(self):
+        return Markup(f'<td data-source="{escape(self.source)}" data-key="{escape(self.key)}" '
+                      f'data-value="{escape(repr(self.value))}">{escape(str(self))}</td>')
+
+
 def _number(source, key, value, digits=2, stderr=None):
-    text = f"{value:.{digits}f}" + (f" ± {stderr:.{digits}f}" if stderr is not None else "")
-    return Markup(f'<td data-source="{escape(source)}" data-key="{escape(key)}" data-value="{escape(repr(value))}">'
-                  f'{escape(text)}</td>')
+    return Number(source, key, value, digits, stderr)
 
 
 def _table(header, rows):
-    """An HTML table; each cell is text (escaped) or a <td> Markup from _number."""
+    """An HTML table; each cell is text (escaped) or a Number (with its source in data- attributes)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell if isinstance(cell, Markup) else f"<td>{escape(cell)}</td>"
+    body = "".join("<tr>" + "".join(cell.cell() if isinstance(cell, Number) else f"<td>{escape(cell)}</td>"
                                     for cell in row) + "</tr>" for row in rows)
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
@@ -86,8 +104,7 @@ def render(run_dir, config, metrics, evaluation, history):
     the rows of history.csv (dicts of numbers)."""
     status = RunFolder(run_dir).status(metrics, evaluation, planned=config.get("epochs"))
     binarize = config.get("binarize", "none")
-    density = (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
-    grey = binarize == "none" and not density
+    grey = binarize == "none" and not is_density(config, evaluation)
     warning = Markup(f'<p class="warning">{escape(messages.GREY_WARNING)}</p>' if grey else "")
     captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if config.get("conditional") else {})}
     figures = Markup("".join(
@@ -104,7 +121,7 @@ def render(run_dir, config, metrics, evaluation, history):
     return render_page(
         "report", name=os.path.basename(os.path.normpath(run_dir)), status=status, explorer=explorer,
         command=config.get("command", ""),
-        numbers=_table(("", _numbers_of(metrics, evaluation)), _key_numbers(config, metrics, evaluation, density)),
+        numbers=_table(("", numbers_of(metrics, evaluation)), key_numbers(config, metrics, evaluation)),
         warning=warning, figures=figures, history=history_table,
         settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
         files=_table(("file", "what it holds"), [[name, what] for name, what in FILES if name in (
@@ -112,14 +129,22 @@ def render(run_dir, config, metrics, evaluation, history):
         versions=", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items()))
 
 
-def _numbers_of(metrics, evaluation):
+def is_density(config, evaluation=None):
+    """Whether the run's numbers bound a density of grey pixels (the continuous Bernoulli)."""
+    return (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
+
+
+def numbers_of(metrics, evaluation):
     """The key numbers' column title: which model they come from."""
     if evaluation:
         return f"value (held-out images, {messages.model_of_epoch(evaluation.get('epoch', metrics.get('epochs')))})"
     return f"value (held-out images, the last completed epoch: {metrics.get('epochs')})"
 
 
-def _key_numbers(config, metrics, evaluation, density):
+def key_numbers(config, metrics, evaluation):
+    """The rows of the key numbers, each (what it is, a Number or a line of text): report.html and the model
+    card show these same rows."""
+    density = is_density(config, evaluation)
     numbers = []
     if evaluation:
         for key, _, label in TERMS:

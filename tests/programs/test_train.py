@@ -34,7 +34,7 @@ def test_training_writes_every_output(trained_run):
     run_dir, result = trained_run
     report = open(os.path.join(run_dir, "report.html")).read().split("<h2>Files</h2>")[1]
     for name in ["config.json", "history.csv", "metrics.json", "model.keras", "eval.json", "progress.gif",
-                 "explorer.html", "report.html", "checkpoint", "tensorboard"] + PLOTS:
+                 "explorer.html", "report.html", "README.md", "checkpoint", "tensorboard"] + PLOTS:
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
         assert f"<td>{name}</td>" in report  # report.html lists every file the run wrote
     # The console ends with the one thing to open (its report), not fifteen paths.
@@ -43,6 +43,12 @@ def test_training_writes_every_output(trained_run):
         f"{run_dir}, each listed on its report; open {os.path.join(run_dir, 'report.html')} (numbers "
         f"and figures) or {os.path.join(run_dir, 'explorer.html')} (the latent space, live)")
     assert os.path.join(run_dir, "loss.png") not in result.stdout
+    import yaml
+
+    card = yaml.safe_load(open(os.path.join(run_dir, "README.md")).read().split("---\n")[1])  # the model card
+    evaluation = json.load(open(os.path.join(run_dir, "eval.json")))
+    for metric in card["model-index"][0]["results"][0]["metrics"]:
+        assert metric["value"] == evaluation[metric["type"]], metric
     import matplotlib.image
 
     for name in PLOTS:

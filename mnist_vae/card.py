@@ -1,0 +1,83 @@
+"""README.md in every evaluated run folder: a model card in the Hugging Face convention (YAML metadata with the
+model's metrics, then prose) saying what the model is, its data, budget and seed, its held-out numbers and what
+they are, how to load it and its limits. Its numbers are report.html's own rows (report.key_numbers), so the
+two cannot disagree. Pure Python: no Keras.
+"""
+import json
+import os
+
+from mnist_vae import messages, report
+from mnist_vae.rundir import atomic_write
+
+# eval.json's keys that go into the card's metadata, with the name the metric gets there.
+METRICS = (("nll_iw", "negative log-likelihood (importance-weighted bound)"),
+           ("negative_elbo", "negative ELBO"), ("reconstruction_loss", "reconstruction term"),
+           ("kl_loss", "KL term"), ("active_units", "active units"), ("mutual_information", "I(x; z)"))
+
+
+def _yaml(value):
+    """A scalar as YAML reads it back (JSON's strings and numbers are YAML's)."""
+    return json.dumps(value)
+
+
+def _cell(value):
+    """Text for a Markdown table cell: a | or a line break would end it."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def metadata(name, config, evaluation):
+    """The card's YAML block: the library, tags and one result per metric (model-index)."""
+    likelihood = messages.is_likelihood(config.get("binarize", "none"), config.get("likelihood", "bernoulli"))
+    lines = ["---", "library_name: keras", "tags:", "- variational-autoencoder", "- mnist",
+             f"- {_yaml(config.get('backend'))}", "datasets:", "- mnist", "model-index:", f"- name: {_yaml(name)}",
+             "  results:", "  - task:", "      type: image-generation", "      name: density estimation",
+             "    dataset:", "      type: mnist", "      name: MNIST", "      split: test", "    metrics:"]
+    for key, what in METRICS:
+        unit = {"active_units": "", "kl_loss": ", nats per image", "mutual_information": ", nats per image"}.get(
+            key, ", nats per image" + ("" if likelihood else ", grey pixels: not a likelihood"))
+        lines += [f"    - type: {key}", f"      name: {_yaml(what + unit)}", f"      value: {_yaml(evaluation[key])}"]
+    return lines + ["---"]
+
+
+def render(run_dir, config, metrics, evaluation):
+    """The card as text (evaluation: eval.json's dict)."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    rows = report.key_numbers(config, metrics, evaluation)
+    pixels = messages.pixels_note(config.get("binarize", "none"), config.get("likelihood", "bernoulli"))
+    described = (f"a {config.get('arch')} VAE, {config.get('latent_dim')}-D latent space, "
+                 f"{'conditional on the digit label, ' if config.get('conditional') else ''}"
+                 f"{config.get('likelihood')} likelihood, trained on the "
+                 f"{'ELBO' if config.get('objective') == 'elbo' else 'IWAE bound, k = ' + str(config.get('k'))}")
+    lines = metadata(name, config, evaluation) + [
+        "", f"# {name}", "", f"This is {described}, by this project's `train.py`.", "",
+        "## Training", "",
+        f"- Data: {config.get('data_source')}: {config.get('train_images'):,} training images, "
+        f"{config.get('test_images'):,} test images; {pixels}.",
+        f"- Budget: {messages.count(metrics.get('epochs') or 0, 'epoch')} at batch {config.get('batch_size')}, Adam at "
+        f"{config.get('lr')}; seed {config.get('seed')}; backend {config.get('backend')}.",
+        f"- Reproduce: `{config.get('command')}`", "",
+        "## Held-out numbers", "",
+        f"| | {report.numbers_of(metrics, evaluation)} |", "| --- | --- |",
+        *(f"| {_cell(label)} | {_cell(value)} |" for label, value in rows), "",
+        "Each ± is one standard error over the test images: it says how the images differ, not how training "
+        "runs would (one run, one seed). Quote a negative log-likelihood only from binarized pixels.", "",
+        "## Use", "",
+        "```python", "import keras", "import model  # this project's model.py: registers the VAE's classes",
+        "vae = keras.saving.load_model(\"model.keras\")  # any Keras backend; safe mode", "```", "",
+        "`python export.py RUN` writes `decoder.onnx` (z to pixels) for ONNX Runtime.", "",
+        "## Limits", "",
+        "- MNIST digits, 28 x 28, grey levels in [0, 1]; nothing else was seen in training.",
+        "- Samples from the prior can be blurry or smudged where the aggregate posterior and N(0, I) disagree; "
+        "report.html shows them.",
+        "- Sample quality has no number in this version of the card.", ""]
+    return "\n".join(lines)
+
+
+def write(run_dir, config, metrics, evaluation):
+    """Write <run>/README.md (atomically) and return its path."""
+    text = render(run_dir, config, metrics, evaluation)
+
+    def save(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return atomic_write(os.path.join(run_dir, "README.md"), save)
