@@ -80,7 +80,7 @@ def parse_args(argv=None):
 
 
 def run(args):
-    from mnist_vae.rundir import RunError, atomic_write
+    from mnist_vae.rundir import RunError, write_text
 
     runs, problems = [], []
     for run_dir in args.runs:
@@ -103,15 +103,8 @@ def run(args):
     print(text, end="")
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
-
-    def saver(content):
-        def save(tmp):
-            with open(tmp, "w", newline="") as f:
-                f.write(content)
-        return save
-
-    written = [atomic_write(os.path.join(args.out, "comparison.csv"), saver(buffer.getvalue())),
-               atomic_write(os.path.join(args.out, "comparison.md"), saver(text))]
+    written = [write_text(os.path.join(args.out, "comparison.csv"), buffer.getvalue()),
+               write_text(os.path.join(args.out, "comparison.md"), text)]
     from mnist_vae import plots
 
     histories = {r["name"]: r["history"] for r in runs}

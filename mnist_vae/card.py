@@ -7,7 +7,7 @@ import json
 import os
 
 from mnist_vae import messages, report
-from mnist_vae.rundir import atomic_write
+from mnist_vae.rundir import write_text
 
 # eval.json's keys that go into the card's metadata, with the name the metric gets there.
 METRICS = (("nll_iw", "negative log-likelihood (importance-weighted bound)"),
@@ -77,7 +77,4 @@ def write(run_dir, config, metrics, evaluation):
     """Write <run>/README.md (atomically) and return its path."""
     text = render(run_dir, config, metrics, evaluation)
 
-    def save(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    return atomic_write(os.path.join(run_dir, "README.md"), save)
+    return write_text(os.path.join(run_dir, "README.md"), text)

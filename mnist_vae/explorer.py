@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from mnist_vae import pages
-from mnist_vae.rundir import atomic_write
+from mnist_vae.rundir import write_text
 
 MAX_POINTS = 500  # held-out images the page carries (their pixels, labels and codes)
 
@@ -115,8 +115,5 @@ def write(run_dir, vae, z_mean=None, labels=None, images=None, about=""):
     page = render(page_data(vae, z_mean, labels, images, title=title, about=about,
                             likelihood=getattr(vae, "likelihood", "bernoulli")))
 
-    def save(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
-    return atomic_write(os.path.join(run_dir, "explorer.html"), save)
+    return write_text(os.path.join(run_dir, "explorer.html"), page)
 

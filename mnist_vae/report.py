@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from mnist_vae import messages, presets
 from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
-from mnist_vae.rundir import atomic_write
+from mnist_vae.rundir import write_text
 from mnist_vae.runfolder import RunFolder
 from mnist_vae.settings import preset_overrides
 
@@ -190,7 +190,4 @@ def write(run_dir, config, metrics, evaluation, history):
     """Write <run>/report.html (atomically) and return its path."""
     page = render(run_dir, config, metrics, evaluation, history)
 
-    def save(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
-    return atomic_write(os.path.join(run_dir, "report.html"), save)
+    return write_text(os.path.join(run_dir, "report.html"), page)

@@ -121,6 +121,14 @@ def remove_temporaries_in_flight():
             pass  # renamed into place meanwhile, or already gone
 
 
+def write_text(path, text):
+    """Write text to path (UTF-8, newlines as given), atomically; returns path."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    return atomic_write(path, write)
+
+
 def write_json(path, obj):
     def write(tmp):
         with open(tmp, "w") as f:

@@ -223,13 +223,12 @@ def reproduce_command(args):
     return shlex.join(words)
 
 
-def check_saved(saved, path, names=None):
+def check_saved(saved, path):
     """Each setting in a saved config passes the checks its flag makes (a hand-edited or damaged config.json
     is one line, not a traceback deep in training)."""
     for setting in SETTINGS:
         value = saved.get(setting.name)
-        if (names is not None and setting.name not in names) or setting.name not in saved or value is None \
-                or value == setting.default or setting.name == "resume":
+        if setting.name not in saved or value is None or value == setting.default or setting.name == "resume":
             continue
         if not setting.accepts(value):
             raise RunError(f"{path}: {setting.name} = {value!r} is not a valid {setting.flag}; "
