@@ -5,7 +5,8 @@
 
 One figure overlays the runs' test-loss curves and their KL per epoch; one row per run (printed as
 Markdown, and written as CSV and Markdown) gives the settings in which the runs differ, the final test
-loss terms (nats per image), the importance-weighted NLL estimate and the active units.
+loss terms (nats per image), the importance-weighted NLL estimate, the active units and the samples' scores
+(Fréchet distance in a reference classifier's features; KL of the digits drawn from uniform).
 """
 import argparse
 import csv
@@ -18,7 +19,8 @@ from mnist_vae import cli
 
 COLUMNS = (("loss", "metrics", "test loss"), ("reconstruction_loss", "metrics", "reconstruction"),
            ("kl_loss", "metrics", "KL"), ("nll_iw", "eval", "NLL (IW)"), ("iw_samples", "eval", "k (NLL)"),
-           ("active_units", "eval", "active units"))
+           ("active_units", "eval", "active units"), ("frechet_distance", "samples", "sample FD"),
+           ("coverage_kl", "samples", "digit coverage KL"))
 
 
 def read_run(run_dir):
@@ -46,7 +48,8 @@ def table(runs):
     header = ["run", *settings, "epochs trained", *(title for _, _, title in COLUMNS)]
     rows = []
     for run in runs:
-        values = {"metrics": run["metrics"], "eval": run["eval"] or {}}
+        values = {"metrics": run["metrics"], "eval": run["eval"] or {},
+                  "samples": (run["eval"] or {}).get("sample_quality") or {}}
         numbers = []
         for key, source, _ in COLUMNS:
             value = values[source].get(key)

@@ -29,6 +29,9 @@ def parse_args(argv=None):
                         "eval.json and figures stay as they are)")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="where the run's data is now, if it has moved since training (default: the saved path)")
+    p.add_argument("--no-sample-quality", action="store_true",
+                   help="skip the samples' scores (Fréchet distance and digit coverage in a reference classifier's "
+                        "features; its first use on new data trains the classifier, about a minute)")
     p.add_argument("--older-model", action="store_true",
                    help="evaluate model.keras even when the run's checkpoint has trained further")
     backends.add_backend_flag(p)
@@ -65,11 +68,9 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
     config = folder.config
     x_test = data.as_float(splits.x_test[:args.max_images])
     partial = len(x_test) < len(splits.x_test)
-    y_test = None if splits.y_test is None else splits.y_test[:args.max_images]
     binarize = folder.settings.binarize
-    results, posterior, path = write_evaluation(vae, args.run_dir, x_test, y_test, args.iw_samples, epoch, binarize,
-                                                splits.source, f"eval-first{len(x_test)}.json" if partial else
-                                                "eval.json")
+    results, posterior, path = write_evaluation(vae, args.run_dir, splits, args.iw_samples, epoch, binarize,
+                                                args.max_images, sample_quality=not args.no_sample_quality)
     written = [path]
     print(console.summary(results, binarize, config.get("preset"), settings.preset_overrides(config)))
     if not partial:  # the figures stay those of the whole held-out set

@@ -42,6 +42,12 @@ class Splits:
     note: str = ""  # e.g. how the test set was carved out
     x_valid: np.ndarray = None  # a validation slice held out of the training images (--validation), or None
     y_valid: np.ndarray = None
+    unbinarized: "Splits" = None  # the same splits before binarization (None: these are): the grey pixels
+
+    @property
+    def grey(self):
+        """The splits with their grey pixels, binarized or not: what the reference classifier learns and scores."""
+        return self.unbinarized or self
 
 
 # ---------------------------------------------------------------- IDX files
@@ -290,7 +296,7 @@ def apply_binarization(splits, mode, seed):
     x_train = binarized(splits.x_train, seed) if mode == "static" else splits.x_train
     x_valid = None if splits.x_valid is None else binarized(splits.x_valid, TEST_BINARIZE_SEED + 1)
     return Splits(x_train, splits.y_train, binarized(splits.x_test, TEST_BINARIZE_SEED), splits.y_test,
-                  splits.source, splits.note, x_valid, splits.y_valid)
+                  splits.source, splits.note, x_valid, splits.y_valid, unbinarized=splits)
 
 
 def load_for_run(data, dataset, val_split, limit, binarize, seed, validation=0):

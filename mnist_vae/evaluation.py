@@ -1,9 +1,12 @@
 """The held-out numbers of a trained model: the ELBO's terms, the importance-weighted NLL, active units and
-the mutual information I(x; z), all in nats per image (evaluate.py and the end of every run)."""
+the mutual information I(x; z), all in nats per image, and the samples' scores (evaluate.py and the end of every
+run)."""
 import math
 import time
 
 import numpy as np
+
+from mnist_vae.batching import multiple_of_devices, predict
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds this (Burda et al. 2015)
 
@@ -65,35 +68,6 @@ def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SE
         if done:
             done(start + c)
     return ops.convert_to_numpy(log_sum).astype(np.float64) - math.log(k)
-
-
-def multiple_of_devices():
-    """What every batch's rows must be a multiple of: the devices of a data-parallel distribution, or 1."""
-    import keras
-
-    distribution = keras.distribution.distribution()
-    return distribution.device_mesh.devices.size if distribution is not None else 1
-
-
-def predict(fn, inputs, batch_size, whole_batches=False):
-    """fn applied to inputs (arrays with N rows) batch by batch, as NumPy. Under a data-parallel
-    distribution each batch is padded to a multiple of the devices, which must get equal shares; with
-    whole_batches, every batch to batch_size rows, so that a compiled fn is traced for one shape only."""
-    import keras
-
-    multiple = multiple_of_devices()
-    n = len(inputs[0])
-    outputs = []
-    for start in range(0, n, batch_size):
-        part = [a[start:start + batch_size] for a in inputs]
-        rows = len(part[0])
-        padding = batch_size - rows if whole_batches else -rows % multiple
-        if padding:
-            part = [np.concatenate([a, np.zeros((padding,) + a.shape[1:], a.dtype)]) for a in part]
-        out = fn(*part)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        outputs.append([np.asarray(keras.ops.convert_to_numpy(o))[:rows] for o in out])
-    return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
 def _as_function(model, rows):
@@ -311,3 +285,54 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     })
     posterior["per_image"] = {"negative_elbo": reconstruction + kl, "nll_iw": nll}
     return results, posterior
+
+
+SAMPLES = 10_000  # samples scored by the reference classifier (fewer when the test set is smaller)
+
+
+def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
+    """How good and how varied the model's samples are (sample_quality.py), for eval.json: N = min(n, test images)
+    draws z ~ N(0, I) decoded to pixel means (for a conditional model, the digits 0-9 in turn) against the grey
+    test images, in the features of the reference classifier trained on the grey training images (classifier.py);
+    the same distance between N training images and the test images is the floor. grey: the run's splits before
+    any binarization. None (with the reason in "skipped") for data without labels."""
+    from keras import ops
+
+    import losses
+    from mnist_vae import classifier
+    from mnist_vae import sample_quality as sq
+    from model import decoder_inputs
+
+    if grey.y_train is None or grey.y_test is None:
+        return {"skipped": "the data has no labels to train the reference classifier on"}
+    began = time.time()
+    reference, record = classifier.cached(grey, say)
+    n = min(n, len(grey.x_test))
+    latent_dim = vae.decoder.inputs[0].shape[-1]
+    z = _noise(seed, (n, latent_dim))
+    requested = np.arange(n) % sq.CLASSES
+    likelihood = getattr(vae, "likelihood", "bernoulli")
+    pixels, = predict(lambda zb, yb: ops.convert_to_numpy(losses.pixel_means(
+        vae.decoder(decoder_inputs(vae, zb, yb)), likelihood)), [z, requested], 1000)
+    sample_features, sample_probabilities = classifier.outputs(reference, pixels)
+    test_features, test_probabilities = classifier.outputs(reference, grey.x_test.astype(np.float32) / 255.0)
+    chosen = np.random.default_rng(list(seed) + [1]).permutation(len(grey.x_train))[:n]
+    train_features, _ = classifier.outputs(reference, grey.x_train[chosen].astype(np.float32) / 255.0)
+    results = {
+        "frechet_distance": sq.features_distance(sample_features, test_features),
+        "frechet_distance_floor": sq.features_distance(train_features, test_features),
+        **sq.coverage(sample_probabilities),
+        "test_images_coverage": {k: v for k, v in sq.coverage(test_probabilities).items() if k != "class_histogram"},
+        "samples": n, "test_images": int(len(grey.x_test)),
+        "protocol": f"{n:,} samples (pixel means decoded from z ~ N(0, I)) against the {len(grey.x_test):,} grey test "
+                    f"images, in the {reference.get_layer(classifier.FEATURES).units} penultimate features of an MNIST "
+                    "classifier trained on the run's grey training images; floor: the same distance for "
+                    f"{n:,} training images",
+        "confident": sq.CONFIDENT,
+        "classifier": {k: record[k] for k in ("key", "trained_on", "test_images", "test_accuracy")},
+    }
+    if vae.conditional:
+        results["requested_digit_share_per_digit"], results["requested_digit_share"] = sq.requested_digit_share(
+            sample_probabilities, requested)
+    results["seconds"] = round(time.time() - began, 2)
+    return results

@@ -19,8 +19,9 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     if complete:
         written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
         seconds["saving the model"], began = time.time() - began, time.time()
-        results, posterior, written["eval"] = write_evaluation(vae, run_dir, x_test, splits.y_test, settings.iw_samples,
-                                                               len(rows), settings.binarize, splits.source)
+        results, posterior, written["eval"] = write_evaluation(
+            vae, run_dir, splits, settings.iw_samples, len(rows), settings.binarize,
+            sample_quality=not settings.no_sample_quality)
         metrics = _metrics_of(results)
         seconds["evaluation"], began = time.time() - began, time.time()
     else:
@@ -48,11 +49,21 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     return metrics, results, written, skipped
 
 
-def write_evaluation(vae, run_dir, x_test, y_test, iw_samples, epoch, binarize, source, name="eval.json"):
-    """The held-out evaluation of the model of `epoch` (evaluation.evaluate_model) written to <run>/name: the
-    one writer of eval.json, for train.py and evaluate.py. Returns (results, posterior, path)."""
+def write_evaluation(vae, run_dir, splits, iw_samples, epoch, binarize, max_images=None, sample_quality=True):
+    """The held-out evaluation of the model of `epoch` (evaluation.evaluate_model on the first max_images test
+    images, or all) and, unless sample_quality is False, its samples' quality (evaluation.sample_quality), written
+    to <run>/eval.json (eval-firstN.json for part of the test set): the one writer of those files, for train.py and
+    evaluate.py. Returns (results, posterior, path)."""
+    x_test = data.as_float(splits.x_test[:max_images])
+    y_test = None if splits.y_test is None else splits.y_test[:max_images]
     results, posterior = evaluation.evaluate_model(vae, x_test, iw_samples, labels=y_test)
-    results.update({"epoch": epoch, "binarize": binarize, "data": source})
+    results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
+    if sample_quality:
+        results["sample_quality"] = evaluation.sample_quality(vae, splits.grey)
+        if "seconds" in results["sample_quality"]:
+            results["seconds_by_part"]["sample_quality"] = results["sample_quality"]["seconds"]
+            results["seconds"] = round(results["seconds"] + results["sample_quality"]["seconds"], 2)
+    name = f"eval-first{len(x_test)}.json" if len(x_test) < len(splits.x_test) else "eval.json"
     return results, posterior, write_json(os.path.join(run_dir, name), results)
 
 

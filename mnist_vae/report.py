@@ -141,6 +141,31 @@ def numbers_of(metrics, evaluation):
     return f"value (held-out images, the last completed epoch: {metrics.get('epochs')})"
 
 
+def sample_quality_rows(scores):
+    """The samples' scores (eval.json's "sample_quality") as key-number rows; none when they were not measured."""
+    if not scores:
+        return []
+    if "skipped" in scores:
+        return [["sample quality", f"not measured: {scores['skipped']}"]]
+
+    def number(key, digits=2):
+        return _number("eval.json", f"sample_quality.{key}", scores[key], digits=digits)
+
+    rows = [["samples: Fréchet distance to the test images in a reference classifier's features (lower is better)",
+             number("frechet_distance")],
+            ["its floor: the same distance from training images", number("frechet_distance_floor")],
+            [f"samples labelled confidently (top class probability ≥ {scores['confident']}), share",
+             number("confident_share", 3)],
+            ["digit coverage: KL of the digits drawn from uniform, nats (0: all ten equally often; 2.30: one digit)",
+             number("coverage_kl", 3)]]
+    if "requested_digit_share" in scores:
+        rows.append(["samples the classifier reads as the digit asked for, share", number("requested_digit_share", 3)])
+    classifier = scores["classifier"]
+    rows.append(["sample-quality protocol", f"{scores['protocol']}; the classifier's test accuracy "
+                 f"{classifier['test_accuracy']:.2%} (cached as {classifier['key']})"])
+    return rows
+
+
 def key_numbers(config, metrics, evaluation):
     """The rows of the key numbers, each (what it is, a Number or a line of text): report.html and the model
     card show these same rows."""
@@ -159,6 +184,7 @@ def key_numbers(config, metrics, evaluation):
         numbers.append([f"mutual information I(x; z) under the encoder ({information})",
                         _number("eval.json", "mutual_information", evaluation["mutual_information"],
                                 stderr=evaluation["mutual_information_stderr"])])
+        numbers += sample_quality_rows(evaluation.get("sample_quality"))
     else:
         for _, key, label in TERMS:
             if metrics.get(key) is not None:

@@ -98,6 +98,9 @@ SETTINGS = (
                  "needs --binarize none)"),
     Setting("--iw-samples", IW_SAMPLES, resume=True, type=number_in_range(int, 1),
             help="importance samples per test image for the NLL estimate at the end (evaluate.py)"),
+    Setting("--no-sample-quality", False, resume=True, result=False, action="store_true",
+            help="skip the samples' scores at the end (Fréchet distance and digit coverage in a reference "
+                 "classifier's features; its first use on new data trains the classifier, about a minute)"),
     Setting("--seed", 0, type=number_in_range(int, 0, high=2**32), help="seed for weights, shuffling and sampling"),
     Setting("--deterministic", False, action="store_true",
             help="deterministic TensorFlow ops: runs and resumes repeat bit for bit"),

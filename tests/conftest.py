@@ -1,3 +1,4 @@
+import atexit
 import contextlib
 import importlib
 import importlib.util
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -16,6 +18,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The reference classifiers the runs of this session train go into a folder of their own (never ~/.cache), where
+# every run and program of the session on the same images reuses them; removed at the end.
+os.environ["MNIST_VAE_CACHE"] = tempfile.mkdtemp(prefix="mnist-vae-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MNIST_VAE_CACHE"], True)
 sys.path.insert(0, ROOT)
 
 

@@ -160,6 +160,14 @@ def test_a_conditional_run_resumes_evaluates_and_draws_one_row_per_digit(tmp_pat
     assert "bounds on log p(x | label)" in evaluated.stdout
     results = json.load(open(run / "eval.json"))
     assert results["conditional"] is True and results["epoch"] == 2
+    per_digit, share = (results["sample_quality"][k] for k in ("requested_digit_share_per_digit",
+                                                               "requested_digit_share"))
+    assert len(per_digit) == 10 and 0 <= share <= 1 and share == pytest.approx(np.mean(per_digit))  # 80 = 8 x 10
+    assert f"the digit asked for   {share:7.1%}" in evaluated.stdout
+    unscored = run_main("evaluate", run, "--iw-samples", "5", "--no-sample-quality")
+    assert unscored.returncode == 0 and "Fréchet" not in unscored.stdout, unscored.stderr
+    assert "sample_quality" not in json.load(open(run / "eval.json"))
+    assert "Sample quality was not measured for this model" in open(run / "README.md").read()
     with Image.open(run / "samples.png") as image:  # ten rows of digits, taller than wide for 10 x 10 tiles
         assert image.height > 0.9 * image.width
     assert "one row per digit label" in open(run / "report.html").read()
@@ -178,6 +186,7 @@ def test_images_without_labels_train_the_plain_model_and_refuse_the_conditional_
     plain = run_main("train", "--data", unlabelled, "--epochs", "1", *TINY, "--out", tmp_path, "--run-name", "p")
     assert plain.returncode == 0, plain.stderr
     assert "no labels" in plain.stdout
+    assert "samples: not scored (the data has no labels to train the reference classifier on)" in plain.stdout
     for name in ("latent_scatter.png", "interpolation.png", "eval.json", "report.html"):
         assert os.path.getsize(tmp_path / "p" / name) > 0
 

@@ -20,14 +20,16 @@ def test_compare_shows_what_differs_and_each_runs_numbers(tmp_path, finished_run
         header, *rows = list(csv.reader(f))
     # Only beta differs between the two runs: it is the one setting shown.
     assert header == ["run", "beta", "epochs trained", "test loss", "reconstruction", "KL", "NLL (IW)", "k (NLL)",
-                      "active units"]
+                      "active units", "sample FD", "digit coverage KL"]
     for row, run in zip(rows, runs):
         metrics = json.load(open(os.path.join(run, "metrics.json")))
         evaluation = json.load(open(os.path.join(run, "eval.json")))
         config = json.load(open(os.path.join(run, "config.json")))
         assert row == [os.path.basename(run), str(config["beta"]), "2", f"{metrics['loss']:.2f}",
                        f"{metrics['reconstruction_loss']:.2f}", f"{metrics['kl_loss']:.2f}",
-                       f"{evaluation['nll_iw']:.2f}", str(evaluation["iw_samples"]), str(evaluation["active_units"])]
+                       f"{evaluation['nll_iw']:.2f}", str(evaluation["iw_samples"]), str(evaluation["active_units"]),
+                       f"{evaluation['sample_quality']['frechet_distance']:.2f}",
+                       f"{evaluation['sample_quality']['coverage_kl']:.2f}"]
     markdown = open(tmp_path / "cmp" / "comparison.md").read()
     assert markdown in result.stdout and markdown.count("\n") == 4  # header, rule, two rows
     assert os.path.getsize(tmp_path / "cmp" / "comparison.png") > 10_000

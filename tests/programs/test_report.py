@@ -40,6 +40,13 @@ class Page(html.parser.HTMLParser):
         self._in_pre = False
 
 
+def lookup(numbers, dotted_key):
+    """numbers["a"]["b"] for "a.b"."""
+    for part in dotted_key.split("."):
+        numbers = numbers[part]
+    return numbers
+
+
 def read(run, name):
     with open(os.path.join(run, name)) as f:
         return json.load(f) if name.endswith(".json") else f.read()
@@ -56,7 +63,7 @@ def test_the_report_shows_the_runs_own_images_numbers_and_command(finished_run):
     assert {("eval.json", k) for k in ("negative_elbo", "reconstruction_loss", "kl_loss", "nll_iw",
                                        "active_units")} <= keys
     for source, key, value in page.numbers:
-        assert value == files[source][key], (source, key)
+        assert value == lookup(files[source], key), (source, key)
     # eval.json and metrics.json agree (one held-out evaluation), so the page agrees with both.
     assert files["metrics.json"]["loss"] == files["eval.json"]["negative_elbo"]
     # The command parses as train.py's flags and gives the run's settings.

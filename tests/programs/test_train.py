@@ -47,8 +47,16 @@ def test_training_writes_every_output(trained_run):
 
     card = yaml.safe_load(open(os.path.join(run_dir, "README.md")).read().split("---\n")[1])  # the model card
     evaluation = json.load(open(os.path.join(run_dir, "eval.json")))
+    scores = evaluation["sample_quality"]
     for metric in card["model-index"][0]["results"][0]["metrics"]:
-        assert metric["value"] == evaluation[metric["type"]], metric
+        assert metric["value"] == evaluation.get(metric["type"], scores.get(metric["type"])), metric
+    # The samples' scores: a distance above its floor, shares and a KL in their ranges, the protocol said.
+    assert scores["frechet_distance"] > scores["frechet_distance_floor"] > 0
+    assert 0 <= scores["confident_share"] <= 1 and 0 <= scores["coverage_kl"] <= np.log(10) + 1e-9
+    assert sum(scores["class_histogram"]) == pytest.approx(1) and scores["samples"] == 80
+    assert "80 samples (pixel means decoded from z ~ N(0, I))" in scores["protocol"]
+    assert scores["classifier"]["trained_on"] == 320 and 0 < scores["classifier"]["test_accuracy"] <= 1
+    assert f"samples, Fréchet distance {scores['frechet_distance']:7.2f}" in result.stdout
     import matplotlib.image
 
     for name in PLOTS:

@@ -1,0 +1,67 @@
+"""mnist_vae/classifier.py: the reference classifier learns the digits, is cached by its training images' hash
+(reused, rebuilt when they change or the file is damaged) and its features feed the Fréchet distance."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mnist_vae import classifier, data, sample_quality
+
+
+@pytest.fixture(scope="module")
+def small_splits(digits):
+    images, labels = digits
+    return data.Splits(images[:3000], labels[:3000], images[-300:], labels[-300:], "digits")
+
+
+def test_it_learns_the_digits_and_is_reused_from_its_cache(tmp_path, small_splits):
+    said = []
+    model, record = classifier.cached(small_splits, said.append, epochs=3, folder=str(tmp_path))
+    assert len(said) == 1 and "trained on 3,000 images" in said[0]
+    assert record["test_accuracy"] > 0.8  # 3,000 digits, three epochs: far above chance (0.1)
+    assert record["test_accuracy"] == classifier.accuracy(model, small_splits.x_test, small_splits.y_test)
+    files = sorted(os.listdir(tmp_path))
+    assert files == [f"classifier-{record['key']}.json", f"classifier-{record['key']}.keras"]
+    assert json.load(open(tmp_path / files[0])) == record
+    again, record_again = classifier.cached(small_splits, said.append, epochs=3, folder=str(tmp_path))
+    assert len(said) == 1 and record_again == record  # nothing trained: the cached network
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = data.as_float(small_splits.x_test[:50])
+    features, probabilities = classifier.outputs(again, x)
+    assert features.shape == (50, 128) and probabilities.shape == (50, 10) and features.dtype == np.float64
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(classifier.outputs(model, x)[0], features, rtol=1e-5, atol=1e-6)
+
+
+def test_other_training_images_or_a_damaged_file_train_it_anew(tmp_path, small_splits):
+    _, record = classifier.cached(small_splits, lambda line: None, epochs=1, folder=str(tmp_path))
+    changed = data.Splits(small_splits.x_train.copy(), small_splits.y_train, small_splits.x_test,
+                          small_splits.y_test, "digits")
+    changed.x_train[0, 14, 14, 0] ^= 1  # one pixel
+    said = []
+    _, other = classifier.cached(changed, said.append, epochs=1, folder=str(tmp_path))
+    assert other["key"] != record["key"] and len(said) == 1 and "trained on" in said[0]
+    with open(tmp_path / f"classifier-{record['key']}.keras", "wb") as f:
+        f.write(b"not a zip file")
+    said = []
+    model, again = classifier.cached(small_splits, said.append, epochs=1, folder=str(tmp_path))
+    assert said[0].startswith("note: the cached classifier") and "trained on" in said[1]
+    assert again["key"] == record["key"] and model.count_params() > 0
+
+
+def test_its_features_tell_digits_from_noise(tmp_path, small_splits):
+    """The distance means something: real digits sit several times closer to the test images than noise or
+    one digit repeated, in the classifier's features."""
+    model, _ = classifier.cached(small_splits, lambda line: None, epochs=3, folder=str(tmp_path))
+    test_features, _ = classifier.outputs(model, data.as_float(small_splits.x_test))
+    train_features, _ = classifier.outputs(model, data.as_float(small_splits.x_train[:300]))
+    noise = np.random.default_rng(0).random((300, 28, 28, 1)).astype(np.float32)
+    noise_features, _ = classifier.outputs(model, noise)
+    ones = data.as_float(small_splits.x_train[small_splits.y_train == 1][:1].repeat(300, axis=0))
+    ones_features, ones_probabilities = classifier.outputs(model, ones)
+    real = sample_quality.features_distance(train_features, test_features)
+    assert real < sample_quality.features_distance(noise_features, test_features) / 4
+    assert real < sample_quality.features_distance(ones_features, test_features) / 4
+    assert sample_quality.coverage(ones_probabilities)["digits_drawn"] == 1
