@@ -267,6 +267,12 @@ def _command(run, data):
     return "`" + (saved.replace(run["config"]["data"], data) if run["config"]["data"] else saved) + "`"
 
 
+def _samples(run, key, digits=2):
+    """A sample-quality number of the run's eval.json, or a dash where its samples were not scored."""
+    value = (run["eval"].get("sample_quality") or {}).get(key)
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def _number(run, key):
     return f"{run['eval'][key]:.2f} ± {run['eval'][key + '_stderr']:.2f}"
 
@@ -408,17 +414,22 @@ def _kl_section(runs, data):
         "The README's table, remade on the standard split: the default model (784-512-d, grey pixels, 30 epochs) "
         "with the KL summed over latent dimensions (`--beta 1`, correct) and averaged over them, which is "
         "`--beta 1/latent_dim`. Every test number is at KL weight 1, whatever the run trained with; NLL: k = 1000. "
-        "Grey pixels: these compare the two settings, they are not likelihoods.",
+        "Grey pixels: these compare the two settings, they are not likelihoods. Samples: the Fréchet distance of "
+        "10,000 samples to the test images in the reference classifier's features (floor: "
+        f"{_samples(runs['docs-z2-beta-1'], 'frechet_distance_floor')}) and the KL of the digits they show from "
+        "uniform ([quoting-numbers.md](quoting-numbers.md#sample-quality-how-good-and-how-varied-the-samples-are)).",
         "",
-        "| run | command | beta | test loss | reconstruction | KL | NLL (IW) | active units | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | command | beta | test loss | reconstruction | KL | NLL (IW) | active units | sample FD | "
+        "digit coverage KL | wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, _ in KL_RUNS:
         run = runs[name]
         lines.append(f"| {name} | {_command(run, data)} | {run['config']['beta']:g} | "
                      f"{_number(run, 'negative_elbo')} | {_number(run, 'reconstruction_loss')} | "
                      f"{_number(run, 'kl_loss')} | {_number(run, 'nll_iw')} | "
-                     f"{run['eval']['active_units']} | {run['minutes']:.0f} min |")
+                     f"{run['eval']['active_units']} | {_samples(run, 'frechet_distance')} | "
+                     f"{_samples(run, 'coverage_kl', 3)} | {run['minutes']:.0f} min |")
     lines.append("")
     for d in (2, 20):
         right, wrong = runs[f"docs-z{d}-beta-1"]["eval"], runs[f"docs-z{d}-beta-avg"]["eval"]
@@ -428,8 +439,10 @@ def _kl_section(runs, data):
             f"- {d}-D: averaging makes the test loss {worse:+.2f} nats "
             + (f"worse, more than the {stderr:.2f} standard error of the difference" if worse > stderr else
                f"different, within the {stderr:.2f} standard error of the difference")
-            + f"; the KL goes from {right['kl_loss']:.2f} to {wrong['kl_loss']:.2f} nats and the reconstruction "
-            f"from {right['reconstruction_loss']:.2f} to {wrong['reconstruction_loss']:.2f}.")
+            + f"; the KL goes from {right['kl_loss']:.2f} to {wrong['kl_loss']:.2f} nats, the reconstruction "
+            f"from {right['reconstruction_loss']:.2f} to {wrong['reconstruction_loss']:.2f} and the samples' "
+            f"Fréchet distance from {_samples(runs[f'docs-z{d}-beta-1'], 'frechet_distance')} to "
+            f"{_samples(runs[f'docs-z{d}-beta-avg'], 'frechet_distance')}.")
     lines.append("")
     return lines
 

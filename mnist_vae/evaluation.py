@@ -305,6 +305,8 @@ def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
 
     if grey.y_train is None or grey.y_test is None:
         return {"skipped": "the data has no labels to train the reference classifier on"}
+    if len(grey.x_test) < 2:  # a covariance needs two
+        return {"skipped": "a Fréchet distance needs at least two test images"}
     began = time.time()
     reference, record = classifier.cached(grey, say)
     n = min(n, len(grey.x_test))
