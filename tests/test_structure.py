@@ -123,3 +123,19 @@ def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework()
              "    assert not loaded, f'importing {name} loads {loaded}'\n")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr.strip().splitlines()[-1]
+
+
+# Where a package module's tests live when not in tests/unit/test_<module>.py.
+TESTED_ELSEWHERE = {"distribute": "tests/backends/test_distribute.py"}  # several devices and processes
+
+
+def test_every_module_has_its_tests_beside_its_name():
+    """tests/unit/test_<module>.py for each package module, tests/math/test_<name>.py for model.py and losses.py,
+    tests/programs/test_<name>.py for each program the user runs (CONTRIBUTING.md, "The tests")."""
+    expected = {m: TESTED_ELSEWHERE.get(m, f"tests/unit/test_{m}.py") for m in PACKAGE_MODULES}
+    expected.update({m: f"tests/math/test_{m}.py" for m in CORE})
+    expected.update({m: f"tests/programs/test_{m}.py" for m in SCRIPTS})
+    missing = sorted(path for path in expected.values() if not os.path.isfile(os.path.join(ROOT, path)))
+    assert not missing
+    unit = {name for name in os.listdir(os.path.join(ROOT, "tests", "unit")) if name.endswith(".py")}
+    assert unit <= {f"test_{m}.py" for m in PACKAGE_MODULES}  # no file named after anything but a module

@@ -2,16 +2,18 @@
 or two worker processes talking over 127.0.0.1 (MultiWorkerMirroredStrategy); on JAX, two CPU devices under
 Keras' DataParallel. Batches that split unevenly over the replicas (an odd global batch, an epoch's short
 last batch) included. Each engine runs in processes of its own, whatever backend the suite runs on."""
+import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_history  # noqa: E402
+from conftest import ROOT, read_history, run_main  # noqa: E402
 
 pytestmark = pytest.mark.backend_independent  # each test starts the backends it needs
 
@@ -87,8 +89,6 @@ def _free_ports(n):
             s.close()
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_multiworker_two_processes_on_localhost_match_each_other_and_one_device(tmp_path):
@@ -138,7 +138,6 @@ def test_jax_data_parallel_on_two_cpu_devices_equals_one_device(tmp_path):
 
     if not os.path.isdir(MNIST_DIR):
         pytest.skip(f"real MNIST not found at {MNIST_DIR}")
-    import importlib.util
 
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
@@ -156,7 +155,7 @@ def test_jax_data_parallel_on_two_cpu_devices_equals_one_device(tmp_path):
     one, two = read_history(tmp_path / "single"), read_history(tmp_path / "parallel")
     for key, value in one[0].items():
         assert two[0][key] == pytest.approx(value, rel=1e-4), key
-    from test_robustness import checkpoint_arrays
+    from conftest import checkpoint_arrays
 
     a, b = checkpoint_arrays(str(tmp_path / "single")), checkpoint_arrays(str(tmp_path / "parallel"))
     assert a.keys() == b.keys()
@@ -168,7 +167,6 @@ def test_unsupported_combinations_are_one_line(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--backend", "torch", "--distribute",
                              "mirrored", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=60)
-    import importlib.util
 
     if importlib.util.find_spec("torch") is None:
         assert "needs the torch package" in result.stderr
@@ -179,28 +177,12 @@ def test_unsupported_combinations_are_one_line(tmp_path):
     assert result.returncode == 1 and os.listdir(tmp_path) == []
 
 
-def test_tf_config_names_the_chief_and_bad_cluster_descriptions_are_one_line_errors():
-    import pytest
-
-    from mnist_vae.cli import UserError
-    from mnist_vae.tf_engine import Worker
-
-    def worker(cluster, task_type, index):
-        return Worker(json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}))
-
-    two = {"worker": ["a:1", "b:2"]}
-    assert (worker(two, "worker", 0).chief, worker(two, "worker", 1).chief) == (True, False)
-    with_chief = {"chief": ["c:0"], "worker": ["a:1", "b:2"]}
-    assert [worker(with_chief, t, i).chief for t, i in (("chief", 0), ("worker", 0), ("worker", 1))] == \
-        [True, False, False]
-    assert worker(with_chief, "worker", 1).count == 3
-    assert Worker(None).chief and Worker(None).count == 1  # no TF_CONFIG: a cluster of one
-    for bad, message in (("{bad", "not a valid cluster description"),
-                         (json.dumps({"cluster": two}), "not a valid cluster description"),
-                         (json.dumps({"cluster": {**two, "ps": ["p:3"]}, "task": {"type": "worker", "index": 0}}),
-                          "ps tasks"),
-                         (json.dumps({"cluster": two, "task": {"type": "worker", "index": 2}}), "not in its cluster"),
-                         (json.dumps({"cluster": two, "task": {"type": "chief", "index": 0}}), "not in its cluster")):
-        with pytest.raises(UserError, match=message) as error:
-            Worker(bad)
-        assert "\n" not in str(error.value)
+def test_a_saved_distribution_the_new_backend_lacks_says_how_to_go_on(tmp_path, finished_run):
+    run = tmp_path / "mirrored"
+    shutil.copytree(finished_run, run)
+    config = json.load(open(run / "config.json"))
+    json.dump({**config, "distribute": "mirrored", "backend": "jax"}, open(run / "config.json", "w"))
+    result = run_main("train", "--resume", run, "--backend", "torch", "--epochs", "3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1  # flags that do not go together
+    assert "trained with --distribute mirrored, which the torch backend does not offer: add --distribute none" \
+        in result.stderr

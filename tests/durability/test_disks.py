@@ -1,12 +1,18 @@
 """Disks that refuse: an unwritable output folder, a disk that fills during training or during the final
 save. Each is one line naming the file and what to do, and nothing completed is lost."""
+import errno
 import json
 import os
 import shutil
 import subprocess
 
 import pytest
-from conftest import checkpoint_arrays, mount, run_main, run_program
+from conftest import (
+    checkpoint_arrays,
+    mount,
+    run_main,
+    run_program,
+)
 
 # Checkpoints of about 1.2 MB (784-64-2 with Adam's state), which the small disks below are sized for.
 TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]
@@ -17,7 +23,6 @@ def run_train(*args, timeout=300):
 
 
 pytestmark = pytest.mark.backend_independent  # files and messages: CI runs them on TensorFlow
-
 
 
 @pytest.mark.slow
@@ -107,3 +112,19 @@ def test_a_read_only_folder_is_reported_under_the_files_own_name(tmp_path):
         assert write_error(caught.value, "all is kept", "resume").startswith(f"cannot write {path}: Read-only")
     finally:
         subprocess.run(["umount", str(folder)])
+
+
+def test_write_errors_suggest_free_space_only_when_space_ran_out(tmp_path):
+    from mnist_vae.rundir import write_error
+
+    path = str(tmp_path / "model.keras")  # in a folder that exists
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        message = write_error(OSError(code, os.strerror(code), path), "all is kept", "resume")
+        assert message.startswith(f"cannot write {path}:") and "free space, then resume" in message
+    for code in (errno.ENOENT, errno.EACCES, errno.EROFS, errno.EIO):
+        message = write_error(OSError(code, os.strerror(code), path), "all is kept", "resume")
+        assert "free space" not in message and message.endswith("(all is kept); resume")
+    # A run folder removed meanwhile took its checkpoint along: nothing is claimed to be kept.
+    gone = str(tmp_path / "gone" / "model.keras")
+    message = write_error(OSError(errno.ENOENT, os.strerror(errno.ENOENT), gone), "all is kept", "resume")
+    assert "all is kept" not in message and "nothing is left to resume" in message

@@ -1,4 +1,5 @@
 """Sampling statistics and gradients, encoder/decoder shapes, the training loss wiring, save/reload."""
+import math
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from conftest import (
 from keras import ops
 
 import losses
+from mnist_vae import data
 from model import Sampling, build_vae
 
 
@@ -89,7 +91,7 @@ def test_gradient_step_follows_the_mean_loss():
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-@pytest.mark.backend_independent  # test_backends.py reloads each backend's models under every other
+@pytest.mark.backend_independent  # test_across_backends.py reloads each backend's models under every other
 @pytest.mark.parametrize("arch", ["dense", "conv"])
 def test_save_and_reload_in_a_fresh_process(tmp_path, arch):
     x = np.random.default_rng(5).uniform(size=(6, 28, 28, 1)).astype(np.float32)
@@ -119,3 +121,18 @@ np.savez({str(tmp_path / 'out.npz')!r}, z_mean=c(z_mean), z_log_var=c(z_log_var)
     # The seed generator's state is saved too, so even the next random draw is the same.
     np.testing.assert_array_equal(out["sampled"], to_numpy(vae(x)["logits"]))
     assert float(out["beta"]) == 1.0
+
+
+def test_the_output_bias_is_the_logit_of_the_clipped_pixel_means():
+    from model import build_vae, output_bias_from_pixel_means
+
+    images = np.zeros((4, 28, 28, 1), np.uint8)
+    images[:2, 10:20, 10:20] = 255  # pixels with mean 0 (clipped), 0.5 and, below, 1 (clipped)
+    images[:, 0, 0] = 255
+    means = data.mean_pixels(images)
+    vae = build_vae("dense", 2, hidden=8, seed=0)
+    output_bias_from_pixel_means(vae, means)
+    bias = vae.decoder.get_layer("pixel_logits").bias.numpy().reshape(28, 28)
+    assert bias[0, 0] == pytest.approx(math.log(0.999 / 0.001), rel=1e-6)
+    assert bias[15, 15] == pytest.approx(0.0, abs=1e-7)
+    assert bias[27, 27] == pytest.approx(math.log(0.001 / 0.999), rel=1e-6)

@@ -1,8 +1,9 @@
 """Mixed precision: layers compute in 16 bits, the loss and metrics stay float32 and close to float32's."""
+
 import keras
 import numpy as np
 import pytest
-from conftest import per_example_losses
+from conftest import TINY, per_example_losses, run_program
 
 from mnist_vae import data, pipeline
 from model import build_vae
@@ -64,3 +65,14 @@ def test_float16_policy_gets_keras_loss_scaling_automatically():
         assert isinstance(vae.optimizer, keras.optimizers.LossScaleOptimizer)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.backend_independent
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_mixed_precision_runs_keep_the_console_quiet(tmp_path, small_npz):
+    for program, args in (("train.py", ["--data", small_npz, "--epochs", "1", *TINY, "--precision", "mixed_float16",
+                                        "--backend", "tensorflow", "--out", str(tmp_path), "--run-name", "mp"]),
+                          ("evaluate.py", [str(tmp_path / "mp"), "--iw-samples", "7"])):
+        result = run_program(program, *args)
+        assert result.returncode == 0 and result.stderr == "", (program, result.stderr[-2000:])  # no retracing

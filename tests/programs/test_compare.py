@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 
 import pytest
 from conftest import TINY, run_main, run_program
@@ -62,3 +63,27 @@ def test_the_console_is_quiet_and_odd_inputs_are_refused_before_the_table(tmp_pa
     assert result.returncode == 0, result.stderr
     rows = open(tmp_path / "cmp" / "comparison.md").read().splitlines()
     assert rows[2].startswith("| a\\|b | ") and all(row.count(" | ") == rows[0].count(" | ") for row in rows)
+
+
+@pytest.mark.slow
+def test_compare_refuses_a_run_without_a_completed_epoch_and_never_mixes_two_models(tmp_path, finished_run):
+    import compare
+
+    empty = tmp_path / "empty"
+    shutil.copytree(finished_run, empty)
+    json.dump({"epochs": 0, "partial": True, "loss": None}, open(empty / "metrics.json", "w"))
+    result = run_main("compare", empty, "--out", tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "no epoch has completed, so there is nothing to compare" in result.stderr
+    # A run resumed further and stopped: its metrics are of epoch 1, its eval.json of the epoch-2 model.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(finished_run, mixed)
+    metrics = json.load(open(mixed / "metrics.json"))
+    json.dump({**metrics, "epochs": 1, "partial": True}, open(mixed / "metrics.json", "w"))
+    header, (row,) = compare.table([compare.read_run(str(mixed))])
+    values = dict(zip(header, row))
+    assert values["NLL (IW)"] == "" and values["epochs trained"] == "1 (stopped)"  # no epoch-2 NLL beside them
+    assert compare.read_run(str(mixed))["history"]["loss"] == compare.read_run(str(finished_run))["history"]["loss"][:1]
+    header, (row,) = compare.table([compare.read_run(str(finished_run))])
+    evaluation = json.load(open(os.path.join(finished_run, "eval.json")))
+    assert dict(zip(header, row))["k (NLL)"] == str(evaluation["iw_samples"])  # the NLL says its k

@@ -1,13 +1,17 @@
 """train.py as a user runs it: a short real training, its files, and its refusals."""
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
 from conftest import (
+    TINY,
     per_example_losses,
     read_history,
     run_main,
+    run_program,
+    write_npz,
 )
 
 PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png",
@@ -216,7 +220,6 @@ def test_existing_run_name_is_never_overwritten(tmp_path):
 def test_no_run_asks_keras_for_a_compilation_it_refuses(tmp_path, small_npz):
     """Keras warns "Model doesn't support `jit_compile=True`" when asked for XLA under TensorFlow's op
     determinism; a deterministic run, and any run after it in the same process, never asks."""
-    import warnings
 
     import keras
     from conftest import TINY
@@ -230,3 +233,46 @@ def test_no_run_asks_keras_for_a_compilation_it_refuses(tmp_path, small_npz):
                                "--run-name", name)
             assert result.returncode == 0, result.stderr
     assert not [w for w in caught if "jit_compile" in str(w.message)]
+
+
+@pytest.mark.backend_independent
+@pytest.mark.slow
+def test_a_test_set_smaller_than_the_latent_dimension_still_completes(tmp_path, digits):
+    data = write_npz(tmp_path, "tiny.npz", digits, 8, 1)  # one test image, three latent dimensions
+    args = ["--data", data, "--latent-dim", "3", "--epochs", "2", "--hidden", "64", "--iw-samples", "10",
+            "--out", tmp_path, "--run-name", "tiny"]
+    result = run_main("train", *args)
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+    run = tmp_path / "tiny"
+    for name in ("latent_scatter.png", "latent_manifold.png", "explorer.html", "report.html", "metrics.json"):
+        assert os.path.getsize(run / name) > 0, name
+    assert "(interpolation skipped: needs at least two test images)" in result.stdout
+    assert "samples: not scored (a Fréchet distance needs at least two test images)" in result.stdout
+    again = run_main("train", "--resume", run)
+    assert again.returncode == 0 and "is complete (2 epochs" in again.stdout
+    assert run_main("evaluate", run, "--iw-samples", "5").returncode == 0
+
+
+@pytest.mark.backend_independent
+def test_a_step_too_large_for_memory_is_refused_before_anything_starts(tmp_path, small_npz):
+    result = run_main("train", "--data", small_npz, "--objective", "iwae", "--k", "200000", "--out", tmp_path / "out")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "--objective iwae --k 200000 --batch-size 128: one training step would decode 25,600,000 rows" \
+        in result.stderr and "lower --k or --batch-size" in result.stderr
+    assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.backend_independent
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_normal_run_prints_nothing_on_stderr_and_a_late_error_is_one_line(tmp_path, small_npz):
+    result = run_program("train.py", "--data", small_npz, "--epochs", "1", *TINY, "--out", tmp_path,
+                         "--run-name", "quiet")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    run = tmp_path / "quiet"
+    state = json.load(open(run / "checkpoint" / "state.json"))
+    with open(run / "checkpoint" / state["weights"], "r+b") as f:
+        f.truncate(1000)
+    result = run_program("train.py", "--resume", run, "--epochs", "2")  # found after the backend started
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: ") and "cannot load checkpoint" in result.stderr

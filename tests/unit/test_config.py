@@ -3,13 +3,13 @@ import dataclasses
 import json
 
 import pytest
+from conftest import run_main
 
 from mnist_vae import cli, settings
 from mnist_vae.config import Config, from_saved, resolve
 
-pytestmark = pytest.mark.backend_independent
 
-
+@pytest.mark.backend_independent
 def test_the_config_is_frozen_and_has_every_setting_typed():
     config, saved = resolve(["--latent-dim", "20", "--backend", "tensorflow"])
     assert saved is None and isinstance(config, Config) and config.latent_dim == 20 and config.k == 1
@@ -21,6 +21,7 @@ def test_the_config_is_frozen_and_has_every_setting_typed():
     assert config.replace(epochs=3).epochs == 3 and config.epochs == 30  # a changed copy, never a change
 
 
+@pytest.mark.backend_independent
 def test_flags_that_do_not_go_together_are_usage_errors():
     for argv, message in ((["--k", "3"], "--k 3 needs --objective iwae"),
                           (["--arch", "conv", "--activation", "tanh"], "--activation tanh is for the dense"),
@@ -30,6 +31,7 @@ def test_flags_that_do_not_go_together_are_usage_errors():
     assert cli.exit_on_user_error(resolve, ["--k", "3"]) == 2
 
 
+@pytest.mark.backend_independent
 def test_a_resumed_run_keeps_its_saved_settings_and_length(tmp_path, monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)  # it would count as a --backend given
     run = tmp_path / "run"
@@ -45,3 +47,15 @@ def test_a_resumed_run_keeps_its_saved_settings_and_length(tmp_path, monkeypatch
     assert from_saved(saved) == original
     with pytest.raises(cli.UserError, match="--latent-dim 6 contradicts the saved config"):
         resolve(["--resume", str(run), "--latent-dim", "6"])
+
+
+def test_the_conv_model_refuses_what_only_the_dense_one_has():
+    for flags in (["--activation", "tanh"], ["--output-bias", "pixel-means"]):
+        result = run_main("train", "--arch", "conv", *flags, "--data", "nowhere")
+        assert result.returncode == 2 and "conv model keeps ReLU" in result.stderr.strip()  # a usage error
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert f"{' '.join(flags)} is for the dense model's" in result.stderr
+    result = run_main("train", "--preset", "iwae-vae", "--arch", "conv", "--data", "nowhere")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --activation tanh --output-bias pixel-means come from --preset iwae-vae and are for the dense "
+        "model's hidden and output layers; the conv model keeps ReLU and a zero output bias"]

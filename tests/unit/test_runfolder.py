@@ -1,7 +1,10 @@
 """mnist_vae/runfolder.py: the one reader of run folders, on folders made by hand in each state."""
 import json
+import os
+import shutil
 
 import pytest
+from conftest import TINY, run_main
 
 from mnist_vae import settings
 from mnist_vae.rundir import RunError
@@ -67,3 +70,33 @@ def test_an_edited_config_is_refused_whatever_is_asked(tmp_path):
     (tmp_path / "edited" / "config.json").write_text(json.dumps({**config, "arch": "resnet"}))
     with pytest.raises(RunError, match="arch = 'resnet' is not a valid --arch"):
         run.settings
+
+
+def snapshot(folder):
+    """Every file's modification time, but the lock's (each process that takes it writes its pid there)."""
+    return {os.path.join(dirpath, name): os.stat(os.path.join(dirpath, name)).st_mtime_ns
+            for dirpath, _, names in os.walk(folder) for name in names if name != ".lock"}
+
+
+@pytest.mark.slow
+def test_a_model_keras_from_another_run_or_of_another_kind_is_refused(tmp_path, finished_run, small_npz):
+    other = run_main("train", "--data", small_npz, "--epochs", "1", *TINY, "--latent-dim", "5", "--out", tmp_path,
+                     "--run-name", "five")
+    assert other.returncode == 0, other.stderr
+    run = tmp_path / "copied"
+    shutil.copytree(finished_run, run)
+    shutil.copy(tmp_path / "five" / "model.keras", run / "model.keras")
+    before = snapshot(run)
+    result = run_main("evaluate", run, "--iw-samples", "2")
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {run / 'model.keras'} is not this run's model (its z has 5 dimensions where config.json says 2): "
+        "was it copied from another run?"]
+    import keras
+
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]).save(run / "model.keras")
+    result = run_main("evaluate", run, "--iw-samples", "2")
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {run / 'model.keras'} is a Sequential, not a VAE of model.py: not this run's model"]
+    after = snapshot(run)
+    assert {k: v for k, v in after.items() if not k.endswith("model.keras")} == \
+        {k: v for k, v in before.items() if not k.endswith("model.keras")}  # eval.json, figures, report unchanged

@@ -1,12 +1,30 @@
-"""Run folders are new every time, and files are replaced atomically."""
+"""mnist_vae/rundir.py: run folders are created once with unique names, files are written atomically and get
+the permissions of the user's umask."""
 import json
 import os
+import stat
 
 import pytest
+from conftest import TINY, run_main
 
 from mnist_vae.rundir import RunError, atomic_write, make_run_dir, write_json
 
 pytestmark = pytest.mark.backend_independent
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_get_the_permissions_of_the_users_umask(tmp_path, small_npz, umask):
+    previous = os.umask(umask)
+    try:
+        result = run_main("train", "--data", small_npz, "--epochs", "1", *TINY, "--out", tmp_path, "--run-name", "r")
+    finally:
+        os.umask(previous)
+    assert result.returncode == 0, result.stderr
+    files = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "r") for n in names]
+    assert len(files) > 12
+    for path in files:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask, path
 
 
 def test_default_run_names_are_unique(tmp_path):
