@@ -417,7 +417,8 @@ def _kl_section(runs, data):
         "Grey pixels: these compare the two settings, they are not likelihoods. Samples: the Fréchet distance of "
         "10,000 samples to the test images in the reference classifier's features (floor: "
         f"{_samples(runs['docs-z2-beta-1'], 'frechet_distance_floor')}) and the KL of the digits they show from "
-        "uniform ([quoting-numbers.md](quoting-numbers.md#sample-quality-how-good-and-how-varied-the-samples-are)).",
+        "uniform ([quoting-numbers.md](quoting-numbers.md#sample-quality-how-good-and-how-varied-the-samples-are)). "
+        f"These runs finished {' to '.join(sorted({runs[name]['finished'] for name, _ in KL_RUNS}))}.",
         "",
         "| run | command | beta | test loss | reconstruction | KL | NLL (IW) | active units | sample FD | "
         "digit coverage KL | wall time |",
