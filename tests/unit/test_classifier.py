@@ -65,3 +65,11 @@ def test_its_features_tell_digits_from_noise(tmp_path, small_splits):
     assert real < sample_quality.features_distance(noise_features, test_features) / 4
     assert real < sample_quality.features_distance(ones_features, test_features) / 4
     assert sample_quality.coverage(ones_probabilities)["digits_drawn"] == 1
+
+
+def test_the_same_images_train_the_same_network(small_splits):
+    """Its seed fixes the weights, the dropout and each epoch's order: trained twice, it is the same network."""
+    images, labels = small_splits.x_train[:500], small_splits.y_train[:500]
+    first, second = (classifier.train(images, labels, epochs=1, width=16) for _ in range(2))
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
