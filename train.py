@@ -105,7 +105,8 @@ def fit_and_save(run, config, devices, splits):
     frames = SampleFrames(config.latent_dim, config.seed, frames=checkpoints.read_frames(run.dir, done),
                           conditional=config.conditional, likelihood=config.likelihood)
     saver = checkpoints.EpochCheckpoint(run.dir, state["history"] if state else [], frames=frames.frames)
-    fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation)
+    fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation,
+                                    build.stage_nll(config, splits.x_test, splits.y_test))
     run.fit(vae, batches, steps, done, fit_callbacks, saver)
 
     # 8. Outputs: what the run earned (also when stopped or diverged), and the exit code.

@@ -15,6 +15,8 @@ CONV_FEATURES = 7 * 7 * 64  # the conv encoder's flattened features, and the con
 PIXELS, CLASSES = 28 * 28, 10
 MAX_STEPS = 2**31 - 1  # the model counts its training steps in an int32
 
+STAGE_NLL_IMAGES = 2000  # held-out images whose NLL a staged run records at the end of each stage
+
 
 def _dense_weights(widths):
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
@@ -177,10 +179,25 @@ def build_model(config, devices, steps, run_dir, state, pixel_means=None):
     return vae
 
 
-def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None):
+def stage_nll(config, x_test, y_test):
+    """For a staged run, the callback that records the test NLL at the end of each stage (callbacks.StageNLL):
+    k = 1000 on the first STAGE_NLL_IMAGES test images, a few percent of the run's time. None otherwise."""
+    from mnist_vae import data
+    from mnist_vae.callbacks import StageNLL
+    from mnist_vae.evaluation import IW_SAMPLES
+    from mnist_vae.presets import staged_passes
+
+    if config.lr_schedule != "staged":
+        return None
+    labels = y_test[:STAGE_NLL_IMAGES] if config.conditional else None
+    return StageNLL(data.as_float(x_test[:STAGE_NLL_IMAGES]), labels, IW_SAMPLES,
+                    [staged_passes(stage) for stage in range(1, config.stages + 1)])
+
+
+def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None, stage_end=None):
     """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
-    learning rate, the held-out (and validation) loss (into the logs), the epoch's frame, the NaN stop, the
-    checkpoint (it commits what the others added), and TensorBoard's logs of what it committed."""
+    learning rate, the held-out (and validation) loss and a stage's NLL (into the logs), the epoch's frame, the
+    NaN stop, the checkpoint (it commits what the others added), and TensorBoard's logs of what it committed."""
     import keras
 
     from mnist_vae.callbacks import HeldOutLoss, KLWarmup
@@ -197,7 +214,7 @@ def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None):
         lambda epoch, _: learning_rate_at(epoch, config.lr, config.lr_schedule))]
     validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
     return [guard.callback(), KLWarmup(config.beta, config.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
-            frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
+            *([stage_end] if stage_end else []), frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
 
 
 def versions(backend):

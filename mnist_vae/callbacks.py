@@ -47,6 +47,23 @@ class HeldOutLoss(keras.callbacks.Callback):
         logs.update({self.prefix + name: total / sum(self.images) for name, total in totals.items()})
 
 
+class StageNLL(keras.callbacks.Callback):
+    """At the end of each stage of the staged schedule, the importance-weighted NLL of the held-out images (k
+    samples each) into the epoch's logs, as test_nll_iw and test_nll_iw_stderr: history.csv then holds the
+    NLL against passes, committed with the epoch's checkpoint (so a resumed run keeps it exactly)."""
+
+    def __init__(self, images, labels, k, stage_ends):
+        super().__init__()
+        self.images, self.labels, self.k, self.stage_ends = images, labels, k, set(stage_ends)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from mnist_vae.evaluation import nll_estimate
+
+        if epoch + 1 in self.stage_ends and logs is not None:
+            logs["test_nll_iw"], logs["test_nll_iw_stderr"] = nll_estimate(self.model, self.images, self.k,
+                                                                           self.labels)
+
+
 class SampleFrames(keras.callbacks.Callback):
     """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
 

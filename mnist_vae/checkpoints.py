@@ -28,7 +28,8 @@ from model import LOSS_TERMS
 
 # val_: the test set; validation_: the slice held out of the training images (--validation), when there is one.
 HISTORY_COLUMNS = ("epoch", *LOSS_TERMS, *("val_" + term for term in LOSS_TERMS),
-                   *("validation_" + term for term in LOSS_TERMS), "kl_weight", "learning_rate")
+                   *("validation_" + term for term in LOSS_TERMS), "kl_weight", "learning_rate",
+                   "test_nll_iw", "test_nll_iw_stderr")  # the last two: staged runs, at each stage's end only
 FROM_LOGS = [c for c in HISTORY_COLUMNS if c not in ("epoch", "kl_weight")]
 
 
@@ -98,13 +99,14 @@ def write_frames(run_dir, frames):
 
 def history_columns(rows):
     """{column: [values per epoch]} from history rows."""
-    return {key: [row[key] for row in rows] for key in HISTORY_COLUMNS if rows and key in rows[0]}
+    return {key: [row.get(key) for row in rows] for key in HISTORY_COLUMNS if any(key in row for row in rows)}
 
 
 def write_history(run_dir, rows):
     text = io.StringIO()
-    # The columns of the run's first epoch: validation_* only for a run with --validation.
-    writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or c in rows[0]],
+    # The columns the epochs have: validation_* only for a run with --validation; test_nll_iw only for a staged
+    # run, empty but at the end of each stage.
+    writer = csv.DictWriter(text, fieldnames=[c for c in HISTORY_COLUMNS if not rows or any(c in r for r in rows)],
                             extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

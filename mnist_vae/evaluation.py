@@ -249,6 +249,14 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
     return np.concatenate(reconstruction), np.concatenate(nll)
 
 
+def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
+    """(mean, standard error) of the importance-weighted NLL of images x with k samples each: the bound of
+    evaluate_model alone, for the NLL at the end of each stage of a staged run (callbacks.StageNLL)."""
+    posterior = encode(vae, x, labels)
+    _, nll = per_image_bounds(vae, x, posterior["z_mean"], posterior["z_log_var"], k, labels)
+    return mean_and_stderr(nll)
+
+
 def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     """The held-out numbers for images x (float32 in [0, 1], binarized or not; labels: their digits, which
     a conditional model reads), as a dict for eval.json, and the posterior (see encode) for the figures,

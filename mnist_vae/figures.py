@@ -98,6 +98,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
                                 else Skipped("needs at least two test images"))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
                                              decode.path("kl_per_dim.png"))
+    if history and "test_nll_iw" in history:
+        written["nll_by_stage"] = nll_by_stage(history, decode.path("nll_by_stage.png"))
     skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}
     written = {name: path for name, path in written.items() if name not in skipped}
     if frames and any(f is not None for f in frames):
@@ -105,6 +107,19 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
             frames, decode.path("progress.gif"),
             means="continuous-Bernoulli means" if decode.likelihood != "bernoulli" else "")
     return written, skipped
+
+
+def stage_points(history):
+    """(passes, NLL, standard errors) at the ends of the stages a staged run has completed (history: columns)."""
+    rows = [(i + 1, nll, stderr) for i, (nll, stderr) in enumerate(zip(history["test_nll_iw"],
+                                                                       history["test_nll_iw_stderr"]))
+            if nll is not None and nll == nll]  # None or NaN: not a stage's end
+    return tuple(np.array(column, dtype=np.float64) for column in zip(*rows)) if rows else ((), (), ())
+
+
+def nll_by_stage(history, path):
+    return plots.nll_against_passes({"this run": stage_points(history)}, path,
+                                    "Test NLL at the end of each stage (k = 1000, the first 2,000 test images)")
 
 
 def _samples(decode, latent_dim, seed):

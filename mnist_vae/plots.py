@@ -48,6 +48,22 @@ def loss_curves(history, titles, path, units="nats per image", suptitle="Trainin
     return _save(fig, path)
 
 
+def nll_against_passes(curves, path, title, published=()):
+    """curves: {label: (passes, NLL, standard errors)}, each measured at the end of a stage of the staged
+    schedule; published: (label, passes, NLL) points to draw beside them (the papers' end points). Passes on
+    a log scale: the stages last 1, 3, 9, ... passes."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (passes, nll, stderr) in curves.items():
+        ax.errorbar(passes, nll, yerr=stderr, fmt="o-", capsize=3, markersize=4, label=label)
+    for label, passes, nll in published:
+        ax.plot([passes], [nll], "*", markersize=12, label=label)
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel="passes over the training images (log scale)", ylabel="test NLL, nats per image")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def compare_curves(histories, path, units="nats per image"):
     """histories: {run name: {column: [per-epoch values]}}; the test loss and the test KL per epoch of each
     run, overlaid (training curves where a run has no test columns)."""

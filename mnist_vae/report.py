@@ -37,6 +37,10 @@ FIGURES = (
                        "with KL near 0 carry no information (inactive)."),
     ("progress.gif", "The same 36 latent draws decoded after every epoch. Look for: how fast the samples "
                      "become digits, and when they stop changing."),
+    ("nll_by_stage.png", "A staged run's test NLL (k = 1000 importance samples, the first 2,000 test images) at the "
+                         "end of each stage, against passes on a log scale. Look for: how far the run got, and "
+                         "whether it was still falling when it stopped (the final evaluation, on every test "
+                         "image, is the run's number)."),
 )
 # What changes for a conditional model (--conditional): the label carries the digit, z the style.
 CONDITIONAL_FIGURES = {
@@ -55,9 +59,9 @@ FILES = (
     ("report.html", "this page"),
     ("explorer.html", "the latent space, live in the browser"),
     ("config.json", "every setting, the data's source, sizes and fingerprint, the software's versions"),
-    ("history.csv", "the loss terms per epoch, training and held out"),
+    ("history.csv", "the loss terms per epoch, training and held out (a staged run: the test NLL at each stage's end)"),
     ("metrics.json", "the final test numbers; \"partial\": false marks a complete run"),
-    ("eval.json", "the held-out evaluation (evaluate.py): ELBO terms, NLL, active units, I(x; z)"),
+    ("eval.json", "the held-out evaluation (evaluate.py): ELBO terms, NLL, active units, I(x; z), the samples' scores"),
     ("model.keras", "the whole VAE: import model, then keras.saving.load_model"),
     *((name, "figure, above") for name, _ in FIGURES),
     ("checkpoint", "the last completed epoch's weights and optimizer state, for --resume"),
@@ -114,8 +118,8 @@ def render(run_dir, config, metrics, evaluation, history):
     explorer = Markup('<p class="explorer"><a href="explorer.html">explorer.html</a>: move through the latent '
                       'space and watch the decoder draw (opens offline, from the file).</p>'
                       if os.path.isfile(os.path.join(run_dir, "explorer.html")) else "")
-    columns = list(history[0]) if history else []
-    history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+    columns = list(dict.fromkeys(c for row in history for c in row))  # a staged run's NLL: at stage ends only
+    history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
                                       for c in columns] for row in history])
     settings = {k: v for k, v in config.items() if k not in ("versions", "command")}
     return render_page(

@@ -6,6 +6,7 @@ at any moment leaves either the previous complete file or the new complete one.
 import csv
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -267,7 +268,9 @@ def read_history(run_dir):
     except OSError:
         return {}
     try:
-        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+        # An empty cell (test_nll_iw between stage ends) reads as NaN: no number, a gap in a curve.
+        return {key: [float(row[key]) if row[key] != "" else math.nan for row in rows]
+                for key in (rows[0] if rows else {})}
     except (TypeError, ValueError):
         raise RunError(f"{run_dir}/history.csv: not numbers") from None
 

@@ -176,11 +176,12 @@ def run_main(module, *args):
 
 
 def read_history(run_dir):
-    """history.csv as a list of rows, each {column: float}: the one reader of it in the tests."""
+    """history.csv as a list of rows, each {column: float, or None for an empty cell}: the one reader of it in
+    the tests."""
     import csv
 
     with open(os.path.join(run_dir, "history.csv")) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def checkpoint_arrays(run_dir):

@@ -29,7 +29,14 @@ def test_a_staged_run_follows_the_schedule_and_resumes_mid_stage_exactly(tmp_pat
     straight, again = read_history(tmp_path / "straight"), read_history(tmp_path / "resumed")
     assert [row["learning_rate"] for row in straight] == pytest.approx(
         [0.01 * 10 ** (-stage / 7) for stage in (0, 1, 1, 1, 2, 2)], rel=1e-6)
-    assert straight == again
+    assert straight == again  # the stages' NLL included
+    # The NLL at the end of each stage (passes 1 and 4), empty between them, with the final bound's meaning.
+    assert [row["test_nll_iw"] is not None for row in straight] == [True, False, False, True, False, False]
+    first, second = straight[0], straight[3]
+    assert 0 < second["test_nll_iw_stderr"] < 10 and second["test_nll_iw"] < first["test_nll_iw"]
+    assert second["test_nll_iw"] <= second["val_loss"] + 3 * second["test_nll_iw_stderr"]  # a bound at least as tight
+    assert os.path.getsize(tmp_path / "straight" / "nll_by_stage.png") > 0
+    assert "nll_by_stage.png" in open(tmp_path / "straight" / "report.html").read()
     for (name, a), b in zip(sorted(checkpoint_arrays(tmp_path / "straight").items()),
                             (b for _, b in sorted(checkpoint_arrays(tmp_path / "resumed").items()))):
         np.testing.assert_array_equal(a, b, err_msg=name)
