@@ -93,13 +93,17 @@ def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
 
 def model_of(settings):
     """The (untrained) VAE that these settings build (a config.Config, or one alike), counting its training
-    steps (count_steps)."""
+    steps (count_steps), trained with DReG's gradient under --gradient dreg."""
     from model import build_vae
 
-    return count_steps(build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta,
-                                 seed=settings.seed, objective=settings.objective, k=settings.k or 1,
-                                 conditional=settings.conditional, likelihood=settings.likelihood,
-                                 activation=settings.activation))
+    vae = build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
+                    objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
+                    likelihood=settings.likelihood, activation=settings.activation)
+    if getattr(settings, "gradient", "plain") == "dreg":  # how it trains: the model itself is the plain VAE
+        from mnist_vae.dreg import use_dreg
+
+        use_dreg(vae)
+    return count_steps(vae)
 
 
 def count_steps(vae):

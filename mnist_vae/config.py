@@ -61,6 +61,9 @@ def _check_flags(values, given):
     """The checks between flags (each flag's own range is argparse's)."""
     if values["objective"] == "elbo" and values["k"] not in (None, 1) and "k" in given:
         raise cli.UsageError(f"--k {values['k']} needs --objective iwae (the ELBO draws one z per image)")
+    if values["gradient"] == "dreg" and values["objective"] != "iwae":
+        raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
+                             "--objective iwae")
     if values["likelihood"] == "continuous-bernoulli" and values["binarize"] != "none":
         raise cli.UsageError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize "
                              f"{values['binarize']} the plain Bernoulli (the default) is already the exact likelihood")

@@ -84,6 +84,10 @@ SETTINGS = (
                  "samples per image (Burda et al. 2015), tighter than the ELBO as k grows"),
     Setting("--k", None, type=number_in_range(int, 1),
             help=f"importance samples per image in training, with --objective iwae (default {IWAE_K})"),
+    Setting("--gradient", "plain", choices=("plain", "dreg"),
+            help="with --objective iwae, the gradient estimator: plain (the bound's own) or dreg, the doubly "
+                 "reparameterized gradient (Tucker et al. 2018): the same bound and expectation, a lower-variance "
+                 "gradient for the encoder"),
     Setting("--conditional", False, action="store_true",
             help="a conditional VAE: encoder and decoder also get the digit's label (one-hot), so samples.png draws "
                  "each digit on request; the bound is then on log p(x | label)"),

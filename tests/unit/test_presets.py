@@ -17,7 +17,16 @@ RECIPES = {
     "iwae-vae": ({**BURDA, "objective": "elbo"}, 86.76, 19),
     "iwae-k5": ({**BURDA, "objective": "iwae", "k": 5}, 85.54, 22),
     "iwae-k50": ({**BURDA, "objective": "iwae", "k": 50}, 84.78, 25),
+    # nbip/IWAE's README: its re-run of Burda et al.'s recipe trained with DReG (issue 33).
+    "iwae-k5-dreg": ({**BURDA, "objective": "iwae", "k": 5, "gradient": "dreg"}, 84.90, None),
+    "iwae-k50-dreg": ({**BURDA, "objective": "iwae", "k": 50, "gradient": "dreg"}, 84.32, None),
 }
+for _recipe, _, _ in RECIPES.values():
+    _recipe.setdefault("gradient", "plain")
+
+
+def test_every_preset_has_its_recipe_written_out_here():
+    assert sorted(PRESETS) == sorted(RECIPES)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
