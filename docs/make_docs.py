@@ -234,19 +234,15 @@ def paired(run_dirs, data_path):
 # (the default mode of this script, run on the full split).
 PRESET_RUNS = [("results-pytorch-examples", ["--preset", "pytorch-examples"]),
                ("results-iwae-vae-stages6", ["--preset", "iwae-vae", "--stages", "6"]),
-               ("results-iwae-k5-stages6", ["--preset", "iwae-k5", "--stages", "6"])]
+               ("results-iwae-k5-stages6", ["--preset", "iwae-k5", "--stages", "6"]),
+               ("results-iwae-k5-dreg-stages6", ["--preset", "iwae-k5-dreg", "--stages", "6"])]
+IWAE_RUNS = [name for name, _ in PRESET_RUNS if name.startswith("results-iwae")]
 KL_RUNS = [(f"docs-z{d}-beta-{name}", ["--epochs", "30", "--beta", str(beta), "--latent-dim", str(d)])
            for d in (2, 20) for name, beta in (("1", 1.0), ("avg", 1.0 / d))]
-# What changed in the code since these folders were trained, where it moves their numbers.
-CODE_NOTE = ("These runs were trained before commit 2ac6071, which made the reconstruction term sum one flattened "
-             "pixel axis (a speed fix): float32 sums in another order, so the same command now trains a slightly "
-             "different model. The default run, repeated after it: test loss 151.77 ± 0.48 against 151.86 ± 0.48.")
 # How these folders were made, where it is not in them (wall times depend on what else the machine ran).
-RUN_NOTES = {
-    "results-iwae-vae-stages6": "trained at the same time as results-iwae-k5-stages6, one CPU thread each "
-                                "(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1)",
-    "results-iwae-k5-stages6": "trained at the same time as results-iwae-vae-stages6, one CPU thread each",
-}
+_TOGETHER = ("trained at the same time as the other IWAE rows, one CPU thread each (TF_NUM_INTRAOP_THREADS=1 "
+             "TF_NUM_INTEROP_THREADS=1, nice 10) on 2 cores that also ran this project's tests: wall times are long")
+RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 
 
 def results(args):
@@ -308,8 +304,6 @@ def _results_header(runs, data):
         f"finished {' to '.join(sorted({min(days), max(days)}))}. Wall time: from the run folder's config.json to its "
         "eval.json, the final evaluation included.",
         "",
-        CODE_NOTE,
-        "",
     ]
 
 
@@ -344,7 +338,7 @@ def _pytorch_section(runs, data):
 def _iwae_section(runs, data):
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
-    iwae = [runs["results-iwae-vae-stages6"], runs["results-iwae-k5-stages6"]]
+    iwae = [runs[name] for name in IWAE_RUNS]
     stages = iwae[0]["config"]["stages"]
     passes = staged_passes(stages)
     lines = [
@@ -355,7 +349,8 @@ def _iwae_section(runs, data):
         "training pixel means, learning rate 1e-3 · 10^(-i/7) for 3^i passes in stage i. The paper runs stages "
         f"0-{PAPER_STAGES - 1} ({staged_passes(PAPER_STAGES):,} passes); these runs ran stages 0-{stages - 1} "
         f"(`--stages {stages}`: {passes} passes, the last at learning rate {1e-3 * 10 ** (-(stages - 1) / 7):.2g}). "
-        "NLL: the importance-weighted bound with k = 5000 on the test set, binarized once with a fixed seed.",
+        "NLL: the importance-weighted bound with k = 5000 on the test set, binarized once with a fixed seed. The "
+        "DReG row's published figure is nbip/IWAE's re-run of the recipe with DReG (the paper has no DReG).",
         "",
         "| run | command | NLL, ours | published | ours - published | active units (paper) | wall time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -363,16 +358,33 @@ def _iwae_section(runs, data):
     for run in iwae:
         recipe = PRESETS[run["config"]["preset"]]
         lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
-                     f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units}) | "
+                     f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units or '–'}) | "
                      f"{run['minutes']:.0f} min |")
-    return lines + _iwae_comparison(iwae, stages, passes)
+    return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes)
+
+
+def _nll_curves(iwae):
+    """docs/results-nll-by-stage.png: each staged run's test NLL at the end of each stage, beside the papers'
+    end points, and the lines that show it."""
+    from mnist_vae import plots
+    from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
+
+    curves = {run["name"]: plots.stage_points(RunFolder(run["dir"]).history(run["config"]["epochs"])) for run in iwae}
+    published = [(f"{run['config']['preset']}, published ({PRESETS[run['config']['preset']].figure})",
+                  staged_passes(PAPER_STAGES), PRESETS[run["config"]["preset"]].figure) for run in iwae]
+    plots.nll_against_passes(curves, os.path.join(DOCS, "results-nll-by-stage.png"),
+                             "Test NLL against passes (k = 1000, the first 2,000 test images)", published)
+    return ["", "The NLL at the end of each stage (k = 1000 on the first 2,000 test images, recorded by the runs "
+                "themselves: `test_nll_iw` in history.csv), against passes on a log scale, with the published "
+                f"figures at the end of the paper's {staged_passes(PAPER_STAGES):,} passes:", "",
+            '<img src="results-nll-by-stage.png" alt="test NLL against passes, per run" width="640">', ""]
 
 
 def _iwae_comparison(iwae, stages, passes):
     """What the IWAE rows say beside the paper's, in sentences computed from them."""
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
-    gaps = [_beside(run) for run in iwae]
+    gaps = [_beside(run) for run in iwae[:2]]
     gain_ours = iwae[0]["eval"]["nll_iw"] - iwae[1]["eval"]["nll_iw"]
     gain_paper = PRESETS["iwae-vae"].figure - PRESETS["iwae-k5"].figure
     remaining = staged_passes(PAPER_STAGES) - passes
@@ -389,9 +401,15 @@ def _iwae_comparison(iwae, stages, passes):
     else:
         lines.append("Ours minus published: " + ", ".join(
             f"{run['name']} {gap:+.2f} nats ({'more' if outside else 'less'} than its standard error)"
-            for run, (gap, outside) in zip(iwae, gaps)) + ".")
+            for run, (gap, outside) in zip(iwae[:2], gaps)) + ".")
         lines.append("")
+    plain, dreg = iwae[1]["eval"], iwae[2]["eval"]
     lines += [
+        f"DReG at the same budget: IWAE k = 5 reaches {dreg['nll_iw']:.2f} with it against {plain['nll_iw']:.2f} "
+        f"without, {plain['nll_iw'] - dreg['nll_iw']:+.2f} ± "
+        f"{math.hypot(plain['nll_iw_stderr'], dreg['nll_iw_stderr']):.2f} nats (unpaired standard errors); "
+        "nbip/IWAE measures 85.18 - 84.90 = +0.28 over the whole schedule.",
+        "",
         f"What reproduces: IWAE (k = 5) beats the VAE by {gain_ours:.2f} nats here against {gain_paper:.2f} in the "
         f"paper, with {iwae[1]['eval']['active_units']} active units against {iwae[0]['eval']['active_units']} "
         f"(the paper {PRESETS['iwae-k5'].active_units} against {PRESETS['iwae-vae'].active_units}).",
@@ -453,7 +471,7 @@ def read_result(run_dir):
     folder = RunFolder(run_dir)
     minutes, finished = folder.wall_time()
     return {"name": folder.name, "config": folder.config, "eval": folder.evaluation, "minutes": minutes,
-            "finished": finished}
+            "finished": finished, "dir": run_dir}
 
 
 if __name__ == "__main__":

@@ -109,16 +109,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     return written, skipped
 
 
-def stage_points(history):
-    """(passes, NLL, standard errors) at the ends of the stages a staged run has completed (history: columns)."""
-    rows = [(i + 1, nll, stderr) for i, (nll, stderr) in enumerate(zip(history["test_nll_iw"],
-                                                                       history["test_nll_iw_stderr"]))
-            if nll is not None and nll == nll]  # None or NaN: not a stage's end
-    return tuple(np.array(column, dtype=np.float64) for column in zip(*rows)) if rows else ((), (), ())
-
-
 def nll_by_stage(history, path):
-    return plots.nll_against_passes({"this run": stage_points(history)}, path,
+    return plots.nll_against_passes({"this run": plots.stage_points(history)}, path,
                                     "Test NLL at the end of each stage (k = 1000, the first 2,000 test images)")
 
 

@@ -48,15 +48,25 @@ def loss_curves(history, titles, path, units="nats per image", suptitle="Trainin
     return _save(fig, path)
 
 
+def stage_points(history):
+    """(passes, NLL, standard errors) at the ends of the stages a staged run has completed (history: columns)."""
+    rows = [(i + 1, nll, stderr) for i, (nll, stderr) in enumerate(zip(history["test_nll_iw"],
+                                                                       history["test_nll_iw_stderr"]))
+            if nll is not None and nll == nll]  # None or NaN: not a stage's end
+    return tuple(np.array(column, dtype=np.float64) for column in zip(*rows)) if rows else ((), (), ())
+
+
 def nll_against_passes(curves, path, title, published=()):
     """curves: {label: (passes, NLL, standard errors)}, each measured at the end of a stage of the staged
-    schedule; published: (label, passes, NLL) points to draw beside them (the papers' end points). Passes on
-    a log scale: the stages last 1, 3, 9, ... passes."""
+    schedule; published: (label, passes, NLL) points to draw beside them (the papers' end points), the i-th in
+    the colour of the i-th curve. Passes on a log scale: the stages last 1, 3, 9, ... passes."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = []
     for label, (passes, nll, stderr) in curves.items():
-        ax.errorbar(passes, nll, yerr=stderr, fmt="o-", capsize=3, markersize=4, label=label)
-    for label, passes, nll in published:
-        ax.plot([passes], [nll], "*", markersize=12, label=label)
+        colours.append(ax.errorbar(passes, nll, yerr=stderr, fmt="o-", capsize=3, markersize=4, label=label)[0]
+                       .get_color())
+    for i, (label, passes, nll) in enumerate(published):  # in the colour of the curve it stands beside
+        ax.plot([passes], [nll], "*", markersize=12, label=label, color=colours[i] if i < len(colours) else None)
     ax.set_xscale("log")
     ax.set(title=title, xlabel="passes over the training images (log scale)", ylabel="test NLL, nats per image")
     ax.grid(alpha=0.3, which="both")

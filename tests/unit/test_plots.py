@@ -47,3 +47,13 @@ def test_a_figure_is_a_png_of_the_digits_and_leaves_no_temporary_file(tmp_path):
     assert os.listdir(tmp_path) == ["samples.png"]
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > 8 * 28 and image.height > 8 * 28
+
+
+def test_the_nll_at_stage_ends_is_read_from_the_history_and_drawn(tmp_path):
+    history = {"test_nll_iw": [120.0, None, float("nan"), 101.5], "test_nll_iw_stderr": [0.7, None, float("nan"), 0.6]}
+    passes, nll, stderr = plots.stage_points(history)
+    assert list(passes) == [1, 4] and list(nll) == [120.0, 101.5] and list(stderr) == [0.7, 0.6]
+    assert plots.stage_points({"test_nll_iw": [None], "test_nll_iw_stderr": [None]}) == ((), (), ())
+    path = plots.nll_against_passes({"run": (passes, nll, stderr)}, str(tmp_path / "nll.png"), "t",
+                                    [("published", 3280, 86.76)])
+    assert os.path.getsize(path) > 10_000
