@@ -52,7 +52,9 @@ def run(args):
         trained, model_path = folder.model_to_evaluate()
         splits = folder.splits(args.data)
         vae, epoch = folder.model(model_path)
-        if epoch is not None and epoch < trained and not args.older_model:
+        chosen = folder.early_stopping  # --early-stopping's model.keras is the best epoch's, by design
+        if epoch is not None and epoch < trained and not args.older_model and not (
+                chosen and epoch == chosen["chosen_epoch"]):
             raise RunError(f"{model_path} is the model of epoch {epoch}, but the run's checkpoint has trained "
                            f"{trained} epochs (a --resume that did not finish): "
                            f"{messages.resume_command(args.run_dir)} finishes it; --older-model evaluates epoch "
@@ -69,8 +71,10 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
     x_test = data.as_float(splits.x_test[:args.max_images])
     partial = len(x_test) < len(splits.x_test)
     binarize = folder.settings.binarize
+    chosen = folder.early_stopping
     results, posterior, path = write_evaluation(vae, args.run_dir, splits, args.iw_samples, epoch, binarize,
-                                                args.max_images, sample_quality=not args.no_sample_quality)
+                                                args.max_images, sample_quality=not args.no_sample_quality,
+                                                extra={"early_stopping": chosen} if chosen else None)
     written = [path]
     print(console.summary(results, binarize, config.get("preset"), settings.preset_overrides(config)))
     if not partial:  # the figures stay those of the whole held-out set

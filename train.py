@@ -104,7 +104,7 @@ def fit_and_save(run, config, devices, splits):
     # 7. Fit: each epoch ends with the held-out loss, progress.gif's frame and a checkpoint.
     frames = SampleFrames(config.latent_dim, config.seed, frames=checkpoints.read_frames(run.dir, done),
                           conditional=config.conditional, likelihood=config.likelihood)
-    saver = checkpoints.EpochCheckpoint(run.dir, state["history"] if state else [], frames=frames.frames)
+    saver = build.checkpoint_saver(config, run.dir, state, frames.frames)
     fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation,
                                     build.stage_nll(config, splits.x_test, splits.y_test))
     run.fit(vae, batches, steps, done, fit_callbacks, saver)

@@ -198,12 +198,27 @@ def stage_nll(config, x_test, y_test):
                     [staged_passes(stage) for stage in range(1, config.stages + 1)])
 
 
+def checkpoint_saver(config, run_dir, state, frames):
+    """The epoch checkpoint (checkpoints.EpochCheckpoint), continuing a resumed run's history; with
+    --early-stopping it also keeps the best epoch's weights."""
+    from mnist_vae import checkpoints, early_stopping
+
+    best_epoch_of = None
+    if config.early_stopping:
+        def best_epoch_of(rows):
+            return early_stopping.progress(rows, config.early_stopping, config.kl_warmup)[1]
+    return checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames,
+                                       best_epoch_of=best_epoch_of, best=(state or {}).get("best_weights"))
+
+
 def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None, stage_end=None):
     """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
     learning rate, the held-out (and validation) loss and a stage's NLL (into the logs), the epoch's frame, the
-    NaN stop, the checkpoint (it commits what the others added), and TensorBoard's logs of what it committed."""
+    NaN stop, the checkpoint (it commits what the others added), TensorBoard's logs of what it committed, and early
+    stopping's judgement."""
     import keras
 
+    from mnist_vae import early_stopping
     from mnist_vae.callbacks import HeldOutLoss, KLWarmup
     from mnist_vae.presets import learning_rate_at
 
@@ -217,8 +232,11 @@ def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None, 
     schedule = [] if config.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
         lambda epoch, _: learning_rate_at(epoch, config.lr, config.lr_schedule))]
     validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
+    early = [early_stopping.callback(config.early_stopping, saver.rows, config.kl_warmup)] if (
+        config.early_stopping) else []  # last: it judges an epoch the others have finished
     return [guard.callback(), KLWarmup(config.beta, config.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
-            *([stage_end] if stage_end else []), frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard]
+            *([stage_end] if stage_end else []), frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard,
+            *early]
 
 
 def versions(backend):

@@ -59,7 +59,8 @@ class StageNLL(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from mnist_vae.evaluation import nll_estimate
 
-        if epoch + 1 in self.stage_ends and logs is not None:
+        # Not for an epoch a signal cut short: it is not checkpointed, and the bound takes a while.
+        if epoch + 1 in self.stage_ends and logs is not None and not getattr(self.model, "stop_training", False):
             logs["test_nll_iw"], logs["test_nll_iw_stderr"] = nll_estimate(self.model, self.images, self.k,
                                                                            self.labels)
 

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mnist_vae.rundir import RunError, atomic_write, ensure_space, write_json
+from mnist_vae.rundir import RunError, atomic_write, ensure_space, read_state, write_json
 from model import LOSS_TERMS
 
 # val_: the test set; validation_: the slice held out of the training images (--validation), when there is one.
@@ -47,6 +47,16 @@ def restore(vae, run_dir, state):
     except Exception as e:  # zipfile/OSError/ValueError: a damaged or mismatched file
         reason = str(e).splitlines()[0] if str(e) else ""
         raise RunError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: {reason})") from None
+
+
+def restore_best(vae, run_dir):
+    """Load the best epoch's weights that early stopping kept (state.json's best_weights) into vae; returns
+    that epoch, or None where the checkpoint names none."""
+    state = read_state(run_dir)
+    if not state or not state.get("best_weights"):
+        return None
+    restore(vae, run_dir, {**state, "weights": state["best_weights"]})
+    return int(state["best_weights"].split("-")[-1].split(".")[0])
 
 
 def checkpointed_variables(vae):
@@ -121,10 +131,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically; written in the
     background (see the top of this file). `rows` are the committed epochs; wait() ends the write in flight."""
 
-    def __init__(self, run_dir, rows=(), frames=None):
+    def __init__(self, run_dir, rows=(), frames=None, best_epoch_of=None, best=None):
         super().__init__()
         self.run_dir = run_dir
         self.rows = list(rows)  # history of the epochs completed so far, earlier sessions included
+        # With early stopping: best_epoch_of(rows) names the best epoch, whose weights are kept beside the last
+        # epoch's (best: the file of the best so far, from the checkpoint a resumed run starts from).
+        self.best_epoch_of, self.best = best_epoch_of, best
         self.frames = frames  # progress.gif's frames so far, one per epoch (callbacks.SampleFrames.frames)
         self.epoch = None
         self.checkpoint_bytes = 0  # size of the last checkpoint: the room the next one needs
@@ -167,23 +180,29 @@ class EpochCheckpoint(keras.callbacks.Callback):
         frames = list(self.frames) if self.frames else None
         self.wait()
         rows = self.rows + [row]
-        ensure_space(_dir(self.run_dir), self.checkpoint_bytes or sum(a.nbytes for a in arrays.values()))
-        self.writer = threading.Thread(target=self._commit, args=(rows, arrays, frames), name="checkpoint")
+        best = self.best_epoch_of is not None and self.best_epoch_of(rows) == len(rows)  # this epoch is the best
+        ensure_space(_dir(self.run_dir), (2 if best else 1) * (self.checkpoint_bytes or
+                                                               sum(a.nbytes for a in arrays.values())))
+        self.writer = threading.Thread(target=self._commit, args=(rows, arrays, frames, best), name="checkpoint")
         self.writer.start()
 
-    def _commit(self, rows, arrays, frames):
+    def _commit(self, rows, arrays, frames, best=False):
         try:
             folder = _dir(self.run_dir)
             name = f"epoch-{len(rows):04d}.variables.npz"
             path = write_variables(os.path.join(folder, name), arrays)
             self.checkpoint_bytes = os.path.getsize(path)
+            best_name = f"best-epoch-{len(rows):04d}.variables.npz" if best else self.best
+            if best:  # a file of its own, named in state.json only once it is whole
+                write_variables(os.path.join(folder, best_name), arrays)
             if frames and len(frames) == len(rows) and any(f is not None for f in frames):
                 write_frames(self.run_dir, frames)
             write_history(self.run_dir, rows)
-            write_json(os.path.join(folder, "state.json"), {"epoch": len(rows), "weights": name, "history": rows})
-            self.rows = rows  # committed
+            write_json(os.path.join(folder, "state.json"), {"epoch": len(rows), "weights": name, "history": rows,
+                                                            **({"best_weights": best_name} if best_name else {})})
+            self.rows, self.best = rows, best_name  # committed
             for old in os.listdir(folder):
-                if old.startswith("epoch-") and old != name:
+                if (old.startswith("epoch-") and old != name) or (old.startswith("best-epoch-") and old != best_name):
                     os.remove(os.path.join(folder, old))
         except BaseException as e:  # handed to the main thread by wait()
             self.error = e

@@ -61,6 +61,9 @@ def _check_flags(values, given):
     """The checks between flags (each flag's own range is argparse's)."""
     if values["objective"] == "elbo" and values["k"] not in (None, 1) and "k" in given:
         raise cli.UsageError(f"--k {values['k']} needs --objective iwae (the ELBO draws one z per image)")
+    if values["early_stopping"] and not values["validation"]:
+        raise cli.UsageError(f"--early-stopping {values['early_stopping']} judges the validation slice's loss: it "
+                             "needs --validation N (training images held out for it; the IWAE recipe holds out 400)")
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")

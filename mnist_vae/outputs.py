@@ -17,11 +17,12 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     written = {name: os.path.join(run_dir, name) for name in ("config.json", "history.csv")}
     x_test = data.as_float(splits.x_test)
     if complete:
-        written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)
+        epoch = (checkpoints.restore_best(vae, run_dir) if settings.early_stopping else None) or len(rows)
+        written["model"] = atomic_write(os.path.join(run_dir, "model.keras"), vae.save)  # the best epoch's
         seconds["saving the model"], began = time.time() - began, time.time()
         results, posterior, written["eval"] = write_evaluation(
-            vae, run_dir, splits, settings.iw_samples, len(rows), settings.binarize,
-            sample_quality=not settings.no_sample_quality)
+            vae, run_dir, splits, settings.iw_samples, epoch, settings.binarize,
+            sample_quality=not settings.no_sample_quality, extra=_chosen(rows, settings))
         metrics = _metrics_of(results)
         seconds["evaluation"], began = time.time() - began, time.time()
     else:
@@ -49,15 +50,25 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     return metrics, results, written, skipped
 
 
-def write_evaluation(vae, run_dir, splits, iw_samples, epoch, binarize, max_images=None, sample_quality=True):
+def _chosen(rows, settings):
+    """eval.json's record of what --early-stopping chose ({} without it)."""
+    from mnist_vae import early_stopping
+
+    if not settings.early_stopping:
+        return {}
+    return {"early_stopping": early_stopping.summary(rows, settings.early_stopping, settings.kl_warmup)}
+
+
+def write_evaluation(vae, run_dir, splits, iw_samples, epoch, binarize, max_images=None, sample_quality=True,
+                     extra=None):
     """The held-out evaluation of the model of `epoch` (evaluation.evaluate_model on the first max_images test
     images, or all) and, unless sample_quality is False, its samples' quality (evaluation.sample_quality), written
     to <run>/eval.json (eval-firstN.json for part of the test set): the one writer of those files, for train.py and
-    evaluate.py. Returns (results, posterior, path)."""
+    evaluate.py. extra: more to record (what early stopping chose). Returns (results, posterior, path)."""
     x_test = data.as_float(splits.x_test[:max_images])
     y_test = None if splits.y_test is None else splits.y_test[:max_images]
     results, posterior = evaluation.evaluate_model(vae, x_test, iw_samples, labels=y_test)
-    results.update({"epoch": epoch, "binarize": binarize, "data": splits.source})
+    results.update({"epoch": epoch, "binarize": binarize, "data": splits.source, **(extra or {})})
     if sample_quality:
         results["sample_quality"] = evaluation.sample_quality(vae, splits.grey)
         if "seconds" in results["sample_quality"]:

@@ -145,6 +145,17 @@ def numbers_of(metrics, evaluation):
     return f"value (held-out images, the last completed epoch: {metrics.get('epochs')})"
 
 
+def early_stopping_rows(chosen):
+    """What --early-stopping chose (eval.json's "early_stopping") as a key-number row; none without it."""
+    if not chosen:
+        return []
+    trained = messages.count(chosen["trained_epochs"], "epoch")
+    return [["early stopping (--early-stopping, on the validation slice)",
+             f"epoch {chosen['chosen_epoch']} chosen (validation loss {chosen['best_validation_loss']:.2f}) of "
+             f"{trained} trained, patience {chosen['patience']}" + ("; stopped early" if chosen["stopped_early"]
+                                                                     else "")]]
+
+
 def sample_quality_rows(scores):
     """The samples' scores (eval.json's "sample_quality") as key-number rows; none when they were not measured."""
     if not scores:
@@ -189,6 +200,7 @@ def key_numbers(config, metrics, evaluation):
                         _number("eval.json", "mutual_information", evaluation["mutual_information"],
                                 stderr=evaluation["mutual_information_stderr"])])
         numbers += sample_quality_rows(evaluation.get("sample_quality"))
+        numbers += early_stopping_rows(evaluation.get("early_stopping"))
     else:
         for _, key, label in TERMS:
             if metrics.get(key) is not None:

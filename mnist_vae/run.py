@@ -87,7 +87,9 @@ class Run:
         """Whether the run has nothing left to do, given the epochs done: True (and it says so) when every planned
         epoch is trained and the outputs are written; False when epochs remain, or only outputs (it says so)."""
         config = self.settings
-        if done < config.epochs:
+        chosen = self.folder.early_stopping if done and config.early_stopping else None
+        stopped_early = bool(chosen and chosen["stopped_early"])
+        if done < config.epochs and not stopped_early:
             return False
         if config.epochs < done:
             asked = f"--epochs {config.epochs}"
@@ -96,8 +98,10 @@ class Run:
             raise RunError(f"{asked}: {self.dir} has trained {messages.count(done, 'epoch')} already; --resume "
                            f"continues a run (--epochs {done} or more), it never shortens one")
         if self.folder.is_complete(done):
+            how = (f"stopped early, the best epoch {chosen['chosen_epoch']} {chosen['patience']} or more epochs "
+                   "before" if stopped_early else f"To train on: {self.resume} --epochs {done + 10}")
             print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
-                  f"written); nothing to do. To train on: {self.resume} --epochs {done + 10}")
+                  f"written); nothing to do. {how}")
             return True
         print(f"{'all ' if done > 1 else ''}{messages.count(done, 'epoch')} of {self.dir} "
               f"{'are' if done > 1 else 'is'} trained; writing the outputs it is missing")

@@ -42,6 +42,16 @@ class RunFolder:
         return read_state(self.path)
 
     @property
+    def early_stopping(self):
+        """What --early-stopping chose, from the checkpoint's history (early_stopping.summary), or None."""
+        from mnist_vae import early_stopping
+
+        patience, state = self.config.get("early_stopping") or 0, self.state
+        if not patience or not state:
+            return None
+        return early_stopping.summary(state["history"], patience, self.config.get("kl_warmup") or 0)
+
+    @property
     def epochs_trained(self):
         state = self.state
         return state["epoch"] if state else 0
@@ -107,7 +117,12 @@ class RunFolder:
         status = (f"complete: {messages.count(epochs or 0, 'epoch')}" if not metrics.get("partial")
                   else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
         model_epoch = (evaluation or {}).get("epoch", epochs)
-        if evaluation and model_epoch != epochs:  # evaluate.py --older-model: one page, but say whose numbers
+        chosen = (evaluation or {}).get("early_stopping")
+        if chosen and model_epoch == chosen["chosen_epoch"]:
+            status += (f"{'; stopped early' if chosen['stopped_early'] else ''}: the numbers and figures below are of "
+                       f"epoch {model_epoch}, the best on the validation slice (--early-stopping "
+                       f"{chosen['patience']})")
+        elif evaluation and model_epoch != epochs:  # evaluate.py --older-model: one page, but say whose numbers
             status += (f". The numbers and figures below are of {messages.model_of_epoch(model_epoch)} "
                        f"(evaluate.py --older-model), not of epoch {epochs}")
         return status

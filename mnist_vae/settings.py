@@ -115,6 +115,10 @@ SETTINGS = (
     Setting("--validation", 0, type=number_in_range(int, 0),
             help="training images held out as a validation slice (chosen by --seed; the IWAE recipe holds out 400): "
                  "its loss is logged every epoch beside the test set's"),
+    Setting("--early-stopping", 0, type=number_in_range(int, 0), metavar="PATIENCE",
+            help="with --validation: stop once the validation slice's loss has not improved for PATIENCE epochs "
+                 "(the epochs of a --kl-warmup are not judged) and evaluate, save and draw the best epoch's model; "
+                 "0: off"),
     Setting("--val-split", VAL_SPLIT, type=number_in_range(float, 0, low_ok=False, high=1),
             help="fraction held out as the test set when the data has only one split"),
     Setting("--limit", None, type=number_in_range(int, 1),
