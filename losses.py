@@ -122,14 +122,15 @@ def standard_normal_log_density(z):
     return -0.5 * ops.sum(LOG_2PI + ops.square(z), axis=-1)
 
 
-def log_importance_weights(log_px_given_z, z, z_mean, z_log_var, kl_weight=1.0):
+def log_importance_weights(log_px_given_z, z, z_mean, z_log_var, kl_weight=1.0, log_pz=None):
     """log w = log p(x|z) + log p(z) - log q(z|x) per sample: E_q[w] = p(x), so E_q[log w] is the ELBO.
 
     Training under a KL weight beta (--beta, the warm-up) weighs the prior ratio alike:
     log p(x|z) + beta * (log p(z) - log q(z|x)), whose k = 1 case is the beta-weighted ELBO's integrand.
-    The same function gives evaluate.py's bound (beta = 1) and the IWAE training loss."""
-    return ops.cast(log_px_given_z, "float32") + kl_weight * (
-        standard_normal_log_density(z) - gaussian_log_density(z, z_mean, z_log_var))
+    The same function gives evaluate.py's bound (beta = 1) and the IWAE training loss. log_pz: log p(z) under
+    a learned prior (the package's VampPrior), where the prior is not N(0, I)."""
+    log_pz = standard_normal_log_density(z) if log_pz is None else ops.cast(log_pz, "float32")
+    return ops.cast(log_px_given_z, "float32") + kl_weight * (log_pz - gaussian_log_density(z, z_mean, z_log_var))
 
 
 def iwae_loss(log_w):

@@ -17,7 +17,7 @@ IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("dense", "conv")
 LOSS_TERMS = ("loss", "reconstruction_loss", "kl_loss")  # per image: loss = reconstruction + beta * KL
 OBJECTIVES = ("elbo", "iwae")
-ACTIVATIONS = ("relu", "tanh")  # of the dense hidden layers
+ACTIVATIONS = ("relu", "tanh", "gated")  # of the dense hidden layers
 CLASSES = 10  # digits, for the conditional model
 
 
@@ -31,7 +31,12 @@ def hidden_sizes(hidden):
 
 def _dense_stack(x, hidden, activation):
     for i, width in enumerate(hidden):  # hidden, hidden_2, ...: the names saved models carry
-        x = layers.Dense(width, activation=activation, name="hidden" if i == 0 else f"hidden_{i + 1}")(x)
+        name = "hidden" if i == 0 else f"hidden_{i + 1}"
+        if activation == "gated":  # (W x + b) * sigmoid(V x + c): the gated layers of the VampPrior's recipe
+            x = layers.Multiply(name=name)([layers.Dense(width, name=f"{name}_linear")(x),
+                                            layers.Dense(width, activation="sigmoid", name=f"{name}_gate")(x)])
+        else:
+            x = layers.Dense(width, activation=activation, name=name)(x)
     return x
 
 

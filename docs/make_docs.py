@@ -5,6 +5,7 @@
     python docs/make_docs.py --data ../shared/data/mnist --objectives      # ELBO against IWAE (k = 5)
     python docs/make_docs.py --data ../shared/data/mnist --conditional     # the conditional model's figures
     python docs/make_docs.py --data ../shared/data/mnist --likelihoods     # Bernoulli against continuous Bernoulli
+    python docs/make_docs.py --data ../shared/data/mnist --priors          # N(0, I) against the VampPrior
     python docs/make_docs.py --data ../shared/data/mnist --explorer        # a screenshot of explorer.html in use
     python docs/make_docs.py --data ../shared/data/mnist-full --results    # docs/results.md: the presets' runs
 
@@ -73,6 +74,9 @@ def main():
     p.add_argument("--conditional", action="store_true",
                    help="instead: a --conditional run of 10 epochs and its figures")
     p.add_argument("--likelihoods", action="store_true", help="instead: Bernoulli against continuous Bernoulli (20-D)")
+    p.add_argument("--priors", action="store_true",
+                   help="instead: N(0, I) against the VampPrior at the same budget (20-D, gated 300-300, dynamic "
+                        "binarization), their samples side by side in docs/priors-samples.png")
     p.add_argument("--explorer", action="store_true",
                    help="instead: docs/explorer.png, the default run's explorer.html "
                    "in headless Chromium (needs selenium and Debian's chromium-driver)")
@@ -88,6 +92,8 @@ def main():
         return objectives(args)
     if args.likelihoods:
         return likelihoods(args)
+    if args.priors:
+        return priors(args)
     if args.conditional:
         run_dir = trained("docs-conditional", ["--conditional", "--epochs", "10"], args.data)
         for figure in ("samples", "latent_manifold"):
@@ -122,6 +128,25 @@ def likelihoods(args):
                         args.data) for likelihood in ("bernoulli", "continuous-bernoulli")]
     print_table(run_dirs)
     sharpness(run_dirs, args.data)
+
+
+def priors(args):
+    """The standard prior against the VampPrior, the same networks, data and epochs: their table and their
+    samples, each drawn from its own prior, side by side."""
+    from PIL import Image
+
+    latent_dim = 20 if args.latent_dim == 2 else args.latent_dim
+    common = ["--epochs", str(args.epochs), "--latent-dim", str(latent_dim), "--hidden", "300,300", "--activation",
+              "gated", "--binarize", "dynamic", "--batch-size", "100", "--lr", "5e-4"]
+    run_dirs = [trained(f"docs-prior-z{latent_dim}-{prior}", [*common, "--prior", prior], args.data)
+                for prior in ("standard", "vampprior")]
+    print_table(run_dirs)
+    panels = [Image.open(os.path.join(run_dir, "samples.png")).convert("RGB") for run_dir in run_dirs]
+    pair = Image.new("RGB", (sum(p.width for p in panels) + 20, max(p.height for p in panels)), "white")
+    pair.paste(panels[0], (0, 0))
+    pair.paste(panels[1], (panels[0].width + 20, 0))
+    pair.save(os.path.join(DOCS, "priors-samples.png"))
+    shrink(os.path.join(DOCS, "priors-samples.png"), os.path.join(DOCS, "priors-samples.png"), width=900)
 
 
 def sharpness(run_dirs, data_path, shown=12):

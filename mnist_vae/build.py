@@ -22,16 +22,21 @@ def _dense_weights(widths):
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
-def parameter_count(arch, latent_dim, hidden, conditional=False):
-    """Weights of the VAE model.py builds, counted without building it (arithmetic only: it refuses a model
-    too large for memory before any allocation is tried)."""
+def parameter_count(arch, latent_dim, hidden, conditional=False, pseudo_inputs=0, activation="relu"):
+    """Weights of the VAE model.py builds (with a VampPrior's pseudo-inputs, images of PIXELS each), counted
+    without building it (arithmetic only: it refuses a model too large for memory before any allocation is
+    tried)."""
     label = CLASSES if conditional else 0
     if arch == "dense":
         widths = [int(w) for w in str(hidden).split(",")]
+        gates = _dense_weights([PIXELS + label, *widths]) + _dense_weights([latent_dim + label, *widths[::-1]]) if (
+            activation == "gated") else 0  # a gate's weights beside each hidden layer's
         encoder = _dense_weights([PIXELS + label, *widths]) + 2 * (widths[-1] + 1) * latent_dim
-        return encoder + _dense_weights([latent_dim + label, *widths[::-1], PIXELS])
+        return (encoder + _dense_weights([latent_dim + label, *widths[::-1], PIXELS]) + pseudo_inputs * PIXELS
+                + gates)
     convolutions = (9 * 1 + 1) * 32 + (9 * 32 + 1) * 64 + (9 * 64 + 1) * 64 + (9 * 64 + 1) * 32 + (9 * 32 + 1) * 1
-    return convolutions + 2 * (CONV_FEATURES + label + 1) * latent_dim + (latent_dim + label + 1) * CONV_FEATURES
+    return (convolutions + 2 * (CONV_FEATURES + label + 1) * latent_dim + (latent_dim + label + 1) * CONV_FEATURES
+            + pseudo_inputs * PIXELS)
 
 
 def check_run_fits(config, train_images):
@@ -40,7 +45,8 @@ def check_run_fits(config, train_images):
     abort), or whose steps overflow the model's step counter."""
     from mnist_vae.data import memory_bytes
 
-    weights = parameter_count(config.arch, config.latent_dim, config.hidden, config.conditional)
+    weights = parameter_count(config.arch, config.latent_dim, config.hidden, config.conditional,
+                              config.pseudo_inputs if config.prior == "vampprior" else 0, config.activation)
     needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
     if needed > memory_bytes():
         hidden = f" --hidden {config.hidden}" if config.arch == "dense" else ""
@@ -99,6 +105,12 @@ def model_of(settings):
     vae = build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
                     likelihood=settings.likelihood, activation=settings.activation)
+    if getattr(settings, "prior", "standard") == "vampprior":  # the same networks under the learned prior
+        from mnist_vae.vampprior import VampPriorVAE
+
+        vae = VampPriorVAE(vae.encoder, vae.decoder, pseudo_inputs=settings.pseudo_inputs, beta=settings.beta,
+                           seed=settings.seed, objective=settings.objective, k=settings.k or 1,
+                           likelihood=settings.likelihood, name="vae")
     if getattr(settings, "gradient", "plain") == "dreg":  # how it trains: the model itself is the plain VAE
         from mnist_vae.dreg import use_dreg
 
@@ -131,7 +143,7 @@ def count_steps(vae):
 def layer_signature(vae):
     """What must match between a saved model and the settings of its run: each encoder and decoder layer's
     kind, activation and weight shapes, and the likelihood."""
-    return [vae.likelihood, bool(vae.conditional)] + [
+    return [vae.likelihood, bool(vae.conditional), type(vae).__name__, getattr(vae, "pseudo_inputs", None)] + [
         (layer.__class__.__name__, getattr(getattr(layer, "activation", None), "__name__", None),
          [tuple(w.shape) for w in layer.weights]) for part in (vae.encoder, vae.decoder) for layer in part.layers]
 

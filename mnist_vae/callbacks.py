@@ -71,11 +71,16 @@ class SampleFrames(keras.callbacks.Callback):
     def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False, likelihood="bernoulli"):
         super().__init__()
         self.likelihood = likelihood
-        self.z = fixed_latent_draws(latent_dim, seed, n)
+        self.z, self.seed = fixed_latent_draws(latent_dim, seed, n), seed
         self.inputs = [self.z, one_hot(frame_labels(n))] if conditional else self.z  # digits 0-9 in turn
         self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
 
     def on_epoch_end(self, epoch, logs=None):
+        inputs = self.inputs
+        if hasattr(self.model, "prior_components"):  # a learned prior: the same draws from it as it is now
+            from mnist_vae.vampprior import prior_draws
+
+            inputs = prior_draws(self.model, len(self.z), self.seed)
         # A compiled call: a fraction of an eager one's cost (docs/performance.md).
-        logits = np.asarray(self.model.decoder.predict_on_batch(self.inputs), np.float32)
+        logits = np.asarray(self.model.decoder.predict_on_batch(inputs), np.float32)
         self.frames.append(pixels_of(logits, self.likelihood))

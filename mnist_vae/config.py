@@ -64,6 +64,8 @@ def _check_flags(values, given):
     if values["early_stopping"] and not values["validation"]:
         raise cli.UsageError(f"--early-stopping {values['early_stopping']} judges the validation slice's loss: it "
                              "needs --validation N (training images held out for it; the IWAE recipe holds out 400)")
+    if values["prior"] == "vampprior" and values["conditional"]:
+        raise cli.UsageError("--prior vampprior is a prior of the unconditional model: leave out --conditional")
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")

@@ -13,7 +13,10 @@ def summary(results, binarize, preset=None, overrides=()):
              f"  negative ELBO           {results['negative_elbo']:9.2f} ± {results['negative_elbo_stderr']:.2f}",
              f"    reconstruction        {results['reconstruction_loss']:9.2f} ± "
              f"{results['reconstruction_loss_stderr']:.2f}",
-             f"    KL                    {results['kl_loss']:9.2f} ± {results['kl_loss_stderr']:.2f}",
+             f"    KL{', estimated' if results.get('kl_is_estimate') else '           '}         "
+             f"{results['kl_loss']:9.2f} ± {results['kl_loss_stderr']:.2f}"
+             + ("   (one draw per image: the learned prior has no closed form)" if results.get("kl_is_estimate")
+                else ""),
              f"  NLL estimate, k={results['iw_samples']:<6} {results['nll_iw']:9.2f} ± {results['nll_iw_stderr']:.2f}"
              + ("" if likelihood else f"   ({messages.GREY_NLL})"),
              f"  active units            {results['active_units']} of {len(results['kl_per_dim'])} "

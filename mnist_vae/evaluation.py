@@ -20,7 +20,7 @@ def _noise(seed, shape):
     return np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32)
 
 
-def log_sum_weights_of(log_px_given_z):
+def log_sum_weights_of(log_px_given_z, log_prior=None):
     """One chunk of the importance-weighted bound, in Keras ops (compiled whole by importance_weights):
     (x, z_mean, z_log_var, eps, drawn) -> log sum_i w_i per image over the first `drawn` of the chunk's draws.
 
@@ -28,6 +28,7 @@ def log_sum_weights_of(log_px_given_z):
     one compiled shape). log_px_given_z(x, z) takes the images (B, ...) and their draws z (B, c, d) and returns
     log p(x|z) (B, c), the images broadcast against their draws rather than copied. The log-weights come from
     losses.log_importance_weights, as IWAE training's do, and their logsumexp is Keras', as in losses.iwae_loss.
+    log_prior(z): log p(z) of a learned prior (the VampPrior's), N(0, I) when None.
     """
     from keras import ops
 
@@ -36,7 +37,8 @@ def log_sum_weights_of(log_px_given_z):
     def log_sum_weights(x, z_mean, z_log_var, eps, drawn):
         mean, log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         z = losses.reparameterize(mean, log_var, eps)
-        log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var)
+        log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var,
+                                              log_pz=None if log_prior is None else log_prior(z))
         real = ops.arange(ops.shape(eps)[1]) < ops.cast(ops.expand_dims(drawn, 1), "int32")
         return ops.logsumexp(ops.where(real, log_w, float("-inf")), axis=1)
 
@@ -139,8 +141,8 @@ def importance_weights(vae, images):
     class LogSumWeights(keras.Model):
         def call(self, inputs):
             x, z_mean, z_log_var, eps, drawn, y = inputs
-            return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y))(
-                x, z_mean, z_log_var, eps, drawn)
+            return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y),
+                                      getattr(vae, "log_prior", None))(x, z_mean, z_log_var, eps, drawn)
 
     run = _as_function(LogSumWeights(dtype="float32"), images)
 
@@ -257,13 +259,31 @@ def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
     return mean_and_stderr(nll)
 
 
+def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4)):
+    """Each image's KL(q(z|x) || p(z)): in closed form under N(0, I); under a learned prior (the VampPrior) the
+    single-draw estimate log q(z|x) - log p(z) at fixed noise, and posterior's kl_per_dim becomes the
+    per-dimension estimate against the prior's marginals (vampprior.kl_per_dim_estimate)."""
+    from keras import ops
+
+    import losses
+
+    if not hasattr(vae, "log_prior"):
+        return ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
+    from mnist_vae.vampprior import kl_per_dim_estimate
+
+    noise = _noise(seed, z_mean.shape)
+    z = ops.convert_to_numpy(losses.reparameterize(z_mean, z_log_var, noise))
+    log_q = ops.convert_to_numpy(losses.gaussian_log_density(z, z_mean, z_log_var))
+    log_p = np.concatenate([ops.convert_to_numpy(vae.log_prior(z[i:i + 1000])) for i in range(0, len(z), 1000)])
+    posterior["kl_per_dim"] = kl_per_dim_estimate(vae, z_mean, z_log_var, noise)
+    return log_q - log_p
+
+
 def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     """The held-out numbers for images x (float32 in [0, 1], binarized or not; labels: their digits, which
     a conditional model reads), as a dict for eval.json, and the posterior (see encode) for the figures,
     with the per-image values behind the means ("per_image": {name: (N,) array}) for paired comparisons."""
-    from keras import ops
 
-    import losses
 
     started = time.time()
     labels = None if labels is None else np.asarray(labels)
@@ -272,7 +292,7 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     bounds_began = time.time()
     reconstruction, nll = per_image_bounds(vae, x, z_mean, z_log_var, k, labels)
     seconds = {"encoder": round(bounds_began - started, 2), "iw_bound": round(time.time() - bounds_began, 2)}
-    kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
+    kl = kl_term(vae, z_mean, z_log_var, posterior)
     results = {}
     for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
                          ("kl_loss", kl), ("nll_iw", nll)):
@@ -282,6 +302,7 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     seconds["mutual_information"] = round(time.time() - information_began, 2)
     results.update({
         "conditional": bool(vae.conditional),
+        "kl_is_estimate": hasattr(vae, "log_prior"),
         "likelihood": getattr(vae, "likelihood", "bernoulli"),
         "iw_samples": k, "images": int(len(x)),
         "active_units": int(posterior["active"].sum()),
@@ -298,18 +319,36 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
 SAMPLES = 10_000  # samples scored by the reference classifier (fewer when the test set is smaller)
 
 
-def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
-    """How good and how varied the model's samples are (sample_quality.py), for eval.json: N = min(n, test images)
-    draws z ~ N(0, I) decoded to pixel means (for a conditional model, the digits 0-9 in turn) against the grey
-    test images, in the features of the reference classifier trained on the grey training images (classifier.py);
-    the same distance between N training images and the test images is the floor. grey: the run's splits before
-    any binarization. None (with the reason in "skipped") for data without labels."""
+def prior_samples(vae, requested, seed):
+    """(pixel means of len(requested) samples, what they were drawn from): z from the model's prior (N(0, I), or
+    the learned VampPrior's mixture) at fixed noise, decoded with the digits requested (a conditional model's)."""
     from keras import ops
 
     import losses
+    from model import decoder_inputs
+
+    n, latent_dim = len(requested), vae.decoder.inputs[0].shape[-1]
+    if hasattr(vae, "prior_components"):
+        from mnist_vae.vampprior import prior_draws
+
+        z, prior_name = prior_draws(vae, n, seed[0] + seed[1]), "p(z), the learned VampPrior"
+    else:
+        z, prior_name = _noise(seed, (n, latent_dim)), "N(0, I)"
+    likelihood = getattr(vae, "likelihood", "bernoulli")
+    pixels, = predict(lambda zb, yb: ops.convert_to_numpy(losses.pixel_means(
+        vae.decoder(decoder_inputs(vae, zb, yb)), likelihood)), [z, requested], 1000)
+    return pixels, prior_name
+
+
+def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
+    """How good and how varied the model's samples are (sample_quality.py), for eval.json: N = min(n, test images)
+    draws from the prior (prior_samples) decoded to pixel means (a conditional model's: the digits 0-9 in turn)
+    against the grey test images, in the features of the reference classifier trained on the grey training images
+    (classifier.py);
+    the same distance between N training images and the test images is the floor. grey: the run's splits before
+    any binarization. None (with the reason in "skipped") for data without labels."""
     from mnist_vae import classifier
     from mnist_vae import sample_quality as sq
-    from model import decoder_inputs
 
     if grey.y_train is None or grey.y_test is None:
         return {"skipped": "the data has no labels to train the reference classifier on"}
@@ -318,12 +357,8 @@ def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
     began = time.time()
     reference, record = classifier.cached(grey, say)
     n = min(n, len(grey.x_test))
-    latent_dim = vae.decoder.inputs[0].shape[-1]
-    z = _noise(seed, (n, latent_dim))
     requested = np.arange(n) % sq.CLASSES
-    likelihood = getattr(vae, "likelihood", "bernoulli")
-    pixels, = predict(lambda zb, yb: ops.convert_to_numpy(losses.pixel_means(
-        vae.decoder(decoder_inputs(vae, zb, yb)), likelihood)), [z, requested], 1000)
+    pixels, prior_name = prior_samples(vae, requested, seed)
     sample_features, sample_probabilities = classifier.outputs(reference, pixels)
     test_features, test_probabilities = classifier.outputs(reference, grey.x_test.astype(np.float32) / 255.0)
     chosen = np.random.default_rng(list(seed) + [1]).permutation(len(grey.x_train))[:n]
@@ -334,7 +369,8 @@ def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):
         **sq.coverage(sample_probabilities),
         "test_images_coverage": {k: v for k, v in sq.coverage(test_probabilities).items() if k != "class_histogram"},
         "samples": n, "test_images": int(len(grey.x_test)),
-        "protocol": f"{n:,} samples (pixel means decoded from z ~ N(0, I)) against the {len(grey.x_test):,} grey test "
+        "protocol": f"{n:,} samples (pixel means decoded from z ~ {prior_name}) against the {len(grey.x_test):,} "
+                    "grey test "
                     f"images, in the {reference.get_layer(classifier.FEATURES).units} penultimate features of an MNIST "
                     "classifier trained on the run's grey training images; floor: the same distance for "
                     f"{n:,} training images",

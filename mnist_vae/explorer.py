@@ -34,10 +34,16 @@ def decoder_spec(decoder):
     for layer in decoder.layers:
         kind = layer.__class__.__name__
         activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if activation not in ("relu", "tanh", "linear"):
+        if activation not in ("relu", "tanh", "linear", "sigmoid"):
             raise ValueError(f"explorer.html cannot run activation {activation!r} of layer {layer.name}")
         if kind in ("InputLayer", "Concatenate", "Flatten"):
             continue  # inputs; the label's one-hot joins z first (model.build_decoder); flat arrays stay flat
+        if kind == "Multiply":  # a gated layer: the two dense layers before it are its halves (model._dense_stack)
+            gate, linear = layers.pop(), layers.pop()
+            if (linear["activation"], gate["activation"]) != ("linear", "sigmoid"):
+                raise ValueError(f"explorer.html runs a Multiply ({layer.name}) only as a gated layer")
+            layers.append({"type": "gated_dense", "linear": linear, "gate": gate})
+            continue
         if kind == "Activation":
             if activation != "linear":
                 layers.append({"type": "activation", "activation": activation})
@@ -101,6 +107,12 @@ def page_data(vae, z_mean=None, labels=None, images=None, title="", about="", li
         centre, directions, names = np.zeros(latent_dim), np.eye(2, latent_dim), ["z[0]", "z[1]"]
     data["plane"] = {"centre": [float(v) for v in centre], "directions": np.asarray(directions, float).tolist(),
                      "names": names}
+    if hasattr(vae, "prior_components"):  # a learned prior: the page's draws come from its mixture
+        from keras import ops
+
+        means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float64) for t in vae.prior_components())
+        data["prior"] = {"name": "the learned VampPrior", "means": _floats(means), "log_vars": _floats(log_vars),
+                         "components": int(len(means))}
     return data
 
 

@@ -11,9 +11,11 @@ from model import CLASSES, LOSS_TERMS, decoder_inputs, one_hot
 LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
 
 
-def loss_titles(objective="elbo", likelihood="bernoulli"):
+def loss_titles(objective="elbo", likelihood="bernoulli", learned_prior=False):
     """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
     titles = dict(LOSS_TITLES)
+    if learned_prior:
+        titles["kl_loss"] = "KL(q(z|x) ‖ p(z)), one-draw ESTIMATE (VampPrior)"
     if objective == "iwae":
         titles["loss"] = "loss = −IWAE bound (k samples)"
     if likelihood == "continuous-bernoulli":
@@ -85,7 +87,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     z_mean = posterior["z_mean"]
     if history and "loss" in history:
         suptitle = "Training curves (loss: the objective; the ELBO's terms beside it; averaged over images)"
-        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, decode.likelihood),
+        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, decode.likelihood,
+                                                                 hasattr(vae, "log_prior")),
                                             decode.path("loss.png"), suptitle=suptitle)
     written["reconstructions"] = plots.reconstructions(
         x_test[:10, ..., 0], decode(z_mean[:10], None if y_test is None else y_test[:10]),
@@ -97,7 +100,7 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
                                 else Skipped("needs at least two test images"))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
-                                             decode.path("kl_per_dim.png"))
+                                             decode.path("kl_per_dim.png"), estimate=hasattr(vae, "log_prior"))
     if history and "test_nll_iw" in history:
         written["nll_by_stage"] = nll_by_stage(history, decode.path("nll_by_stage.png"))
     skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}
@@ -119,6 +122,11 @@ def _samples(decode, latent_dim, seed):
         z = np.tile(fixed_latent_draws(latent_dim, seed, 10), (CLASSES, 1))
         images = decode(z, np.repeat(np.arange(CLASSES), 10)).reshape(CLASSES, 10, 28, 28)
         return plots.samples_by_digit(images, decode.path("samples.png"), note=decode.note)
+    if hasattr(decode.vae, "prior_components"):  # a learned prior: draws from it
+        from mnist_vae.vampprior import prior_draws
+
+        return plots.samples(decode(prior_draws(decode.vae, 64, seed)), decode.path("samples.png"),
+                             title="Samples: decoded draws z ~ p(z), the learned VampPrior", note=decode.note)
     return plots.samples(decode(fixed_latent_draws(latent_dim, seed)), decode.path("samples.png"), note=decode.note)
 
 

@@ -208,16 +208,19 @@ def interpolation(images, path, note=""):
     return _save(fig, path)
 
 
-def kl_per_dim(kl, active, threshold, path):
-    """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour."""
+def kl_per_dim(kl, active, threshold, path, estimate=False):
+    """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour.
+    estimate: the values are single-draw estimates against a learned prior's marginals (the VampPrior's)."""
     active = np.asarray(active, bool)
     dims = np.arange(len(kl))
     fig, ax = plt.subplots(figsize=(min(16, max(6, 0.35 * len(kl) + 2)), 4))  # no wider than a screen
     for mask, colour, name in ((active, "tab:blue", "active"), (~active, "lightgray", "inactive")):
         if mask.any():
             ax.bar(dims[mask], np.asarray(kl)[mask], color=colour, label=f"{name} ({mask.sum()})")
-    ax.set(xlabel="latent dimension", ylabel="mean KL (nats per image)",
-           title=f"KL per latent dimension; active: variance of z_mean over test images > {threshold}")
+    ax.set(xlabel="latent dimension", ylabel="mean KL (nats per image)" + (", an ESTIMATE" if estimate else ""),
+           title=f"KL per latent dimension; active: variance of z_mean over test images > {threshold}" + (
+               "\nestimated at one draw per image against each dimension's marginal of the learned prior"
+               if estimate else ""))
     ax.set_xticks(dims if len(dims) <= 32 else dims[::max(1, len(dims) // 16)])
     ax.legend()
     return _save(fig, path)

@@ -65,7 +65,9 @@ SETTINGS = (
     Setting("--hidden", 512, type=hidden_layers, metavar="WIDTHS",
             help="widths of the dense model's hidden layers, encoder side (the decoder mirrors them): 512, or 200,200 "
                  "for two"),
-    Setting("--activation", "relu", choices=("relu", "tanh"), help="activation of the dense hidden layers"),
+    Setting("--activation", "relu", choices=("relu", "tanh", "gated"),
+            help="activation of the dense hidden layers; gated: (W x + b) * sigmoid(V x + c), two weight matrices "
+                 "per layer (the VampPrior's recipe)"),
     Setting("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate"),
     Setting("--adam-epsilon", 1e-7, type=number_in_range(float, 0, low_ok=False),
             help="Adam's epsilon (Keras' default; the IWAE recipe uses 1e-4)"),
@@ -88,6 +90,12 @@ SETTINGS = (
             help="with --objective iwae, the gradient estimator: plain (the bound's own) or dreg, the doubly "
                  "reparameterized gradient (Tucker et al. 2018): the same bound and expectation, a lower-variance "
                  "gradient for the encoder"),
+    Setting("--prior", "standard", choices=("standard", "vampprior"),
+            help="p(z): standard, N(0, I) with the KL in closed form; vampprior, the mixture of the encoder's "
+                 "posteriors at --pseudo-inputs learned images (Tomczak & Welling 2018), its KL then a single-draw "
+                 "estimate"),
+    Setting("--pseudo-inputs", 500, type=number_in_range(int, 1), metavar="K",
+            help="with --prior vampprior: how many pseudo-inputs (mixture components) the prior learns"),
     Setting("--conditional", False, action="store_true",
             help="a conditional VAE: encoder and decoder also get the digit's label (one-hot), so samples.png draws "
                  "each digit on request; the bound is then on log p(x | label)"),

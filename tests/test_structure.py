@@ -102,13 +102,14 @@ def test_the_flags_choices_are_the_models_own():
     from mnist_vae import settings
 
     assert settings.BY_NAME["arch"].choices == model.ARCHITECTURES
+    assert settings.BY_NAME["activation"].choices == model.ACTIVATIONS
     assert settings.BY_NAME["objective"].choices == model.OBJECTIVES
     assert settings.BY_NAME["likelihood"].choices == losses.LIKELIHOODS
 
 
 # The import rule (CONTRIBUTING.md): the backend is chosen before Keras is imported, and bad input is refused
 # before any framework starts, so these load without Keras or any backend. The rest may import Keras at the top.
-NEEDS_KERAS = {"callbacks", "checkpoints", "dreg", "figures", "outputs", "tensorboard"}
+NEEDS_KERAS = {"callbacks", "checkpoints", "dreg", "figures", "outputs", "tensorboard", "vampprior"}
 KERAS_FREE = sorted(SCRIPTS) + [f"{PACKAGE}.{m}" for m in PACKAGE_MODULES if m not in NEEDS_KERAS]
 
 

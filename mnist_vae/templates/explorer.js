@@ -13,12 +13,21 @@
   function floats(text) { return new Float32Array(bytes(text).buffer); }
   DATA.layers.forEach(function (layer) {
     if (layer.kernel) { layer.kernel = floats(layer.kernel); layer.bias = floats(layer.bias); }
+    [layer.linear, layer.gate].forEach(function (part) {  // a gated layer's two dense halves
+      if (part) { part.kernel = floats(part.kernel); part.bias = floats(part.bias); }
+    });
   });
 
   function activate(values, activation) {
     if (activation === "relu") for (var i = 0; i < values.length; i++) if (values[i] < 0) values[i] = 0;
     if (activation === "tanh") for (var j = 0; j < values.length; j++) values[j] = Math.tanh(values[j]);
+    if (activation === "sigmoid") for (var m = 0; m < values.length; m++) values[m] = 1 / (1 + Math.exp(-values[m]));
     return values;
+  }
+  function gated(x, layer) {  // (W x + b) * sigmoid(V x + c), model.py's gated hidden layer
+    var linear = dense(x, layer.linear), gate = dense(x, layer.gate);
+    for (var i = 0; i < linear.length; i++) linear[i] *= gate[i];
+    return linear;
   }
   function dense(x, layer) {
     var units = layer.units, out = new Float32Array(units), w = layer.kernel;
@@ -73,6 +82,7 @@
     if (DATA.conditional) x.set(labelVector, D);
     DATA.layers.forEach(function (layer) {
       if (layer.type === "dense") x = dense(x, layer);
+      else if (layer.type === "gated_dense") x = gated(x, layer);
       else if (layer.type === "conv_transpose") x = convTranspose(x, layer);
       else if (layer.type === "activation") x = activate(x, layer.activation);
     });  // reshape: the flat (h, w, c) layout is already Keras' own
@@ -333,9 +343,16 @@
     var u = 1 - Math.random(), v = Math.random();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
+  if (DATA.prior) document.getElementById("sample").textContent = "draw z from " + DATA.prior.name;
   document.getElementById("sample").addEventListener("click", function () {
-    var z = new Float32Array(D);
-    for (var j = 0; j < D; j++) z[j] = gaussian();
+    var z = new Float32Array(D), prior = DATA.prior, k, j;
+    if (prior) {  // a learned prior: a component k, then z ~ N(means_k, exp(log_vars_k))
+      var means = floats(prior.means), logVars = floats(prior.log_vars);
+      k = Math.floor(Math.random() * prior.components);
+      for (j = 0; j < D; j++) z[j] = means[k * D + j] + Math.exp(0.5 * logVars[k * D + j]) * gaussian();
+    } else {
+      for (j = 0; j < D; j++) z[j] = gaussian();
+    }
     setFromZ(z);
     pin(z);
     show(z);

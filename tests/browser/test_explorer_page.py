@@ -52,6 +52,7 @@ CASES = {  # name: (arch, latent_dim, conditional, likelihood[, hidden, activati
     "conditional": ("dense", 3, True, "bernoulli"),
     "conv-conditional": ("conv", 4, True, "bernoulli"),
     "continuous-bernoulli": ("dense", 5, False, "continuous-bernoulli"),
+    "gated": ("dense", 4, False, "bernoulli", "24,16", "gated"),  # the VampPrior recipe's shape
 }
 
 # Run names and texts a hostile user can choose: placeholders of the old chained fill, a script that would
@@ -224,3 +225,27 @@ def test_a_hostile_run_name_is_shown_as_text_and_runs_nothing(name, browser, tmp
     assert browser.execute_script("return window.pwned") is None
     assert browser.find_element("tag name", "h1").text == f"VAE run {name}"
     assert HOSTILE_TEXT.split("\u2028")[0] in browser.find_element("tag name", "pre").text  # the command, as text
+
+
+@pytest.mark.slow
+def test_draws_come_from_the_learned_prior_when_the_model_has_one(browser, tmp_path):
+    """A VampPrior model's page draws z from its mixture: with three sharp components, every draw lands on one
+    of their means, and the button says where it draws from."""
+    from mnist_vae.vampprior import VampPriorVAE
+
+    plain = model_with_varied_outputs("dense", 3)
+    vae = VampPriorVAE(plain.encoder, plain.decoder, pseudo_inputs=3, seed=0)
+    means = np.array([[2.0, 0, 0], [0, -2.0, 0], [0, 0, 3.0]], np.float32)
+    vae.prior_components = lambda: (means, np.full((3, 3), -20.0, np.float32))  # sharp: std 5e-5
+    path, _ = write_page(tmp_path, vae)
+    open_page(browser, path)
+    button = browser.find_element("id", "sample")
+    assert button.text == "draw z from the learned VampPrior"
+    seen = set()
+    for _ in range(30):
+        button.click()
+        z = np.array(browser.execute_script("return window.explorer.z"))
+        distances = np.abs(means - z).max(axis=1)
+        assert distances.min() < 1e-3, z
+        seen.add(int(distances.argmin()))
+    assert seen == {0, 1, 2}  # each component drawn (30 draws: all three with probability 1 - 3 (2/3)^30)

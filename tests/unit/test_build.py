@@ -2,19 +2,24 @@
 saved model is the one its run's settings build."""
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mnist_vae import build, settings
 from mnist_vae.rundir import RunError
-from model import build_vae
 
 
-@pytest.mark.parametrize("arch, hidden, conditional, latent_dim", [
-    ("dense", 512, False, 2), ("dense", "200,100", True, 50), ("conv", 512, False, 2), ("conv", 512, True, 7)])
-def test_the_counted_weights_are_those_of_the_built_model(arch, hidden, conditional, latent_dim):
-    vae = build_vae(arch, latent_dim, hidden, conditional=conditional)
-    built = vae.encoder.count_params() + vae.decoder.count_params()
-    assert build.parameter_count(arch, latent_dim, hidden, conditional) == built
+@pytest.mark.parametrize("arch, hidden, conditional, latent_dim, activation, prior", [
+    ("dense", 512, False, 2, "relu", "standard"), ("dense", "200,100", True, 50, "relu", "standard"),
+    ("conv", 512, False, 2, "relu", "standard"), ("conv", 512, True, 7, "relu", "standard"),
+    ("dense", "300,300", False, 40, "gated", "vampprior"), ("conv", 512, False, 3, "relu", "vampprior")])
+def test_the_counted_weights_are_those_of_the_built_model(arch, hidden, conditional, latent_dim, activation, prior):
+    config = args(arch=arch, hidden=hidden, conditional=conditional, latent_dim=latent_dim, activation=activation,
+                  prior=prior, pseudo_inputs=7)
+    vae = build.model_of(config)
+    pseudo_inputs = 7 if prior == "vampprior" else 0
+    trainable = sum(int(np.prod(v.shape)) for v in vae.trainable_variables)  # the networks and pseudo-inputs
+    assert build.parameter_count(arch, latent_dim, hidden, conditional, pseudo_inputs, activation) == trainable
 
 
 def args(**changes):

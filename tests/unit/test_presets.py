@@ -10,6 +10,11 @@ BURDA = {"arch": "dense", "hidden": "200,200", "activation": "tanh", "latent_dim
          "validation": 400, "output_bias": "pixel-means", "iw_samples": 5000, "likelihood": "bernoulli",
          "beta": 1.0, "kl_warmup": 0}
 
+TOMCZAK = {"arch": "dense", "hidden": "300,300", "activation": "gated", "latent_dim": 40, "batch_size": 100,
+           "lr": 5e-4, "kl_warmup": 100, "epochs": 2000, "early_stopping": 50, "validation": 10000,
+           "binarize": "dynamic", "pseudo_inputs": 500, "iw_samples": 5000, "objective": "elbo", "beta": 1.0,
+           "likelihood": "bernoulli", "lr_schedule": "constant", "output_bias": "zero"}
+
 RECIPES = {
     "pytorch-examples": ({"arch": "dense", "hidden": 400, "latent_dim": 20, "activation": "relu", "batch_size": 128,
                           "lr": 1e-3, "epochs": 10, "binarize": "none", "objective": "elbo", "lr_schedule": "constant",
@@ -20,6 +25,9 @@ RECIPES = {
     # nbip/IWAE's README: its re-run of Burda et al.'s recipe trained with DReG (issue 33).
     "iwae-k5-dreg": ({**BURDA, "objective": "iwae", "k": 5, "gradient": "dreg"}, 84.90, None),
     "iwae-k50-dreg": ({**BURDA, "objective": "iwae", "k": 50, "gradient": "dreg"}, 84.32, None),
+    # Tomczak & Welling 2018, Table 2, and their code's defaults (issue 32).
+    "vampprior": ({**TOMCZAK, "prior": "vampprior"}, 85.57, None),
+    "vampprior-standard": ({**TOMCZAK, "prior": "standard"}, 88.56, None),
 }
 for _recipe, _, _ in RECIPES.values():
     _recipe.setdefault("gradient", "plain")

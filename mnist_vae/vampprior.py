@@ -1,0 +1,118 @@
+"""The VampPrior (Tomczak & Welling 2018, "VAE with a VampPrior"): a learned prior in place of N(0, I),
+
+    p(z) = (1/K) sum_k q(z | u_k),
+
+the mixture of the encoder's own posteriors at K learned pseudo-inputs u_k (images the model learns). The
+encoder and decoder are the learner's (model.py); only the prior changes, so the KL term has no closed form:
+each image's KL is the single-draw estimate log q(z|x) - log p(z), and the importance-weighted bound uses the
+mixture as log p(z). The pseudo-inputs are sigmoid(W) for a learned W (K, 28, 28, 1) drawn from N(-0.05, 0.01)
+at the start, as the authors' code does (so they begin as flat grey images, 0.49 everywhere).
+"""
+import math
+
+import keras
+from keras import ops
+
+import losses
+from model import VAE
+
+PSEUDO_INPUTS = 500  # K, the paper's for MNIST
+INIT_MEAN, INIT_STD = -0.05, 0.01  # of W, with u = sigmoid(W) (the authors' pseudoinputs_mean and _std)
+
+
+def log_mixture_density(z, means, log_vars):
+    """log (1/K) sum_k N(z; means_k, exp(log_vars_k)) for z (..., d) and K components (K, d): (...), in float32.
+
+    Written with matrix products, (M, d) x (d, K), so that no (M, K, d) tensor is made: the evaluation scores
+    thousands of draws per call against the K components."""
+    z, means, log_vars = (ops.cast(t, "float32") for t in (z, means, log_vars))
+    d = z.shape[-1]
+    flat = ops.reshape(z, (-1, d))
+    precision = ops.exp(-log_vars)  # (K, d)
+    constant = ops.sum(losses.LOG_2PI + log_vars + ops.square(means) * precision, axis=-1)  # (K,)
+    quadratic = ops.matmul(ops.square(flat), ops.transpose(precision)) - 2 * ops.matmul(
+        flat, ops.transpose(means * precision))  # (M, K)
+    log_q = -0.5 * (constant[None, :] + quadratic)
+    log_p = ops.logsumexp(log_q, axis=-1) - math.log(means.shape[0])
+    return ops.reshape(log_p, ops.shape(z)[:-1])
+
+
+@keras.saving.register_keras_serializable(package="mnist_vae")
+class VampPriorVAE(VAE):
+    """The VAE of model.py with the VampPrior: the same encoder, decoder, objectives and training step; the prior
+    p(z) is the mixture of q(z | u_k) over its K learned pseudo-inputs."""
+
+    def __init__(self, encoder, decoder, pseudo_inputs=PSEUDO_INPUTS, **kwargs):
+        super().__init__(encoder, decoder, **kwargs)
+        if self.conditional:
+            raise ValueError("the VampPrior is a prior of the unconditional model")
+        self.pseudo_inputs = int(pseudo_inputs)
+        self.pseudo_input_logits = self.add_weight(
+            shape=(self.pseudo_inputs, *encoder.inputs[0].shape[1:]), name="pseudo_input_logits",
+            initializer=keras.initializers.RandomNormal(INIT_MEAN, INIT_STD, seed=self.seed))
+
+    def pseudo_input_images(self):
+        """The K pseudo-inputs u_k as images in [0, 1]."""
+        return ops.sigmoid(self.pseudo_input_logits)
+
+    def prior_components(self):
+        """(means, log-variances) (K, d) of the prior's components: the encoder at the pseudo-inputs."""
+        means, log_vars = self.encoder(self.pseudo_input_images())
+        return means, log_vars
+
+    def log_prior(self, z):
+        """log p(z) for z (..., d): the mixture over the pseudo-inputs (log_mixture_density)."""
+        return log_mixture_density(z, *self.prior_components())
+
+    def loss_terms(self, inputs, outputs):
+        """(reconstruction, kl, loss) per image as VAE.loss_terms, with the KL term the single-draw estimate
+        log q(z|x) - log p(z) (the mean over the k draws under IWAE)."""
+        images = inputs["image"] if isinstance(inputs, dict) else inputs
+        z, z_mean, z_log_var, kl_weight = outputs["z"], outputs["z_mean"], outputs["z_log_var"], self.kl_weight.value
+        if len(z.shape) == 2:
+            reconstruction = losses.reconstruction_loss(images, outputs["logits"], self.likelihood)
+            kl = losses.gaussian_log_density(z, z_mean, z_log_var) - self.log_prior(z)
+            return reconstruction, kl, losses.weighted_elbo_loss(reconstruction, kl, kl_weight)
+        k = z.shape[1]
+        reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"],
+                                                                self.likelihood), (-1, k))
+        mean, log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
+        log_pz = self.log_prior(z)
+        kl = ops.mean(losses.gaussian_log_density(z, mean, log_var) - log_pz, axis=-1)
+        log_w = losses.log_importance_weights(-reconstruction, z, mean, log_var, kl_weight, log_pz=log_pz)
+        return ops.mean(reconstruction, axis=-1), kl, losses.iwae_loss(log_w)
+
+    def get_config(self):
+        return {**super().get_config(), "pseudo_inputs": self.pseudo_inputs}
+
+
+def prior_draws(vae, n, seed):
+    """n draws z ~ p(z) as NumPy (n, d), fixed by the seed: a component k uniformly, then z ~ q(z | u_k)."""
+    import numpy as np
+
+    means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in vae.prior_components())
+    rng = np.random.default_rng([seed, 32])
+    chosen = rng.integers(0, len(means), n)
+    noise = rng.standard_normal((n, means.shape[1]), dtype=np.float32)
+    return means[chosen] + np.exp(0.5 * log_vars[chosen]) * noise
+
+
+def kl_per_dim_estimate(vae, z_mean, z_log_var, noise, images_per_chunk=500):
+    """Per latent dimension j, the mean over images of log q(z_j|x) - log p_j(z_j) at one draw z per image
+    (noise), p_j being the learned prior's marginal in dimension j, a mixture of K 1-D Gaussians: what
+    kl_per_dim.png shows for a VampPrior. The prior does not factorise over dimensions, so these do not add up to
+    the KL term; they say which dimensions the posteriors use."""
+    import numpy as np
+
+    means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float64) for t in vae.prior_components())
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    z = z_mean + np.exp(0.5 * z_log_var) * noise
+    log_q = -0.5 * (losses.LOG_2PI + z_log_var + noise ** 2)  # (N, d), per dimension
+    total = np.zeros(z.shape[1])
+    for start in range(0, len(z), images_per_chunk):
+        part = z[start:start + images_per_chunk, None, :]  # (n, 1, d) against (K, d)
+        log_components = -0.5 * (losses.LOG_2PI + log_vars + (part - means) ** 2 * np.exp(-log_vars))
+        top = log_components.max(axis=1)
+        log_marginal = top + np.log(np.exp(log_components - top[:, None]).mean(axis=1))  # (n, d): logsumexp / K
+        total += (log_q[start:start + images_per_chunk] - log_marginal).sum(axis=0)
+    return total / len(z)
