@@ -66,6 +66,9 @@ def _check_flags(values, given):
                              "needs --validation N (training images held out for it; the IWAE recipe holds out 400)")
     if values["prior"] == "vampprior" and values["conditional"]:
         raise cli.UsageError("--prior vampprior is a prior of the unconditional model: leave out --conditional")
+    if values["gradient"] == "dreg" and values["prior"] == "vampprior":
+        raise cli.UsageError("--gradient dreg assumes a prior that does not depend on the encoder, and the "
+                             "VampPrior's does: use the plain gradient with --prior vampprior")
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")

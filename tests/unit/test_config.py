@@ -27,7 +27,9 @@ def test_flags_that_do_not_go_together_are_usage_errors():
                           (["--arch", "conv", "--activation", "tanh"], "--activation tanh is for the dense"),
                           (["--likelihood", "continuous-bernoulli", "--binarize", "dynamic"], "is for grey pixels"),
                           (["--gradient", "dreg"], "--gradient dreg is a gradient of the importance-weighted bound"),
-                          (["--early-stopping", "5"], "--early-stopping 5 judges the validation slice's loss")):
+                          (["--early-stopping", "5"], "--early-stopping 5 judges the validation slice's loss"),
+                          (["--objective", "iwae", "--gradient", "dreg", "--prior", "vampprior"],
+                           "the VampPrior's does")):
         with pytest.raises(cli.UsageError, match=message):
             resolve(argv)
     assert cli.exit_on_user_error(resolve, ["--k", "3"]) == 2
