@@ -41,15 +41,15 @@ def build(width=128):
     import keras
     from keras import layers
 
-    def seeded(i):
-        return {"kernel_initializer": keras.initializers.GlorotUniform(seed=SEED + i)}
+    def seeded(i):  # float32 whatever the run's precision policy: every run is scored by the same network
+        return {"kernel_initializer": keras.initializers.GlorotUniform(seed=SEED + i), "dtype": "float32"}
 
     images = keras.Input((28, 28, 1), name="images")
-    x = layers.MaxPooling2D()(layers.Conv2D(32, 3, activation="relu", **seeded(0))(images))
-    x = layers.MaxPooling2D()(layers.Conv2D(64, 3, activation="relu", **seeded(1))(x))
-    features = layers.Dense(width, activation="relu", name=FEATURES, **seeded(2))(layers.Flatten()(x))
-    logits = layers.Dense(10, name="logits", **seeded(3))(layers.Dropout(0.3, seed=SEED)(features))
-    return keras.Model(images, logits, name="mnist_classifier")
+    x = layers.MaxPooling2D(dtype="float32")(layers.Conv2D(32, 3, activation="relu", **seeded(0))(images))
+    x = layers.MaxPooling2D(dtype="float32")(layers.Conv2D(64, 3, activation="relu", **seeded(1))(x))
+    features = layers.Dense(width, activation="relu", name=FEATURES, **seeded(2))(layers.Flatten(dtype="float32")(x))
+    logits = layers.Dense(10, name="logits", **seeded(3))(layers.Dropout(0.3, seed=SEED, dtype="float32")(features))
+    return keras.Model(images, logits, name="mnist_classifier", dtype="float32")
 
 
 def train(images, labels, epochs=EPOCHS, width=128, progress=None):
@@ -115,7 +115,7 @@ def cached(splits, say=print, epochs=EPOCHS, width=128, folder=None):
         try:
             with open(record_path) as f:
                 record = json.load(f)
-            return keras.saving.load_model(path, safe_mode=True), record
+            return keras.saving.load_model(path, safe_mode=True, compile=False), record  # for inference only
         except (OSError, ValueError, KeyError) as e:  # damaged: train it anew
             say(f"note: the cached classifier {path} could not be read ({type(e).__name__}); training it anew")
     began = time.time()

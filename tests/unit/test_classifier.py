@@ -73,3 +73,16 @@ def test_the_same_images_train_the_same_network(small_splits):
     first, second = (classifier.train(images, labels, epochs=1, width=16) for _ in range(2))
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_it_computes_in_float32_under_a_mixed_precision_run():
+    """The same reference for every run: a mixed-precision run's policy does not reach it."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = classifier.build(width=8)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    assert model.dtype_policy.name == "float32"
