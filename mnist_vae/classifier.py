@@ -57,9 +57,14 @@ def train(images, labels, epochs=EPOCHS, width=128, progress=None):
     each epoch drawn from SEED. progress(done, total): called after each step (total: epochs x steps)."""
     import keras
 
-    model = build(width)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # a mixed-precision run's policy stays out of it
+    try:
+        model = build(width)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     x = images.astype(np.float32) / 255.0
     steps = -(-len(x) // BATCH_SIZE)
     order = np.random.default_rng(SEED)

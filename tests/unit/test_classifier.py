@@ -81,7 +81,8 @@ def test_it_computes_in_float32_under_a_mixed_precision_run():
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = classifier.build(width=8)
+        model = classifier.train(np.zeros((8, 28, 28, 1), np.uint8), np.arange(8) % 10, epochs=1, width=8)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"  # the run's own, given back
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert {layer.compute_dtype for layer in model.layers if layer.__class__.__name__ != "InputLayer"} == {"float32"}
