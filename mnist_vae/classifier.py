@@ -91,7 +91,7 @@ def outputs(model, images, batch_size=1000):
 
     from mnist_vae.batching import predict
 
-    both = keras.Model(model.inputs, [model.get_layer(FEATURES).output, model.outputs[0]])
+    both = keras.Model(model.inputs[0], [model.get_layer(FEATURES).output, model.outputs[0]])  # one input, as called
     both.compile(jit_compile=keras.backend.backend() == "jax")
     features, logits = predict(lambda x: both.predict_on_batch(x),
                                [np.asarray(images, np.float32).reshape(-1, 28, 28, 1)], batch_size)
