@@ -8,6 +8,8 @@ import pytest
 
 from mnist_vae import classifier, data, sample_quality
 
+pytestmark = pytest.mark.slow  # each test trains a network (seconds)
+
 
 @pytest.fixture(scope="module")
 def small_splits(digits):

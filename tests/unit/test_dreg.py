@@ -58,6 +58,7 @@ def test_the_loss_is_the_iwae_bound_and_the_decoder_gradient_is_unchanged(models
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
 
 
+@pytest.mark.slow  # 240 gradients, one by one (seconds)
 def test_the_encoder_gradient_is_unbiased_with_a_smaller_variance(models):
     plain, dreg, images = models
     encoder = len(plain.encoder.trainable_variables)
