@@ -61,6 +61,23 @@ def noise_shape(latent_dim, objective="elbo", k=1):
 
 
 @keras.saving.register_keras_serializable(package="mnist_vae")
+class Clamp(layers.Layer):
+    """Clips its input to [low, high] (a hard tanh): the VampPrior recipe bounds z_log_var to [-6, 2] so that,
+    while a KL warm-up leaves the variances almost unpenalised, no posterior (nor the learned prior's
+    components, which are posteriors too) collapses to a point. Outside the range the gradient is zero."""
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def call(self, x):
+        return ops.clip(x, self.low, self.high)
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+@keras.saving.register_keras_serializable(package="mnist_vae")
 class Sampling(layers.Layer):
     """Reparameterised draw z = z_mean + exp(0.5 * z_log_var) * eps, eps ~ N(0, I).
 
@@ -99,7 +116,7 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False, activation="relu"):
+def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False, activation="relu", log_var_range=None):
     x = image = keras.Input(IMAGE_SHAPE, name="image")
     label = keras.Input((CLASSES,), name="label") if conditional else None
     if arch == "dense":
@@ -118,7 +135,9 @@ def build_encoder(arch="dense", latent_dim=2, hidden=512, conditional=False, act
     inputs = [image, label] if conditional else image
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     # The Dense heads keep the compute dtype; the losses cast to float32 themselves.
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var" if log_var_range is None else "z_log_var_unclamped")(x)
+    if log_var_range is not None:  # (low, high)
+        z_log_var = Clamp(*log_var_range, name="z_log_var")(z_log_var)
     return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
 
@@ -271,11 +290,12 @@ class VAE(keras.Model):
 
 
 def build_vae(arch="dense", latent_dim=2, hidden=512, beta=1.0, seed=None, objective="elbo", k=1, conditional=False,
-              likelihood="bernoulli", activation="relu"):
+              likelihood="bernoulli", activation="relu", log_var_range=None):
+    """log_var_range: None, or (low, high) to clamp the encoder's z_log_var to (see Clamp)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
     return VAE(
-        build_encoder(arch, latent_dim, hidden, conditional, activation),
+        build_encoder(arch, latent_dim, hidden, conditional, activation, log_var_range),
         build_decoder(arch, latent_dim, hidden, conditional, activation),
         beta=beta, seed=seed, objective=objective, k=k, conditional=conditional, likelihood=likelihood, name="vae",
     )

@@ -97,6 +97,12 @@ def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
+def log_var_range(settings):
+    """(low, high) that the encoder clamps z_log_var to, or None."""
+    low, high = getattr(settings, "log_var_min", None), getattr(settings, "log_var_max", None)
+    return None if low is None else (low, high)
+
+
 def model_of(settings):
     """The (untrained) VAE that these settings build (a config.Config, or one alike), counting its training
     steps (count_steps), trained with DReG's gradient under --gradient dreg."""
@@ -104,7 +110,7 @@ def model_of(settings):
 
     vae = build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
-                    likelihood=settings.likelihood, activation=settings.activation)
+                    likelihood=settings.likelihood, activation=settings.activation, log_var_range=log_var_range(settings))
     if getattr(settings, "prior", "standard") == "vampprior":  # the same networks under the learned prior
         from mnist_vae.vampprior import VampPriorVAE
 
@@ -145,7 +151,8 @@ def layer_signature(vae):
     kind, activation and weight shapes, and the likelihood."""
     return [vae.likelihood, bool(vae.conditional), type(vae).__name__, getattr(vae, "pseudo_inputs", None)] + [
         (layer.__class__.__name__, getattr(getattr(layer, "activation", None), "__name__", None),
-         [tuple(w.shape) for w in layer.weights]) for part in (vae.encoder, vae.decoder) for layer in part.layers]
+         [tuple(w.shape) for w in layer.weights], getattr(layer, "low", None), getattr(layer, "high", None))
+        for part in (vae.encoder, vae.decoder) for layer in part.layers]
 
 
 def check_model_matches(vae, saved, model_path):

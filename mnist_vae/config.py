@@ -72,6 +72,11 @@ def _check_flags(values, given):
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")
+    bounds = values["log_var_min"], values["log_var_max"]
+    if (bounds[0] is None) != (bounds[1] is None):
+        raise cli.UsageError("--log-var-min and --log-var-max go together: the range z_log_var is clamped to")
+    if bounds[0] is not None and not bounds[0] < bounds[1]:
+        raise cli.UsageError(f"--log-var-min {bounds[0]} must be below --log-var-max {bounds[1]}")
     if values["likelihood"] == "continuous-bernoulli" and values["binarize"] != "none":
         raise cli.UsageError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize "
                              f"{values['binarize']} the plain Bernoulli (the default) is already the exact likelihood")

@@ -68,6 +68,10 @@ SETTINGS = (
     Setting("--activation", "relu", choices=("relu", "tanh", "gated"),
             help="activation of the dense hidden layers; gated: (W x + b) * sigmoid(V x + c), two weight matrices "
                  "per layer (the VampPrior's recipe)"),
+    Setting("--log-var-min", None, type=number_in_range(float, -30, high=30), metavar="LOW",
+            help="with --log-var-max: clamp the encoder's z_log_var to [LOW, HIGH] (the VampPrior recipe's -6 and 2: "
+                 "no posterior variance collapses while a KL warm-up barely penalises it); default: unclamped"),
+    Setting("--log-var-max", None, type=number_in_range(float, -30, high=30), metavar="HIGH", help="see --log-var-min"),
     Setting("--lr", 1e-3, type=number_in_range(float, 0, low_ok=False), help="Adam learning rate"),
     Setting("--adam-epsilon", 1e-7, type=number_in_range(float, 0, low_ok=False),
             help="Adam's epsilon (Keras' default; the IWAE recipe uses 1e-4)"),
@@ -100,7 +104,8 @@ SETTINGS = (
             help="a conditional VAE: encoder and decoder also get the digit's label (one-hot), so samples.png draws "
                  "each digit on request; the bound is then on log p(x | label)"),
     Setting("--kl-warmup", 0, type=number_in_range(int, 0),
-            help="epochs over which the KL weight rises linearly from 0 to --beta (0: no warm-up)"),
+            help="epochs over which the KL weight rises linearly to --beta: epoch i of W (from 1) weighs it "
+                 "--beta * i / W, as the VampPrior's code does (0: no warm-up)"),
     Setting("--binarize", "none", choices=BINARIZE_MODES,
             help="none: grey pixels (the loss is then not a likelihood); static: binarized once; dynamic: "
                  "re-drawn as Bernoulli(grey) every batch (the standard for published MNIST numbers)"),

@@ -3,5 +3,5 @@ from mnist_vae.callbacks import kl_weight_at
 
 
 def test_warmup_schedule():
-    assert [kl_weight_at(e, 2.0, 4) for e in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert [kl_weight_at(e, 2.0, 4) for e in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     assert [kl_weight_at(e, 0.7, 0) for e in range(3)] == [0.7, 0.7, 0.7]
