@@ -110,7 +110,8 @@ def model_of(settings):
 
     vae = build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
-                    likelihood=settings.likelihood, activation=settings.activation, log_var_range=log_var_range(settings))
+                    likelihood=settings.likelihood, activation=settings.activation,
+                    log_var_range=log_var_range(settings))
     if getattr(settings, "prior", "standard") == "vampprior":  # the same networks under the learned prior
         from mnist_vae.vampprior import VampPriorVAE
 

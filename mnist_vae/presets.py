@@ -56,8 +56,8 @@ _NBIP = "nbip/IWAE (Burda et al.'s recipe re-run in TensorFlow 2, with Tucker et
 # components collapsed while the warm-up barely weighed the KL). Their He initialisation is not copied (Glorot
 # here), nor is their Adam variant.
 _VAMP = {"arch": "dense", "hidden": "300,300", "activation": "gated", "latent_dim": 40, "batch_size": 100,
-         "log_var_min": -6.0, "log_var_max": 2.0, "lr": 5e-4, "kl_warmup": 100, "epochs": 2000, "early_stopping": 50, "validation": 10000,
-         "binarize": "dynamic", "pseudo_inputs": 500, "iw_samples": 5000}
+         "log_var_min": -6.0, "log_var_max": 2.0, "lr": 5e-4, "kl_warmup": 100, "epochs": 2000, "early_stopping": 50,
+         "validation": 10000, "binarize": "dynamic", "pseudo_inputs": 500, "iw_samples": 5000}
 _TOMCZAK = "Tomczak & Welling 2018 (VAE with a VampPrior), Table 2, dynamic MNIST, one stochastic layer"
 PRESETS = {
     "pytorch-examples": Preset(

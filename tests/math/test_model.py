@@ -92,10 +92,13 @@ def test_gradient_step_follows_the_mean_loss():
 @pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.backend_independent  # test_across_backends.py reloads each backend's models under every other
-@pytest.mark.parametrize("arch", ["dense", "conv"])
+@pytest.mark.parametrize("arch", ["dense", "conv", "dense-gated-clamped"])
 def test_save_and_reload_in_a_fresh_process(tmp_path, arch):
     x = np.random.default_rng(5).uniform(size=(6, 28, 28, 1)).astype(np.float32)
-    vae = build_vae(arch, 2, hidden=16, seed=5)
+    if arch == "dense-gated-clamped":  # the VampPrior recipe's layers: gated, z_log_var clamped
+        vae = build_vae("dense", 2, hidden=16, seed=5, activation="gated", log_var_range=(-0.01, 0.01))
+    else:
+        vae = build_vae(arch, 2, hidden=16, seed=5)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     vae.fit(x, epochs=1, batch_size=3, verbose=0)  # plain images: the layer draws its own noise
     path = str(tmp_path / "model.keras")
@@ -121,6 +124,29 @@ np.savez({str(tmp_path / 'out.npz')!r}, z_mean=c(z_mean), z_log_var=c(z_log_var)
     # The seed generator's state is saved too, so even the next random draw is the same.
     np.testing.assert_array_equal(out["sampled"], to_numpy(vae(x)["logits"]))
     assert float(out["beta"]) == 1.0
+
+
+def test_a_clamped_log_variance_stays_in_its_range_and_passes_gradients_only_inside_it():
+    from model import Clamp
+
+    x = np.array([[-9.0, -6.0, -1.5, 0.0, 2.0, 7.5]], np.float32)
+    np.testing.assert_array_equal(to_numpy(Clamp(-6, 2)(x)), [[-6.0, -6.0, -1.5, 0.0, 2.0, 2.0]])
+    # d/dx of sum(clamp(x) * w): w strictly inside the range, 0 outside it
+    w = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], np.float32)
+    (grad,) = gradients(lambda t: ops.sum(Clamp(-6, 2)(t) * ops.convert_to_tensor(w)), x)
+    np.testing.assert_array_equal(grad[0, [0, 2, 3, 5]], [0.0, 3.0, 4.0, 0.0])
+    # Built into the encoder: whatever the input, z_log_var stays within the bounds, z_mean is untouched.
+    images = np.random.default_rng(0).uniform(size=(64, 28, 28, 1)).astype(np.float32) * 50
+    free = build_vae("dense", 8, hidden=16, seed=1)
+    clamped = build_vae("dense", 8, hidden=16, seed=1, log_var_range=(-0.5, 0.25))
+    for name in ("hidden", "z_mean", "z_log_var"):  # the same weights, layer by layer (the head's name differs)
+        clamped.encoder.get_layer(name if name != "z_log_var" else "z_log_var_unclamped").set_weights(
+            free.encoder.get_layer(name).get_weights())
+    (mean_free, log_var_free), (mean, log_var) = (
+        [to_numpy(t) for t in vae.encoder(images)] for vae in (free, clamped))
+    assert log_var_free.min() < -0.5 and log_var_free.max() > 0.25  # the bounds bite on these inputs
+    np.testing.assert_array_equal(log_var, np.clip(log_var_free, -0.5, 0.25))
+    np.testing.assert_array_equal(mean, mean_free)
 
 
 def test_the_output_bias_is_the_logit_of_the_clipped_pixel_means():

@@ -29,10 +29,14 @@ def test_flags_that_do_not_go_together_are_usage_errors():
                           (["--gradient", "dreg"], "--gradient dreg is a gradient of the importance-weighted bound"),
                           (["--early-stopping", "5"], "--early-stopping 5 judges the validation slice's loss"),
                           (["--objective", "iwae", "--gradient", "dreg", "--prior", "vampprior"],
-                           "the VampPrior's does")):
+                           "the VampPrior's does"),
+                          (["--log-var-min", "-6"], "--log-var-min and --log-var-max go together"),
+                          (["--log-var-min", "2", "--log-var-max", "-6"], "--log-var-min 2.0 must be below")):
         with pytest.raises(cli.UsageError, match=message):
             resolve(argv)
     assert cli.exit_on_user_error(resolve, ["--k", "3"]) == 2
+    # A negative bound reads as a value, not as a flag.
+    assert (resolve(["--log-var-min", "-6", "--log-var-max", "2"])[0].log_var_min,) == (-6.0,)
 
 
 @pytest.mark.backend_independent

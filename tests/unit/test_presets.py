@@ -11,7 +11,8 @@ BURDA = {"arch": "dense", "hidden": "200,200", "activation": "tanh", "latent_dim
          "beta": 1.0, "kl_warmup": 0}
 
 TOMCZAK = {"arch": "dense", "hidden": "300,300", "activation": "gated", "latent_dim": 40, "batch_size": 100,
-           "log_var_min": -6.0, "log_var_max": 2.0, "lr": 5e-4, "kl_warmup": 100, "epochs": 2000, "early_stopping": 50, "validation": 10000,
+           "log_var_min": -6.0, "log_var_max": 2.0, "lr": 5e-4, "kl_warmup": 100, "epochs": 2000,
+           "early_stopping": 50, "validation": 10000,
            "binarize": "dynamic", "pseudo_inputs": 500, "iw_samples": 5000, "objective": "elbo", "beta": 1.0,
            "likelihood": "bernoulli", "lr_schedule": "constant", "output_bias": "zero"}
 
