@@ -58,12 +58,12 @@ def float32_decoder(vae, settings):
     import numpy as np
 
     import losses
-    from model import build_decoder
+    from mnist_vae.build import model_of
 
     keras.mixed_precision.set_global_policy("float32")
-    decoder = build_decoder(settings.arch, settings.latent_dim, settings.hidden, settings.conditional,
-                            settings.activation)
-    decoder.set_weights(vae.decoder.get_weights())
+    fresh = model_of(settings)  # the run's model rebuilt in float32 (a two-layer model's decoder is a view of it)
+    fresh.set_weights(vae.get_weights())
+    decoder = fresh.decoder
     logits = decoder.output  # its last layer is named "logits" (model.build_decoder)
     means = keras.layers.Lambda(lambda t: losses.pixel_means(t, vae.likelihood), name="pixel_means")(logits)
     model = keras.Model(decoder.inputs, [logits, means], name="decoder")

@@ -87,7 +87,7 @@ def fit_and_save(run, config, devices, splits):
     run.write_config(splits, build.versions(config.backend), settings.reproduce_command(config))
 
     # 5. The batches: every draw (order, binarization, noise) a function of (seed, epoch, step).
-    noise = noise_shape(config.latent_dim, config.objective, config.k)
+    noise = noise_shape(build.noise_dim(config), config.objective, config.k)
     labels = (lambda y: y) if config.conditional else (lambda y: None)  # only a conditional model reads labels
     batches, steps = devices.training_batches(
         splits.x_train, config.batch_size, config.seed, config.epochs, initial_epoch=done,

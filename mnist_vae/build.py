@@ -22,11 +22,20 @@ def _dense_weights(widths):
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
-def parameter_count(arch, latent_dim, hidden, conditional=False, pseudo_inputs=0, activation="relu"):
-    """Weights of the VAE model.py builds (with a VampPrior's pseudo-inputs, images of PIXELS each), counted
-    without building it (arithmetic only: it refuses a model too large for memory before any allocation is
-    tried)."""
+def parameter_count(arch, latent_dim, hidden, conditional=False, pseudo_inputs=0, activation="relu",
+                    stochastic_layers=1):
+    """Weights of the VAE model.py builds (with a VampPrior's pseudo-inputs, images of PIXELS each; with two
+    stochastic layers, two_layer.py's), counted without building it (arithmetic only: it refuses a model too
+    large for memory before any allocation is tried)."""
     label = CLASSES if conditional else 0
+    if stochastic_layers == 2:  # the one-layer model to z1 (2d), and a second one between z1 and z2 (d)
+        from mnist_vae.two_layer import z1_dim
+
+        d1, widths = z1_dim(latent_dim), [int(w) for w in str(hidden).split(",")]
+        middle = [d1] * len(widths)
+        stacks = [[PIXELS, *widths], [d1, *middle], [latent_dim, *middle], [d1, *widths[::-1]]]
+        heads = 2 * (widths[-1] + 1) * d1 + 2 * (d1 + 1) * latent_dim + 2 * (d1 + 1) * d1 + (widths[0] + 1) * PIXELS
+        return sum(_dense_weights(stack) for stack in stacks) * (2 if activation == "gated" else 1) + heads
     if arch == "dense":
         widths = [int(w) for w in str(hidden).split(",")]
         gates = _dense_weights([PIXELS + label, *widths]) + _dense_weights([latent_dim + label, *widths[::-1]]) if (
@@ -46,7 +55,8 @@ def check_run_fits(config, train_images):
     from mnist_vae.data import memory_bytes
 
     weights = parameter_count(config.arch, config.latent_dim, config.hidden, config.conditional,
-                              config.pseudo_inputs if config.prior == "vampprior" else 0, config.activation)
+                              config.pseudo_inputs if config.prior == "vampprior" else 0, config.activation,
+                              config.stochastic_layers)
     needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
     if needed > memory_bytes():
         hidden = f" --hidden {config.hidden}" if config.arch == "dense" else ""
@@ -97,6 +107,14 @@ def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
     return {"jit_compile": jit, "steps_per_execution": per_call}
 
 
+def noise_dim(config):
+    """Numbers of reparameterisation noise per draw: the latent dimensions (3 x --latent-dim with two
+    stochastic layers: z1's and z2's)."""
+    from mnist_vae.two_layer import NOISE_PER_TOP_DIM
+
+    return config.latent_dim * (NOISE_PER_TOP_DIM if getattr(config, "stochastic_layers", 1) == 2 else 1)
+
+
 def log_var_range(settings):
     """(low, high) that the encoder clamps z_log_var to, or None."""
     low, high = getattr(settings, "log_var_min", None), getattr(settings, "log_var_max", None)
@@ -108,6 +126,12 @@ def model_of(settings):
     steps (count_steps), trained with DReG's gradient under --gradient dreg."""
     from model import build_vae
 
+    if getattr(settings, "stochastic_layers", 1) == 2:
+        from mnist_vae.two_layer import build_two_layer_vae
+
+        return count_steps(build_two_layer_vae(
+            settings.latent_dim, settings.hidden, settings.activation, log_var_range(settings), beta=settings.beta,
+            seed=settings.seed, objective=settings.objective, k=settings.k or 1, likelihood=settings.likelihood))
     vae = build_vae(settings.arch, settings.latent_dim, settings.hidden, settings.beta, seed=settings.seed,
                     objective=settings.objective, k=settings.k or 1, conditional=settings.conditional,
                     likelihood=settings.likelihood, activation=settings.activation,

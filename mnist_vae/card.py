@@ -85,6 +85,10 @@ def render(run_dir, config, metrics, evaluation):
         "## Sample quality", "", sample_quality_prose(evaluation), "",
         "## Use", "",
         "```python", "import keras", "import model  # this project's model.py: registers the VAE's classes",
+        *(["from mnist_vae import vampprior  # registers the VampPrior's VAE"] if config.get("prior") == "vampprior"
+          else []),
+        *(["from mnist_vae import two_layer  # registers the two-layer VAE"] if config.get("stochastic_layers") == 2
+          else []),
         "vae = keras.saving.load_model(\"model.keras\")  # any Keras backend; safe mode", "```", "",
         "`python export.py RUN` writes `decoder.onnx` (z to pixels) for ONNX Runtime.", "",
         "## Limits", "",

@@ -72,6 +72,13 @@ def _check_flags(values, given):
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")
+    if values["stochastic_layers"] == 2:
+        for clash, flag in ((values["arch"] == "conv", "--arch conv"), (values["conditional"], "--conditional"),
+                            (values["prior"] == "vampprior", "--prior vampprior"),
+                            (values["gradient"] == "dreg", "--gradient dreg")):
+            if clash:
+                raise cli.UsageError(f"--stochastic-layers 2 is the dense, unconditional model with the standard "
+                                     f"prior and the plain gradient: leave out {flag}")
     bounds = values["log_var_min"], values["log_var_max"]
     if (bounds[0] is None) != (bounds[1] is None):
         raise cli.UsageError("--log-var-min and --log-var-max go together: the range z_log_var is clamped to")

@@ -15,7 +15,7 @@ def summary(results, binarize, preset=None, overrides=()):
              f"{results['reconstruction_loss_stderr']:.2f}",
              f"    KL{', estimated' if results.get('kl_is_estimate') else '           '}         "
              f"{results['kl_loss']:9.2f} ± {results['kl_loss_stderr']:.2f}"
-             + ("   (one draw per image: the learned prior has no closed form)" if results.get("kl_is_estimate")
+             + (f"   (one draw per image: {messages.kl_estimate_reason(results)})" if results.get("kl_is_estimate")
                 else ""),
              f"  NLL estimate, k={results['iw_samples']:<6} {results['nll_iw']:9.2f} ± {results['nll_iw_stderr']:.2f}"
              + ("" if likelihood else f"   ({messages.GREY_NLL})"),

@@ -39,25 +39,25 @@ def log_sum_weights_of(log_px_given_z, log_prior=None):
         z = losses.reparameterize(mean, log_var, eps)
         log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var,
                                               log_pz=None if log_prior is None else log_prior(z))
-        real = ops.arange(ops.shape(eps)[1]) < ops.cast(ops.expand_dims(drawn, 1), "int32")
-        return ops.logsumexp(ops.where(real, log_w, float("-inf")), axis=1)
+        return _masked_logsumexp(log_w, drawn)
 
     return log_sum_weights
 
 
-def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SEED, 0), done=None):
+def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SEED, 0), done=None, noise_dim=None):
     """Per image: log (1/k) sum_i w_i, z_i ~ q(z|x), w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015).
 
     A lower bound on log p(x) (log p(x | label) for a conditional model) that tightens as k grows (k = 1: the
     single-sample ELBO). The k noise draws come from one stream (NumPy, from seed), `chunk` samples at a time,
     each chunk one call of log_sum_weights (log_sum_weights_of; importance_weights compiles it for a model);
     chunking only bounds memory, whatever k. The chunks' sums are combined in float32. done(draws): called
-    after each chunk with the draws per image made so far (progress).
+    after each chunk with the draws per image made so far (progress). noise_dim: numbers of noise per draw
+    (z's dimensions unless given: a two-layer model's draws take 3d).
     """
     from keras import ops
 
     x, z_mean, z_log_var = (np.asarray(t, np.float32) for t in (x, z_mean, z_log_var))
-    b, d = z_mean.shape
+    b, d = z_mean.shape[0], noise_dim or z_mean.shape[1]
     stream = np.random.default_rng(list(seed))  # the same draws as one (k, b, d) array, made chunk by chunk
     chunk = min(chunk or k, k)
     log_sum = None  # log of the running sum of the weights, per image
@@ -131,6 +131,37 @@ def log_likelihood(vae, rows=None):
     return log_px_given_z
 
 
+def kl_is_estimate(vae):
+    """Whether the model's KL term has no closed form (a learned prior, two stochastic layers): its value is
+    then the single-draw estimate log q - log p."""
+    return hasattr(vae, "log_prior") or hasattr(vae, "log_weight_terms")
+
+
+def _masked_logsumexp(log_w, drawn):
+    from keras import ops
+
+    real = ops.arange(ops.shape(log_w)[1]) < ops.cast(ops.expand_dims(drawn, 1), "int32")
+    return ops.logsumexp(ops.where(real, log_w, float("-inf")), axis=1)
+
+
+def one_draw_terms(vae, x, seed, batch_images=500):
+    """(log p(x | z), log p(z) - log q(z | x)) per image at one draw of a model that computes its own
+    log-weight terms (two_layer.TwoLayerVAE.log_weight_terms), the noise fixed by seed: the single-draw
+    estimates of the ELBO's two terms."""
+    import keras
+
+    class Terms(keras.Model):
+        def call(self, inputs):
+            images, eps = inputs
+            log_px, log_ratio = vae.log_weight_terms(images, eps)[:2]
+            return keras.ops.stack([log_px[:, 0], log_ratio[:, 0]], axis=1)
+
+    run = _as_function(Terms(dtype="float32"), batch_images)
+    eps = _noise(seed, (len(x), 1, vae.noise_dim))
+    terms = np.asarray(run(np.asarray(x, np.float32), eps), np.float64)
+    return terms[:, 0], terms[:, 1]
+
+
 def importance_weights(vae, images):
     """log_sum_weights (see iw_bound) for a model, compiled as one computation per call: the draws, the decoder
     on all of them, the log-weights and their logsumexp, for up to `images` images per call."""
@@ -141,6 +172,9 @@ def importance_weights(vae, images):
     class LogSumWeights(keras.Model):
         def call(self, inputs):
             x, z_mean, z_log_var, eps, drawn, y = inputs
+            if hasattr(vae, "log_weight_terms"):  # a model that draws more than z ~ q(z|x) (two layers)
+                log_px, log_ratio = vae.log_weight_terms(x, eps)[:2]
+                return _masked_logsumexp(log_px + log_ratio, drawn)
             return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y),
                                       getattr(vae, "log_prior", None))(x, z_mean, z_log_var, eps, drawn)
 
@@ -233,9 +267,16 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
     from mnist_vae.progress import Progress, duration
 
     chunk = draws_per_call(k, batch_images, max_rows)
+    noise_dim = getattr(vae, "noise_dim", None)
+    if noise_dim:  # its own draws (two layers): q(z1|x)'s parameters for the bound, one draw's log p(x|z1)
+        reconstruction = -one_draw_terms(vae, x, (EVAL_SEED + 1, 0))[0]
+        z_mean, z_log_var = (np.asarray(t) for t in predict(vae.q_z1.predict_on_batch, [np.asarray(x, np.float32)],
+                                                             1000))
     log_px_given_z = log_likelihood(vae, rows=batch_images)
     weights = importance_weights(vae, batch_images)
-    reconstruction, nll = [], []
+    nll = []
+    if not noise_dim:
+        reconstruction = []
     progress = Progress(f"importance-weighted evaluation, k = {k:,} samples per image", len(x), "image",
                         shorter=lambda seconds: f"--iw-samples {IW_SAMPLES} would take about "
                                                 f"{duration(seconds * IW_SAMPLES / k)}" if k > IW_SAMPLES else None)
@@ -243,12 +284,12 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
         rows = slice(start, start + batch_images)
         xb, mb, lb = x[rows], z_mean[rows], z_log_var[rows]
         yb = None if labels is None else labels[rows]
-        # The single-sample estimate of the training loss: one z per image, as in train and test steps.
-        z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
-        reconstruction.append(-log_px_given_z(xb, z, yb))
-        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i),
+        if not noise_dim:  # the single-sample estimate of the training loss: one z per image, as in training
+            z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
+            reconstruction.append(-log_px_given_z(xb, z, yb))
+        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i), noise_dim=noise_dim,
                              done=lambda draws, start=start, n=len(xb): progress.update(start + n * draws / k)))
-    return np.concatenate(reconstruction), np.concatenate(nll)
+    return (reconstruction if noise_dim else np.concatenate(reconstruction)), np.concatenate(nll)
 
 
 def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
@@ -259,7 +300,7 @@ def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
     return mean_and_stderr(nll)
 
 
-def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4)):
+def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4), images=None):
     """Each image's KL(q(z|x) || p(z)): in closed form under N(0, I); under a learned prior (the VampPrior) the
     single-draw estimate log q(z|x) - log p(z) at fixed noise, and posterior's kl_per_dim becomes the
     per-dimension estimate against the prior's marginals (vampprior.kl_per_dim_estimate)."""
@@ -267,6 +308,9 @@ def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4)):
 
     import losses
 
+    if hasattr(vae, "log_weight_terms"):  # two layers: -(log p(z1, z2) - log q(z1, z2 | x)) at one draw; the
+        # per-dimension KL stays the top layer's, of q(z2 | z1 = the mean of q(z1 | x)) against N(0, I)
+        return -one_draw_terms(vae, images, seed)[1]
     if not hasattr(vae, "log_prior"):
         return ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
     from mnist_vae.vampprior import kl_per_dim_estimate
@@ -292,7 +336,7 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     bounds_began = time.time()
     reconstruction, nll = per_image_bounds(vae, x, z_mean, z_log_var, k, labels)
     seconds = {"encoder": round(bounds_began - started, 2), "iw_bound": round(time.time() - bounds_began, 2)}
-    kl = kl_term(vae, z_mean, z_log_var, posterior)
+    kl = kl_term(vae, z_mean, z_log_var, posterior, images=x)
     results = {}
     for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
                          ("kl_loss", kl), ("nll_iw", nll)):
@@ -302,7 +346,8 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     seconds["mutual_information"] = round(time.time() - information_began, 2)
     results.update({
         "conditional": bool(vae.conditional),
-        "kl_is_estimate": hasattr(vae, "log_prior"),
+        "kl_is_estimate": kl_is_estimate(vae),
+        **({"stochastic_layers": 2} if hasattr(vae, "log_weight_terms") else {}),
         "likelihood": getattr(vae, "likelihood", "bernoulli"),
         "iw_samples": k, "images": int(len(x)),
         "active_units": int(posterior["active"].sum()),
@@ -333,7 +378,8 @@ def prior_samples(vae, requested, seed):
 
         z, prior_name = prior_draws(vae, n, seed[0] + seed[1]), "p(z), the learned VampPrior"
     else:
-        z, prior_name = _noise(seed, (n, latent_dim)), "N(0, I)"
+        z, prior_name = _noise(seed, (n, latent_dim)), "N(0, I)" + (
+            " (z2; z1 the mean of p(z1 | z2))" if hasattr(vae, "log_weight_terms") else "")
     likelihood = getattr(vae, "likelihood", "bernoulli")
     pixels, = predict(lambda zb, yb: ops.convert_to_numpy(losses.pixel_means(
         vae.decoder(decoder_inputs(vae, zb, yb)), likelihood)), [z, requested], 1000)

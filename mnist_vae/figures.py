@@ -11,11 +11,13 @@ from model import CLASSES, LOSS_TERMS, decoder_inputs, one_hot
 LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
 
 
-def loss_titles(objective="elbo", likelihood="bernoulli", learned_prior=False):
+def loss_titles(objective="elbo", likelihood="bernoulli", learned_prior=False, two_layers=False):
     """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
     titles = dict(LOSS_TITLES)
     if learned_prior:
         titles["kl_loss"] = "KL(q(z|x) ‖ p(z)), one-draw ESTIMATE (VampPrior)"
+    if two_layers:
+        titles["kl_loss"] = "KL of both layers, one-draw ESTIMATE: log q(z1, z2|x) − log p(z1, z2)"
     if objective == "iwae":
         titles["loss"] = "loss = −IWAE bound (k samples)"
     if likelihood == "continuous-bernoulli":
@@ -88,7 +90,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     if history and "loss" in history:
         suptitle = "Training curves (loss: the objective; the ELBO's terms beside it; averaged over images)"
         written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, decode.likelihood,
-                                                                 hasattr(vae, "log_prior")),
+                                                                 hasattr(vae, "log_prior"),
+                                                                 hasattr(vae, "log_weight_terms")),
                                             decode.path("loss.png"), suptitle=suptitle)
     written["reconstructions"] = plots.reconstructions(
         x_test[:10, ..., 0], decode(z_mean[:10], None if y_test is None else y_test[:10]),
@@ -100,7 +103,8 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
                                 else Skipped("needs at least two test images"))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
-                                             decode.path("kl_per_dim.png"), estimate=hasattr(vae, "log_prior"))
+                                             decode.path("kl_per_dim.png"), estimate=hasattr(vae, "log_prior"),
+                                             top_layer=hasattr(vae, "log_weight_terms"))
     if history and "test_nll_iw" in history:
         written["nll_by_stage"] = nll_by_stage(history, decode.path("nll_by_stage.png"))
     skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}

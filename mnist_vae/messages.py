@@ -68,3 +68,9 @@ def mutual_information_note(results):
         return (f"this estimate fell outside its bounds [0, {ceiling:.2f}] (0, the KL and log N): it is noisy "
                 "here; read it as a rough figure")
     return f"0 = z ignores x; at most the KL, and log N = {math.log(results['images']):.2f}"
+
+
+def kl_estimate_reason(results):
+    """Why an evaluation's KL is a single-draw estimate (eval.json's kl_is_estimate)."""
+    return ("two stochastic layers: no closed form" if results.get("stochastic_layers") == 2
+            else "the learned prior has no closed form")

@@ -208,9 +208,10 @@ def interpolation(images, path, note=""):
     return _save(fig, path)
 
 
-def kl_per_dim(kl, active, threshold, path, estimate=False):
+def kl_per_dim(kl, active, threshold, path, estimate=False, top_layer=False):
     """Bar chart of the mean KL of each latent dimension; active units (Var of z_mean > threshold) in colour.
-    estimate: the values are single-draw estimates against a learned prior's marginals (the VampPrior's)."""
+    estimate: the values are single-draw estimates against a learned prior's marginals (the VampPrior's).
+    top_layer: they are a two-layer model's top layer's, q(z2 | z1 at q(z1|x)'s mean) against N(0, I)."""
     active = np.asarray(active, bool)
     dims = np.arange(len(kl))
     fig, ax = plt.subplots(figsize=(min(16, max(6, 0.35 * len(kl) + 2)), 4))  # no wider than a screen
@@ -220,7 +221,8 @@ def kl_per_dim(kl, active, threshold, path, estimate=False):
     ax.set(xlabel="latent dimension", ylabel="mean KL (nats per image)" + (", an ESTIMATE" if estimate else ""),
            title=f"KL per latent dimension; active: variance of z_mean over test images > {threshold}" + (
                "\nestimated at one draw per image against each dimension's marginal of the learned prior"
-               if estimate else ""))
+               if estimate else "") + ("\nthe top layer z2: q(z2 | z1 = the mean of q(z1 | x)) against N(0, I); "
+                                       "the KL term is both layers'" if top_layer else ""))
     ax.set_xticks(dims if len(dims) <= 32 else dims[::max(1, len(dims) // 16)])
     ax.legend()
     return _save(fig, path)

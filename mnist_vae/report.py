@@ -189,7 +189,7 @@ def key_numbers(config, metrics, evaluation):
     if evaluation:
         for key, _, label in TERMS:
             if key == "kl_loss" and evaluation.get("kl_is_estimate"):
-                label = "KL, a single-draw ESTIMATE (the learned prior has no closed form)"
+                label = f"KL, a single-draw ESTIMATE ({messages.kl_estimate_reason(evaluation)})"
             numbers.append([f"{label} (test, nats per image, {messages.model_of_epoch(evaluation.get('epoch'))})",
                             _number("eval.json", key, evaluation[key], stderr=evaluation[key + "_stderr"])])
         numbers.append([f"NLL estimate, k = {evaluation['iw_samples']} importance samples",

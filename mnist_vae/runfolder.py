@@ -156,7 +156,7 @@ class RunFolder:
         import keras
 
         import model  # noqa: F401  (registers the custom classes for loading)
-        from mnist_vae import vampprior  # noqa: F401  (and the VampPrior's)
+        from mnist_vae import two_layer, vampprior  # noqa: F401  (and the VampPrior's, the two-layer model's)
         from mnist_vae.build import check_model_matches
 
         model_path = model_path or self.file("model.keras")

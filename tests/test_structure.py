@@ -109,7 +109,7 @@ def test_the_flags_choices_are_the_models_own():
 
 # The import rule (CONTRIBUTING.md): the backend is chosen before Keras is imported, and bad input is refused
 # before any framework starts, so these load without Keras or any backend. The rest may import Keras at the top.
-NEEDS_KERAS = {"callbacks", "checkpoints", "dreg", "figures", "outputs", "tensorboard", "vampprior"}
+NEEDS_KERAS = {"callbacks", "checkpoints", "dreg", "figures", "outputs", "tensorboard", "two_layer", "vampprior"}
 KERAS_FREE = sorted(SCRIPTS) + [f"{PACKAGE}.{m}" for m in PACKAGE_MODULES if m not in NEEDS_KERAS]
 
 

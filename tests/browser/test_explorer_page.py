@@ -16,8 +16,13 @@ def model_with_varied_outputs(arch, latent_dim, conditional=False, likelihood="b
                               seed=0):
     """A decoder whose pixels differ from z to z and from pixel to pixel: random weights a little larger
     than Keras' initialisation (which leaves a fresh conv decoder's logits all alike), random biases."""
-    vae = build_vae(arch, latent_dim, hidden=hidden, seed=seed, conditional=conditional, likelihood=likelihood,
-                    activation=activation)
+    if arch == "two-stochastic-layers":  # its decoder: z2 through the mean of p(z1 | z2) to the pixels
+        from mnist_vae.two_layer import build_two_layer_vae
+
+        vae = build_two_layer_vae(latent_dim, hidden, activation, seed=seed)
+    else:
+        vae = build_vae(arch, latent_dim, hidden=hidden, seed=seed, conditional=conditional, likelihood=likelihood,
+                        activation=activation)
     rng = np.random.default_rng(seed)
     weights = []
     for w in vae.decoder.get_weights():
@@ -53,6 +58,7 @@ CASES = {  # name: (arch, latent_dim, conditional, likelihood[, hidden, activati
     "conv-conditional": ("conv", 4, True, "bernoulli"),
     "continuous-bernoulli": ("dense", 5, False, "continuous-bernoulli"),
     "gated": ("dense", 4, False, "bernoulli", "24,16", "gated"),  # the VampPrior recipe's shape
+    "two-stochastic-layers": ("two-stochastic-layers", 3, False, "bernoulli", "24,16", "tanh"),  # the page moves z2
 }
 
 # Run names and texts a hostile user can choose: placeholders of the old chained fill, a script that would

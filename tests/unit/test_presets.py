@@ -26,12 +26,16 @@ RECIPES = {
     # nbip/IWAE's README: its re-run of Burda et al.'s recipe trained with DReG (issue 33).
     "iwae-k5-dreg": ({**BURDA, "objective": "iwae", "k": 5, "gradient": "dreg"}, 84.90, None),
     "iwae-k50-dreg": ({**BURDA, "objective": "iwae", "k": 50, "gradient": "dreg"}, 84.32, None),
+    # Burda et al. 2015, Table 1, two stochastic layers: x - 200 - 200 - z1 (100) - 100 - 100 - z2 (50) (issue 33).
+    "iwae-2layer-vae": ({**BURDA, "stochastic_layers": 2, "objective": "elbo"}, 85.33, None),
+    "iwae-2layer-k50": ({**BURDA, "stochastic_layers": 2, "objective": "iwae", "k": 50}, 82.90, None),
     # Tomczak & Welling 2018, Table 2, and their code's defaults (issue 32).
     "vampprior": ({**TOMCZAK, "prior": "vampprior"}, 85.57, None),
     "vampprior-standard": ({**TOMCZAK, "prior": "standard"}, 88.56, None),
 }
 for _recipe, _, _ in RECIPES.values():
     _recipe.setdefault("gradient", "plain")
+    _recipe.setdefault("stochastic_layers", 1)
     _recipe.setdefault("log_var_min", None)  # the encoder's log-variances unclamped, but in the VampPrior's recipe
     _recipe.setdefault("log_var_max", None)
 

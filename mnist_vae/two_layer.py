@@ -1,0 +1,178 @@
+"""Two stochastic layers (Burda et al. 2015, Table 1's second architecture, `--stochastic-layers 2`).
+
+    generative:  z2 ~ N(0, I),  z1 ~ p(z1 | z2) = N(mu_p(z2), exp(log_var_p(z2))),  x ~ p(x | z1)
+    inference:   z1 ~ q(z1 | x),  z2 ~ q(z2 | z1),  both diagonal Gaussians
+
+With --latent-dim d the top layer z2 has d dimensions and z1 has 2d: the paper's x - 200 - 200 - z1 (100) -
+100 - 100 - z2 (50) is `--hidden 200,200 --latent-dim 50`: between z1 and z2 as many hidden layers as
+--hidden has, each 2d wide.
+Neither KL has a closed form here; each image's bound is the single-draw estimate of
+
+    log w = log p(x | z1) + [log p(z1 | z2) + log N(z2; 0, I) - log q(z1 | x) - log q(z2 | z1)],
+
+whose bracket is reported as minus the KL term (an estimate, as under the VampPrior), and the importance-weighted
+bound (training with --objective iwae, and the NLL at the end) averages w over k draws of both layers. A draw
+takes 3d numbers of noise: z1's 2d, then z2's d.
+
+The figures and the explorer look at the top layer, the model's latent space: `vae.encoder` maps x to q(z2 | z1)
+at z1 = the mean of q(z1 | x), and `vae.decoder` maps z2 through the mean of p(z1 | z2) to p(x | z1)'s logits, so
+samples draw z2 from its prior N(0, I). Both are views made of the four networks' own layers (never saved
+twice); the model saves the four.
+"""
+import keras
+from keras import layers, ops
+
+import losses
+from model import IMAGE_SHAPE, VAE, Clamp, hidden_sizes
+
+NOISE_PER_TOP_DIM = 3  # z1 (2d) and z2 (d) per draw
+
+
+def z1_dim(latent_dim):
+    return 2 * latent_dim
+
+
+def _stack(widths, activation, prefix):
+    """Dense hidden layers (made once, so that two models can share them) and a function applying them."""
+    made = []
+    for i, width in enumerate(widths):
+        name = f"{prefix}_hidden_{i + 1}"
+        if activation == "gated":
+            made.append((layers.Dense(width, name=f"{name}_linear"),
+                         layers.Dense(width, activation="sigmoid", name=f"{name}_gate"), layers.Multiply(name=name)))
+        else:
+            made.append((layers.Dense(width, activation=activation, name=name),))
+
+    def apply(x):
+        for parts in made:
+            x = parts[2]([parts[0](x), parts[1](x)]) if len(parts) == 3 else parts[0](x)
+        return x
+
+    return apply
+
+
+def _gaussian_head(x, dim, name, log_var_range):
+    mean = layers.Dense(dim, name=f"{name}_mean")(x)
+    log_var = layers.Dense(dim, name=f"{name}_log_var" if log_var_range is None else f"{name}_log_var_unclamped")(x)
+    if log_var_range is not None:
+        log_var = Clamp(*log_var_range, name=f"{name}_log_var")(log_var)
+    return mean, log_var
+
+
+def build_networks(latent_dim=50, hidden="200,200", activation="tanh", log_var_range=None):
+    """The four networks: q(z1|x), q(z2|z1), p(z1|z2) and p(x|z1) (its logits), as functional models."""
+    d1, widths = z1_dim(latent_dim), hidden_sizes(hidden)
+    middle = (d1,) * len(widths)
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    q_z1 = keras.Model(image, _gaussian_head(_stack(widths, activation, "q_z1")(layers.Flatten()(image)), d1, "z1",
+                                             log_var_range), name="q_z1")
+    z1 = keras.Input((d1,), name="z1")
+    q_z2 = keras.Model(z1, _gaussian_head(_stack(middle, activation, "q_z2")(z1), latent_dim, "z", log_var_range),
+                       name="q_z2")
+    z2 = keras.Input((latent_dim,), name="z")
+    p_z1 = keras.Model(z2, _gaussian_head(_stack(middle[::-1], activation, "p_z1")(z2), d1, "prior_z1",
+                                          log_var_range), name="p_z1")
+    z1_again = keras.Input((d1,), name="z1")
+    x = layers.Dense(28 * 28, name="pixel_logits")(_stack(widths[::-1], activation, "p_x")(z1_again))
+    logits = layers.Activation("linear", dtype="float32", name="logits")(layers.Reshape(IMAGE_SHAPE)(x))
+    return q_z1, q_z2, p_z1, keras.Model(z1_again, logits, name="p_x")
+
+
+def _apply_chain(model, x, skip_suffix="_log_var"):
+    """Call model's layers on x one after the other, as a chain (a gated layer's halves on the same input),
+    leaving out its log-variance head: the mean path of a network, for the views."""
+    halves = []
+    for layer in model.layers:
+        name = layer.name
+        if isinstance(layer, layers.InputLayer) or skip_suffix in name:
+            continue
+        if name.endswith("_linear") or name.endswith("_gate"):
+            halves.append(layer)
+        elif isinstance(layer, layers.Multiply):
+            linear, gate = sorted(halves, key=lambda h: h.name.endswith("_gate"))
+            x, halves = layer([linear(x), gate(x)]), []
+        else:
+            x = layer(x)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="mnist_vae")
+class TwoLayerVAE(VAE):
+    """The VAE with two stochastic layers (see the module's docstring): the same trainer, objectives and
+    outputs as model.py's VAE; the forward pass draws both layers and returns each draw's log-weight terms."""
+
+    def __init__(self, q_z1, q_z2, p_z1, p_x, **kwargs):
+        if kwargs.get("conditional"):
+            raise ValueError("the two-layer model is unconditional")
+        for view in ("encoder", "decoder"):
+            kwargs.pop(view, None)
+        image = keras.Input(IMAGE_SHAPE, name="image")
+        encoder = keras.Model(image, q_z2(q_z1(image)[0]), name="encoder")
+        z2 = keras.Input(p_z1.inputs[0].shape[1:], name="z")
+        decoder = keras.Model(z2, _apply_chain(p_x, _apply_chain(p_z1, z2)), name="decoder")
+        super().__init__(encoder, decoder, **kwargs)
+        self.q_z1, self.q_z2, self.p_z1, self.p_x = q_z1, q_z2, p_z1, p_x
+        self.z1_dim, self.z2_dim = int(q_z1.outputs[0].shape[-1]), int(q_z2.outputs[0].shape[-1])
+
+    @property
+    def noise_dim(self):
+        return self.z1_dim + self.z2_dim
+
+    def log_weight_terms(self, images, eps, training=False):
+        """(log p(x | z1), log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)), each (N, k), for the
+        draws made with noise eps (N, k, z1_dim + z2_dim); also z2 (N, k, z2_dim) and the logits (N k rows)."""
+        n, k = ops.shape(eps)[0], eps.shape[1]
+        mean_1, log_var_1 = (ops.expand_dims(t, 1) for t in self.q_z1(images, training=training))
+        z1 = losses.reparameterize(mean_1, log_var_1, eps[..., :self.z1_dim])  # (N, k, d1)
+        log_q1 = losses.gaussian_log_density(z1, mean_1, log_var_1)
+        z1_rows = ops.reshape(z1, (-1, self.z1_dim))
+        mean_2, log_var_2 = self.q_z2(z1_rows, training=training)
+        z2_rows = losses.reparameterize(mean_2, log_var_2, ops.reshape(eps[..., self.z1_dim:], (-1, self.z2_dim)))
+        prior_mean, prior_log_var = self.p_z1(z2_rows, training=training)
+        logits = self.p_x(z1_rows, training=training)
+        log_px = -losses.reconstruction_loss(ops.repeat(images, k, axis=0), logits, self.likelihood)
+        log_ratio = (losses.gaussian_log_density(z1_rows, prior_mean, prior_log_var)
+                     + losses.standard_normal_log_density(z2_rows)
+                     - losses.gaussian_log_density(z2_rows, mean_2, log_var_2))
+        log_ratio = ops.reshape(log_ratio, (n, k)) - log_q1
+        return ops.reshape(log_px, (n, k)), log_ratio, ops.reshape(z2_rows, (n, k, self.z2_dim)), logits
+
+    def call(self, inputs, training=False):
+        """inputs: images, or a batch {"image", "eps"} whose eps is (N, 3d) for one draw per image or (N, k, 3d)
+        for k. Returns the logits, the top layer's draws z and the log-weight terms of every draw."""
+        images, eps = (inputs["image"], inputs.get("eps")) if isinstance(inputs, dict) else (inputs, None)
+        if eps is None:
+            shape = (ops.shape(images)[0], self.k if self.objective == "iwae" else 1, self.noise_dim)
+            eps = keras.random.normal(shape, seed=self.sampling.seed_generator)
+        single = len(eps.shape) == 2
+        log_px, log_ratio, z, logits = self.log_weight_terms(images, ops.expand_dims(eps, 1) if single else eps,
+                                                             training)
+        return {"logits": logits, "z": z[:, 0] if single else z, "log_px": log_px, "log_ratio": log_ratio}
+
+    def loss_terms(self, inputs, outputs):
+        """(reconstruction, KL estimate, loss) per image: -log p(x|z1) and -[log p(z1,z2) - log q(z1,z2|x)]
+        averaged over the draws, and the objective at the current KL weight (the ELBO's with one draw, the
+        negative importance-weighted bound with k)."""
+        log_px, log_ratio = outputs["log_px"], outputs["log_ratio"]
+        log_w = log_px + self.kl_weight.value * log_ratio
+        loss = -log_w[:, 0] if log_w.shape[1] == 1 and self.objective == "elbo" else losses.iwae_loss(log_w)
+        return -ops.mean(log_px, axis=-1), -ops.mean(log_ratio, axis=-1), loss
+
+    def get_config(self):
+        config = {**super().get_config(), **{name: keras.saving.serialize_keras_object(getattr(self, name))
+                                             for name in ("q_z1", "q_z2", "p_z1", "p_x")}}
+        for view in ("encoder", "decoder"):  # views of the four networks, remade from them
+            config.pop(view)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("q_z1", "q_z2", "p_z1", "p_x"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
+
+
+def build_two_layer_vae(latent_dim=50, hidden="200,200", activation="tanh", log_var_range=None, **kwargs):
+    """A TwoLayerVAE with fresh networks (build_networks); kwargs as model.VAE's (beta, seed, objective, k, ...)."""
+    return TwoLayerVAE(*build_networks(latent_dim, hidden, activation, log_var_range), name="vae", **kwargs)
