@@ -67,8 +67,8 @@ SETTINGS = (
                  "for two"),
     Setting("--stochastic-layers", 1, type=int, choices=(1, 2),
             help="1: x - hidden - z; 2: Burda et al.'s two stochastic layers, x - hidden - z1 (2 x --latent-dim) - "
-                 "as many hidden layers as --hidden, each as wide as z1 - z2 (--latent-dim), the figures and the explorer showing z2 "
-                 "(dense, unconditional, the standard prior)"),
+                 "as many hidden layers as --hidden, each as wide as z1 - z2 (--latent-dim), the figures and the "
+                 "explorer showing z2 (dense, unconditional, the standard prior)"),
     Setting("--activation", "relu", choices=("relu", "tanh", "gated"),
             help="activation of the dense hidden layers; gated: (W x + b) * sigmoid(V x + c), two weight matrices "
                  "per layer (the VampPrior's recipe)"),
