@@ -172,5 +172,7 @@ def describe(vae):
     conv = any(layer.__class__.__name__ == "Conv2DTranspose" for layer in vae.decoder.layers)
     likelihood = getattr(vae, "likelihood", "bernoulli")
     latent_dim = int(vae.decoder.inputs[0].shape[-1])
-    return (f"{'conv' if conv else 'dense'} decoder, {latent_dim}-D latent space, {likelihood} likelihood"
+    space = (f"two stochastic layers: the top layer z2 ({latent_dim}-D) decoded through the mean of p(z1 | z2)"
+             if hasattr(vae, "log_weight_terms") else f"{latent_dim}-D latent space")
+    return (f"{'conv' if conv else 'dense'} decoder, {space}, {likelihood} likelihood"
             + (", conditional on the digit label" if vae.conditional else "") + "; " + SHOWN[likelihood])

@@ -74,6 +74,28 @@ def nll_against_passes(curves, path, title, published=()):
     return _save(fig, path)
 
 
+def validation_bounds(curves, path, title, chosen=None, warmup=0):
+    """curves: {label: (epochs, negative ELBO on the validation images)}; chosen: {label: the epoch early
+    stopping chose}, marked on its curve; warmup: the KL warm-up's epochs, shaded (their bound is not what
+    training optimised yet)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if warmup:
+        ax.axvspan(0.5, warmup + 0.5, color="0.92", label=f"KL warm-up ({warmup} epochs)")
+    for label, (epochs, values) in curves.items():
+        colour = ax.plot(epochs, values, "-", linewidth=1.2, label=label)[0].get_color()
+        epoch = (chosen or {}).get(label)
+        if epoch is not None and epoch in list(epochs):
+            ax.plot([epoch], [values[list(epochs).index(epoch)]], "o", color=colour, markersize=7,
+                    label=f"chosen: epoch {epoch}")
+    finite = np.concatenate([np.asarray(v, float)[len(v) // 4:] for _, v in curves.values()])
+    if finite.size:  # the first epochs' bounds are far above the rest: zoom on where the runs are compared
+        ax.set_ylim(finite.min() - 1, np.percentile(finite, 99) + 2)
+    ax.set(title=title, xlabel="epoch", ylabel="validation negative ELBO, nats per image")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def compare_curves(histories, path, units="nats per image"):
     """histories: {run name: {column: [per-epoch values]}}; the test loss and the test KL per epoch of each
     run, overlaid (training curves where a run has no test columns)."""

@@ -133,13 +133,16 @@ def test_a_two_layer_run_resumes_mid_stage_exactly_evaluates_and_draws(tmp_path,
     assert first.returncode == 0, first.stderr[-2000:]
     resumed = run_main("train", "--resume", tmp_path / "parts", "--epochs", "13")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert read_history(tmp_path / "parts") == read_history(tmp_path / "whole")
+    history = read_history(tmp_path / "whole")
+    assert read_history(tmp_path / "parts") == history
+    assert history[-1]["loss"] < history[0]["loss"] - 5  # it learns: the bound improves over the 13 passes
     results = json.load(open(tmp_path / "whole" / "eval.json"))
     assert results["stochastic_layers"] == 2 and results["kl_is_estimate"]
     assert math.isfinite(results["nll_iw"]) and results["nll_iw"] < results["negative_elbo"] + 1
     assert "two stochastic layers" in whole.stdout and "KL, estimated" in whole.stdout
     assert "(z2; z1 the mean of p(z1 | z2))" in results["sample_quality"]["protocol"]
-    assert '"latent_dim":2' in open(tmp_path / "whole" / "explorer.html").read()  # the page moves z2
+    page = open(tmp_path / "whole" / "explorer.html").read()
+    assert '"latent_dim":2' in page and "the top layer z2 (2-D)" in page  # the page moves z2
     again = run_main("evaluate", tmp_path / "whole", "--iw-samples", "5", "--no-sample-quality")
     assert again.returncode == 0, again.stderr
     assert json.load(open(tmp_path / "whole" / "eval.json"))["nll_iw"] == pytest.approx(results["nll_iw"], rel=1e-5)
