@@ -57,3 +57,14 @@ def test_the_nll_at_stage_ends_is_read_from_the_history_and_drawn(tmp_path):
     path = plots.nll_against_passes({"run": (passes, nll, stderr)}, str(tmp_path / "nll.png"), "t",
                                     [("published", 3280, 86.76)])
     assert os.path.getsize(path) > 10_000
+
+
+def test_the_validation_bounds_are_drawn_with_their_chosen_epochs_and_the_warm_up(tmp_path):
+    from PIL import Image
+
+    epochs = list(range(1, 31))
+    curves = {"a": (epochs, [300.0 / e + 90 for e in epochs]), "b": (epochs, [320.0 / e + 92 for e in epochs])}
+    path = plots.validation_bounds(curves, str(tmp_path / "v.png"), "t", {"a": 30, "b": 12, "c": 3}, warmup=10)
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[0] > 300 and image.shape[1] > 500
+    assert (np.abs(image.astype(int) - 235).sum(axis=-1) < 6).sum() > 1000  # the warm-up's grey band is there
