@@ -502,7 +502,7 @@ def _vampprior_section(runs, data):
         rows = RunFolder(run["dir"]).history(run["config"]["epochs"])
         epochs = [int(r["epoch"]) for r in rows]
         bound = [r["validation_reconstruction_loss"] + r["validation_kl_loss"] for r in rows]
-        label = f"{run['name']} ({run['config']['prior']} prior)"
+        label = f"{run['name']} ({'VampPrior' if run['config']['prior'] == 'vampprior' else 'N(0, I)'})"
         curves[label] = (epochs, bound)
         chosen[label] = (run["eval"].get("early_stopping") or {}).get("chosen_epoch")
     plots.validation_bounds(curves, os.path.join(DOCS, "results-vampprior-validation.png"),
