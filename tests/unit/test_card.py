@@ -48,3 +48,13 @@ def test_grey_pixels_are_named_as_not_a_likelihood(tmp_path):
     meta = yaml.safe_load(card.render(str(tmp_path / "g"), grey, {"epochs": 30}, EVALUATION).split("---\n")[1])
     names = {m["type"]: m["name"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert "not a likelihood" in names["nll_iw"] and "not a likelihood" not in names["kl_loss"]
+
+
+def test_the_use_section_imports_what_the_saved_model_needs(tmp_path):
+    def use(config):
+        text = card.render(str(tmp_path / "u"), config, {"epochs": 30}, EVALUATION)
+        return text.split("## Use")[1].split("```")[1]
+
+    assert "mnist_vae" not in use(CONFIG)
+    assert "from mnist_vae import vampprior" in use({**CONFIG, "prior": "vampprior"})
+    assert "from mnist_vae import two_layer" in use({**CONFIG, "stochastic_layers": 2})
