@@ -27,9 +27,10 @@ def read_run(run_dir):
     """{name, config, metrics, eval (or None), history: {column: [values]}} of a run folder, all of one model
     (RunFolder.numbers): RunError if it is not a run that has completed an epoch."""
     from mnist_vae.runfolder import RunFolder
+    from mnist_vae.settings import DEFAULTS
 
     folder = RunFolder(run_dir)
-    config = folder.config
+    config = {**DEFAULTS, **folder.config}  # a setting newer than the run: it ran at the default
     metrics, evaluation = folder.numbers()
     return {"name": folder.name, "config": config, "metrics": metrics, "eval": evaluation,
             "history": folder.history(metrics["epochs"])}
