@@ -6,6 +6,11 @@ time goes, and the peak memory of a whole default run on the full MNIST.
     python bench.py --data ../shared/data/mnist-full --backends tensorflow jax torch   # a row per backend, model
     python bench.py --data ../shared/data/mnist --quick    # fewer epochs, for a fast look
     python bench.py --data ../shared/data/mnist-full --memory   # a default train.py run: peak memory, phases
+    python bench.py --data ../shared/data/mnist-full --configs iwae-k1 iwae-k5   # the papers' small batches
+
+The small-batch configurations (the IWAE recipes' 784-200-200-50 tanh at batch 20) also run a hand-fused
+reference, the same model and step written directly in JAX with a hundred steps per compiled call: the limit
+their training through train.py is measured against.
 
 Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
 one JSON line; tables follow. Each epoch is timed twice, as train.py runs it: its training part alone
@@ -31,11 +36,20 @@ CONFIGS = {
     "dense-400-20": ["--arch", "dense", "--hidden", "400", "--latent-dim", "20"],  # the classic size
     "conv": ["--arch", "conv", "--latent-dim", "2"],
 }
+# The IWAE recipes' regime (Burda et al.): 784-200-200-50, tanh, batch 20, dynamic binarization, k = 1 and 5;
+# each at its own batch size, whatever --batch-size says, beside a hand-fused reference of the same step.
+_IWAE = ["--arch", "dense", "--hidden", "200,200", "--latent-dim", "50", "--activation", "tanh",
+         "--binarize", "dynamic"]
+SMALL_BATCH = {"iwae-k1": _IWAE + ["--objective", "elbo"], "iwae-k5": _IWAE + ["--objective", "iwae", "--k", "5"]}
+SMALL_BATCH_SIZE = 20
+CONFIGS.update(SMALL_BATCH)
+REFERENCE = "reference"  # the hand-fused loop's rows, in the backend column
 
 
 def forward_flops(model):
-    """Multiply-adds x 2 of one image's forward pass through the Dense and convolution layers."""
-    return layer_flops(model.encoder) + layer_flops(model.decoder)
+    """Multiply-adds x 2 of one image's forward pass through the Dense and convolution layers (its k draws
+    decoded under IWAE)."""
+    return layer_flops(model.encoder) + (model.k if model.objective == "iwae" else 1) * layer_flops(model.decoder)
 
 
 def layer_flops(sub):
@@ -167,21 +181,23 @@ def _prepared_run(keras, argv, args, marks):
     from mnist_vae import build, data, settings
     from mnist_vae.config import resolve
     from mnist_vae.distribute import Devices
-    from model import build_vae
+    from model import noise_shape
 
     options, _ = resolve(argv + ["--batch-size", str(args.batch_size), "--backend", args.backend, "--jit", args.jit])
     splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
     marks["data"] = time.time() - STARTED
     keras.utils.set_random_seed(0)
-    vae = build_vae(options.arch, options.latent_dim, options.hidden, seed=0)
+    vae = build.model_of(options.replace(seed=0))  # as train.py builds it: activation, objective, k
     devices = Devices(args.backend)
-    batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs,
-                                              noise_dim=options.latent_dim)
+    noise = noise_shape(options.latent_dim, options.objective, options.k)
+    batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs, noise_dim=noise,
+                                              dynamic_binarization=options.binarize == "dynamic")
     speed = build.speed_options(options, steps, devices)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
     marks["model"] = time.time() - STARTED
-    return {"options": options, "splits": splits, "vae": vae, "batches": batches, "steps": steps, "speed": speed}
+    return {"options": options, "splits": splits, "vae": vae, "batches": batches, "steps": steps, "speed": speed,
+            "noise": noise}
 
 
 def _timed_epochs(keras, run, args, marks):
@@ -214,11 +230,78 @@ def _timed_epochs(keras, run, args, marks):
     timer, latent_dim = Timer(), run["options"].latent_dim
     frames = SampleFrames(latent_dim, 0)
     with tempfile.TemporaryDirectory() as scratch:
-        held_out = HeldOutLoss(pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=latent_dim))
+        held_out = HeldOutLoss(pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=run["noise"]))
         run["vae"].fit(run["batches"], epochs=args.epochs, steps_per_epoch=run["steps"], verbose=0, shuffle=False,
                        callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
                                   EpochEnd()])
     return seconds, whole
+
+
+def fused_reference(name, args, steps_per_call=100):
+    """The small-batch configuration's model and training step written by hand in JAX, with no framework
+    around it: 784-200-200-50 tanh networks, the ELBO (k = 1) or the IWAE bound (k = 5), pixels re-binarized
+    and noise drawn inside the step, Adam, and steps_per_call steps per compiled call (lax.scan). Not a trainer
+    (no held-out pass, no checkpoint): the limit that train.py's training steps are measured against."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from mnist_vae import data, settings
+
+    k = 5 if "--k" in CONFIGS[name] else 1
+    x = data.as_float(data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit).x_train)
+    x = jnp.asarray(x.reshape(len(x), -1))
+    steps_per_call = max(1, min(steps_per_call, len(x) // SMALL_BATCH_SIZE))  # a small set: one pass per call
+    sizes = [(784, 200), (200, 200), (200, 50), (200, 50), (50, 200), (200, 200), (200, 784)]
+    keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
+    params = [(jax.random.uniform(key, shape, minval=-1, maxval=1) * np.sqrt(6 / sum(shape)), jnp.zeros(shape[1]))
+              for key, shape in zip(keys, sizes)]  # Glorot uniform, as Keras' Dense
+
+    def loss(params, images, key):
+        (w1, b1), (w2, b2), (wm, bm), (wv, bv), (d1, c1), (d2, c2), (d3, c3) = params
+        draw, noise = jax.random.split(key)
+        images = (jax.random.uniform(draw, images.shape) < images).astype(jnp.float32)
+        h = jnp.tanh(jnp.tanh(images @ w1 + b1) @ w2 + b2)
+        mean, log_var = h @ wm + bm, h @ wv + bv
+        eps = jax.random.normal(noise, (images.shape[0], k, 50))
+        z = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps
+        logits = jnp.tanh(jnp.tanh(z @ d1 + c1) @ d2 + c2) @ d3 + c3
+        log_px = jnp.sum(images[:, None] * logits - jax.nn.softplus(logits), axis=-1)
+        log_w = log_px - 0.5 * jnp.sum(z ** 2 - eps ** 2 - log_var[:, None], axis=-1)  # log p(z) - log q(z|x)
+        return -jnp.mean(jax.nn.logsumexp(log_w, axis=1) - jnp.log(k))
+
+    def step(state, inputs):
+        params, m, v, t = state
+        images, key = inputs
+        grads = jax.grad(loss)(params, images, key)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda a, g: 0.9 * a + 0.1 * g, m, grads)
+        v = jax.tree_util.tree_map(lambda a, g: 0.999 * a + 0.001 * g * g, v, grads)
+        scale = 1e-3 * jnp.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        params = jax.tree_util.tree_map(lambda p, a, b: p - scale * a / (jnp.sqrt(b) + 1e-4), params, m, v)
+        return (params, m, v, t), None
+
+    @jax.jit
+    def steps(state, key):
+        order = jax.random.permutation(key, x.shape[0])[:steps_per_call * SMALL_BATCH_SIZE]  # this call's images
+        batches = x[order].reshape(steps_per_call, SMALL_BATCH_SIZE, -1)
+        return jax.lax.scan(step, state, (batches, jax.random.split(key, steps_per_call)))[0]
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = (params, zeros, zeros, jnp.zeros(()))
+    calls = max(1, len(x) // (steps_per_call * SMALL_BATCH_SIZE))
+    jax.block_until_ready(steps(state, jax.random.PRNGKey(1)))  # compiles
+    timings = []
+    for epoch in range(args.epochs - 1):
+        began = time.perf_counter()
+        for call in range(calls):
+            state = steps(state, jax.random.PRNGKey(epoch * calls + call))
+        jax.block_until_ready(state)
+        timings.append(time.perf_counter() - began)
+    images_per_s = calls * steps_per_call * SMALL_BATCH_SIZE / float(np.median(timings))
+    print(json.dumps({"config": name, "backend": REFERENCE, "images": int(calls * steps_per_call * SMALL_BATCH_SIZE),
+                      "batch_size": SMALL_BATCH_SIZE, "images_per_s": round(images_per_s),
+                      "steps_per_call": steps_per_call, "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
 
 
 def _start_up_steps(marks):
@@ -285,7 +368,8 @@ def print_tables(rows, peak, args):
     def percent(gflops, of):
         return f"{100 * gflops / of:.0f}%"
 
-    print(f"\ntraining ({rows[0]['images'] if rows else 0} images, batch {args.batch_size})")
+    batches = " and ".join(str(b) for b in sorted({r["batch_size"] for r in rows})) or args.batch_size
+    print(f"\ntraining ({rows[0]['images'] if rows else 0} images, batch {batches})")
     print(f"{'config':<14}{'backend':<12}{'img/s':>9}{'s/epoch':>9}{'s/whole':>9}{'outside':>9}{'peak MB':>9}"
           f"{'GFLOP/s':>9}{'of peak':>9}{'of own':>8}  jit  steps/call")
     for r in rows:
@@ -315,6 +399,17 @@ def print_tables(rows, peak, args):
           f"kernels; {os.cpu_count()} CPUs)")
 
 
+def print_small_batch(rows, references):
+    """The IWAE recipes' regime: train.py's training steps against the hand-fused reference (fused_reference)."""
+    print(f"\nthe small-batch regime (batch {SMALL_BATCH_SIZE}, 784-200-200-50 tanh, dynamic binarization): "
+          "training images/s, and their share of the hand-fused JAX loop's on the same machine and threads")
+    print(f"{'config':<14}{'backend':<12}{'img/s':>9}{'of reference':>14}")
+    for r in rows:
+        if r["config"] in references:
+            share = r["images_per_s"] / references[r["config"]]["images_per_s"]
+            print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{share:>14.0%}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -338,6 +433,7 @@ def parse_args(argv=None):
                    help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "
                         "its peak memory and phases")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)  # the worker: the hand-fused loop
     args = p.parse_args(argv)
     args.epochs = args.epochs or (3 if args.quick else 30 if args.memory else 5)
     return args
@@ -348,6 +444,8 @@ def main(argv=None):
     if args.memory:
         return full_size_memory(args)
     if args.worker:
+        if args.reference:
+            return fused_reference(args.worker, args)
         return worker(args.worker, CONFIGS[args.worker], args)
 
     peak = matmul_peak_gflops()
@@ -355,9 +453,12 @@ def main(argv=None):
                       "cpus": os.cpu_count()}), flush=True)
     rows, failed = [], []
     for name in args.configs:
-        for backend in args.backends:  # interleaved: the machine's speed drifts
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--backend", backend,
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--eval-k", str(args.eval_k),
+        # interleaved: the machine's speed drifts; the small-batch configurations beside their reference
+        for backend in args.backends + ([REFERENCE] if name in SMALL_BATCH else []):
+            batch_size = SMALL_BATCH_SIZE if name in SMALL_BATCH else args.batch_size
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
+                   *(["--reference"] if backend == REFERENCE else ["--backend", backend]),
+                   "--epochs", str(args.epochs), "--batch-size", str(batch_size), "--eval-k", str(args.eval_k),
                    "--jit", args.jit] + \
                 (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
             result = subprocess.run(cmd, capture_output=True, text=True)
@@ -369,7 +470,10 @@ def main(argv=None):
             print(lines[-1], flush=True)
             rows.append(json.loads(lines[-1]))
 
-    print_tables(rows, peak, args)
+    references = {r["config"]: r for r in rows if r["backend"] == REFERENCE}
+    print_tables([r for r in rows if r["backend"] != REFERENCE], peak, args)
+    if references:
+        print_small_batch(rows, references)
     if failed:
         print(f"error: {len(failed)} of {len(failed) + len(rows)} configurations failed ({', '.join(failed)})",
               file=sys.stderr)

@@ -51,3 +51,19 @@ def test_bench_refuses_bad_flags_and_exits_non_zero_when_every_configuration_fai
                              "--configs", "dense-512-2", "--epochs", "2"], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 1 and "1 of 1 configurations failed" in result.stderr.splitlines()[-1]
+
+
+def test_the_small_batch_regime_runs_beside_its_hand_fused_reference(small_npz):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+                             "iwae-k5", "--epochs", "2", "--eval-k", "10"], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    ours, reference = lines[1:]
+    assert (ours["batch_size"], reference["batch_size"], reference["backend"]) == (20, 20, "reference")
+    assert ours["images_per_s"] > 0 and reference["images_per_s"] > 0
+    # 784-200-200-50 tanh with k = 5 draws decoded: encoder + 5 decoders, x3 for training.
+    encoder = 784 * 200 + 200 * 200 + 2 * 200 * 50
+    decoder = 50 * 200 + 200 * 200 + 200 * 784
+    assert ours["train_mflop_per_image"] == round(3 * 2 * (encoder + 5 * decoder) / 1e6, 2)
+    assert "the small-batch regime" in result.stdout and "iwae-k5       reference" in result.stdout
