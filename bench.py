@@ -193,6 +193,11 @@ def _prepared_run(keras, argv, args, marks):
     batches, steps = devices.training_batches(splits.x_train, args.batch_size, 0, args.epochs, noise_dim=noise,
                                               dynamic_binarization=options.binarize == "dynamic")
     speed = build.speed_options(options, steps, devices)
+    if args.steps_per_call:  # an alternative to measure beside train.py's choice
+        if steps % args.steps_per_call:
+            raise SystemExit(f"error: --steps-per-call {args.steps_per_call} does not divide the {steps} steps of an "
+                             "epoch")
+        speed["steps_per_execution"] = args.steps_per_call
     vae.compile(optimizer=keras.optimizers.Adam(1e-3), **speed)
     vae.build_optimizer()
     marks["model"] = time.time() - STARTED
@@ -429,6 +434,8 @@ def parse_args(argv=None):
     jit = settings.BY_NAME["jit"]
     p.add_argument("--jit", choices=jit.choices, default=jit.default, help="as train.py's --jit")
     p.add_argument("--quick", action="store_true", help="3 epochs, for a fast look")
+    p.add_argument("--steps-per-call", type=number_in_range(int, 1), default=None,
+                   help="training steps per compiled call, instead of train.py's choice (it must divide an epoch)")
     p.add_argument("--memory", action="store_true",
                    help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "
                         "its peak memory and phases")
@@ -460,6 +467,7 @@ def main(argv=None):
                    *(["--reference"] if backend == REFERENCE else ["--backend", backend]),
                    "--epochs", str(args.epochs), "--batch-size", str(batch_size), "--eval-k", str(args.eval_k),
                    "--jit", args.jit] + \
+                (["--steps-per-call", str(args.steps_per_call)] if args.steps_per_call else []) + \
                 (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
             result = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
