@@ -257,6 +257,29 @@ def fused_reference(name, args, steps_per_call=100):
     x = data.as_float(data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit).x_train)
     x = jnp.asarray(x.reshape(len(x), -1))
     steps_per_call = max(1, min(steps_per_call, len(x) // SMALL_BATCH_SIZE))  # a small set: one pass per call
+    steps, state = _reference_training(x, k, steps_per_call)
+    calls = max(1, len(x) // (steps_per_call * SMALL_BATCH_SIZE))
+    jax.block_until_ready(steps(state, jax.random.PRNGKey(1)))  # compiles
+    timings = []
+    for epoch in range(args.epochs - 1):
+        began = time.perf_counter()
+        for call in range(calls):
+            state = steps(state, jax.random.PRNGKey(epoch * calls + call))
+        jax.block_until_ready(state)
+        timings.append(time.perf_counter() - began)
+    images_per_s = calls * steps_per_call * SMALL_BATCH_SIZE / float(np.median(timings))
+    print(json.dumps({"config": name, "backend": REFERENCE, "images": int(calls * steps_per_call * SMALL_BATCH_SIZE),
+                      "batch_size": SMALL_BATCH_SIZE, "images_per_s": round(images_per_s),
+                      "steps_per_call": steps_per_call, "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
+
+
+def _reference_training(x, k, steps_per_call):
+    """(a compiled function (state, key) -> state that takes steps_per_call training steps, the initial state):
+    fused_reference's model, loss, Adam and loop, in plain JAX."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
     sizes = [(784, 200), (200, 200), (200, 50), (200, 50), (50, 200), (200, 200), (200, 784)]
     keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
     params = [(jax.random.uniform(key, shape, minval=-1, maxval=1) * np.sqrt(6 / sum(shape)), jnp.zeros(shape[1]))
@@ -293,20 +316,7 @@ def fused_reference(name, args, steps_per_call=100):
         return jax.lax.scan(step, state, (batches, jax.random.split(key, steps_per_call)))[0]
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    state = (params, zeros, zeros, jnp.zeros(()))
-    calls = max(1, len(x) // (steps_per_call * SMALL_BATCH_SIZE))
-    jax.block_until_ready(steps(state, jax.random.PRNGKey(1)))  # compiles
-    timings = []
-    for epoch in range(args.epochs - 1):
-        began = time.perf_counter()
-        for call in range(calls):
-            state = steps(state, jax.random.PRNGKey(epoch * calls + call))
-        jax.block_until_ready(state)
-        timings.append(time.perf_counter() - began)
-    images_per_s = calls * steps_per_call * SMALL_BATCH_SIZE / float(np.median(timings))
-    print(json.dumps({"config": name, "backend": REFERENCE, "images": int(calls * steps_per_call * SMALL_BATCH_SIZE),
-                      "batch_size": SMALL_BATCH_SIZE, "images_per_s": round(images_per_s),
-                      "steps_per_call": steps_per_call, "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
+    return steps, (params, zeros, zeros, jnp.zeros(()))
 
 
 def _start_up_steps(marks):

@@ -464,7 +464,6 @@ def _iwae_comparison(iwae, stages, passes):
 
 def _vampprior_section(runs, data):
     """The VampPrior against the standard prior under Tomczak & Welling's one-layer protocol, shortened."""
-    from mnist_vae import plots
     from mnist_vae.presets import PRESETS
 
     vamp, standard = (runs[name] for name, _ in VAMP_RUNS)
@@ -497,47 +496,52 @@ def _vampprior_section(runs, data):
                      f"{_number(run, 'negative_elbo')} | {kl} | {run['eval']['active_units']} | "
                      f"{stopping.get('chosen_epoch', '–')} ({stopping.get('trained_epochs', '–')}) | "
                      f"{_samples(run, 'frechet_distance')} | {run['minutes']:.0f} min |")
-    lines.append("")
-    for run in (vamp, standard):
-        gap, outside = _beside(run)
-        stopping = run["eval"].get("early_stopping") or {}
-        chosen, trained_epochs = stopping.get("chosen_epoch"), stopping.get("trained_epochs")
-        still = chosen is not None and trained_epochs and chosen > 0.9 * trained_epochs
-        where = (f"its best validation bound came at epoch {chosen} of {trained_epochs}"
-                 + (", so it was still improving when it stopped" if still else ""))
-        if outside and gap < 0:
-            lines.append(
-                f"- {run['name']}: {-gap:.2f} nats below (better than) the published figure although shorter; "
+    return lines + [""] + [_vampprior_gap(run) for run in (vamp, standard)] + _vampprior_comparison(vamp, standard)
+
+
+def _vampprior_gap(run):
+    """A VampPrior-protocol row's distance to its published figure, and where its best epoch came, in a line."""
+    gap, outside = _beside(run)
+    stopping = run["eval"].get("early_stopping") or {}
+    chosen, trained_epochs = stopping.get("chosen_epoch"), stopping.get("trained_epochs")
+    still = chosen is not None and trained_epochs and chosen > 0.9 * trained_epochs
+    where = (f"its best validation bound came at epoch {chosen} of {trained_epochs}"
+             + (", so it was still improving when it stopped" if still else ""))
+    if outside and gap < 0:
+        return (f"- {run['name']}: {-gap:.2f} nats below (better than) the published figure although shorter; "
                 f"{where}. Where this setup departs from the paper's: Glorot initialisation (theirs He's) and "
                 "Keras' Adam (theirs normalises the gradients); one run and seed, as the paper's.")
-        elif outside:
-            lines.append(f"- {run['name']}: {gap:.2f} nats above the published figure; {where}, at epoch "
-                         f"{VAMP_EPOCHS} of the protocol's up to 2,000.")
-        else:
-            lines.append(f"- {run['name']}: within its standard error of the published figure ({gap:+.2f}); "
-                         f"{where}.")
+    if outside:
+        return (f"- {run['name']}: {gap:.2f} nats above the published figure; {where}, at epoch {VAMP_EPOCHS} of "
+                "the protocol's up to 2,000.")
+    return f"- {run['name']}: within its standard error of the published figure ({gap:+.2f}); {where}."
+
+
+def _vampprior_comparison(vamp, standard):
+    """What the learned prior buys, and docs/results-vampprior-validation.png: both runs' validation bounds."""
+    from mnist_vae import plots
+    from mnist_vae.presets import PRESETS
+
     gain = standard["eval"]["nll_iw"] - vamp["eval"]["nll_iw"]
     stderr = math.hypot(vamp["eval"]["nll_iw_stderr"], standard["eval"]["nll_iw_stderr"])
     published_gain = PRESETS["vampprior-standard"].figure - PRESETS["vampprior"].figure
     curves, chosen = {}, {}
     for run in (vamp, standard):
         history = RunFolder(run["dir"]).history(run["config"]["epochs"])
-        epochs = [int(e) for e in history["epoch"]]
-        bound = [a + b for a, b in zip(history["validation_reconstruction_loss"], history["validation_kl_loss"])]
         label = f"{run['name']} ({'VampPrior' if run['config']['prior'] == 'vampprior' else 'N(0, I)'})"
-        curves[label] = (epochs, bound)
+        curves[label] = ([int(e) for e in history["epoch"]], [a + b for a, b in zip(
+            history["validation_reconstruction_loss"], history["validation_kl_loss"])])
         chosen[label] = (run["eval"].get("early_stopping") or {}).get("chosen_epoch")
     plots.validation_bounds(curves, os.path.join(DOCS, "results-vampprior-validation.png"),
-                            f"Validation negative ELBO ({config['validation']:,} held-out training images)",
-                            chosen, config["kl_warmup"])
-    lines += [
+                            f"Validation negative ELBO ({vamp['config']['validation']:,} held-out training images)",
+                            chosen, vamp["config"]["kl_warmup"])
+    scored = (vamp["eval"].get("sample_quality") or {}).get("frechet_distance") is not None
+    return [
         "",
         f"What the learned prior buys at this length: the NLL is {gain:+.2f} ± {stderr:.2f} nats better with the "
         f"VampPrior than with N(0, I) (unpaired standard errors), against {published_gain:.2f} in the paper "
-        "after its whole protocol"
-        + (f"; its samples' Fréchet distance is {_samples(vamp, 'frechet_distance')} against "
-           f"{_samples(standard, 'frechet_distance')}." if (vamp["eval"].get("sample_quality") or {}).get(
-               "frechet_distance") is not None else "."),
+        "after its whole protocol" + (f"; its samples' Fréchet distance is {_samples(vamp, 'frechet_distance')} "
+                                      f"against {_samples(standard, 'frechet_distance')}." if scored else "."),
         "",
         "The validation bound per epoch (each epoch's model on the held-out training images, at KL weight 1), "
         "the warm-up shaded and the chosen epochs marked:",
@@ -552,7 +556,6 @@ def _vampprior_section(runs, data):
         "and no GPU machine was lent to this work.",
         "",
     ]
-    return lines
 
 
 def _kl_section(runs, data):
