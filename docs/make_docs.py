@@ -274,6 +274,12 @@ KL_RUNS = [(f"docs-z{d}-beta-{name}", ["--epochs", "30", "--beta", str(beta), "-
 _TOGETHER = ("trained at the same time as the other IWAE rows, one CPU thread each (TF_NUM_INTRAOP_THREADS=1 "
              "TF_NUM_INTEROP_THREADS=1, nice 10) on 2 cores that also ran this project's tests: wall times are long")
 RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
+# Runs stopped at a session's end and carried on with --resume in the next: their config.json was rewritten at the
+# resume, so the wall time from it to eval.json counts only the last part (the run folder keeps no earlier clock).
+RESUMED = {"results-iwae-vae-stages6": 3, "results-iwae-k5-stages6": 364, "results-iwae-k5-dreg-stages6": 323}
+for _name, _epochs in RESUMED.items():
+    RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, so its wall time is not shown (the run "
+                         "folder's clock restarts at a resume)")
 RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and the IWAE runs, one CPU thread "
                         "each on 2 cores that also ran this project's tests: wall times are long"
                   for name, _ in VAMP_RUNS})
@@ -393,7 +399,7 @@ def _iwae_section(runs, data):
         recipe = PRESETS[run["config"]["preset"]]
         lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
                      f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units or '–'}) | "
-                     f"{run['minutes']:.0f} min |")
+                     + ("– (resumed) |" if run["name"] in RESUMED else f"{run['minutes']:.0f} min |"))
     return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes)
 
 
@@ -423,6 +429,7 @@ def _iwae_comparison(iwae, stages, passes):
     gain_paper = PRESETS["iwae-vae"].figure - PRESETS["iwae-k5"].figure
     remaining = staged_passes(PAPER_STAGES) - passes
     training_minutes = iwae[0]["minutes"] - iwae[0]["eval"]["seconds"] / 60  # the final evaluation left out
+    timed_passes = passes - RESUMED.get(iwae[0]["name"], 0)  # what the clock from config.json saw
     lines = [""]
     if all(outside and gap > 0 for gap, outside in gaps):
         lines.append(
@@ -451,7 +458,7 @@ def _iwae_comparison(iwae, stages, passes):
         *(f"- {run['name']}: {RUN_NOTES[run['name']]}." for run in iwae if run["name"] in RUN_NOTES),
         "",
         f"Not run, said plainly: the whole {staged_passes(PAPER_STAGES):,}-pass schedule (at the VAE's pace "
-        f"here, {training_minutes / passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
+        f"here, {training_minutes / timed_passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
         "thread for the VAE alone, beside other runs; bench.py's small-batch rows measure it on a quieter thread: "
         "[performance.md](performance.md#the-papers-small-batch-regime-2026-12-05-one-sitting-one-thread-per-"
         "process); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and "
