@@ -68,6 +68,7 @@ def test_iwae_bound_is_above_the_elbo_and_rises_with_k(images):
     """On a fixed (briefly trained) model, the bound -loss_k, averaged over images, is at least the ELBO and
     grows with k; with the same k draws it is never below their mean log-weight (Jensen)."""
     x, _ = images
+    keras.utils.set_random_seed(0)  # the same model whatever tests ran before in this process
     vae = build_vae("dense", 3, 32, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(3e-3))
     vae.fit(data.as_float(x), epochs=20, batch_size=32, verbose=0)  # a model worth bounding
@@ -75,7 +76,8 @@ def test_iwae_bound_is_above_the_elbo_and_rises_with_k(images):
     for k in (1, 5, 50):
         model = build_vae("dense", 3, 32, seed=0, objective="iwae", k=k)
         model.set_weights(vae.get_weights())
-        bounds[k] = np.mean([-to_numpy(loss_terms(model, _batch(x, k=k, step=s))[2]).mean() for s in range(4)])
+        steps = 40 if k == 1 else 4  # k = 1 against the ELBO's 40 batches: their Monte-Carlo noise alike
+        bounds[k] = np.mean([-to_numpy(loss_terms(model, _batch(x, k=k, step=s))[2]).mean() for s in range(steps)])
     elbo = np.mean([-to_numpy(loss_terms(vae, _batch(x, step=s))[2]).mean() for s in range(40)])
     assert bounds[1] == pytest.approx(elbo, abs=1.0)
     assert elbo < bounds[5] < bounds[50], (elbo, bounds)

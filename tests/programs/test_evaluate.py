@@ -41,8 +41,10 @@ def test_training_run_records_binarization_warmup_and_evaluation(binarized_run):
     run_dir, result = binarized_run
     assert "binarize=dynamic" in result.stdout and "NLL estimate, k=20" in result.stdout
     rows = read_history(run_dir)
-    assert [float(r["kl_weight"]) for r in rows] == pytest.approx([0.0, 0.4, 0.8])
-    assert float(rows[0]["loss"]) == pytest.approx(float(rows[0]["reconstruction_loss"]), rel=1e-6)
+    assert [float(r["kl_weight"]) for r in rows] == pytest.approx([0.4, 0.8, 0.8])  # beta * epoch / warm-up
+    # the first epoch's objective weighs the KL by 0.4: the warm-up's first step, not 0
+    assert float(rows[0]["loss"]) == pytest.approx(
+        float(rows[0]["reconstruction_loss"]) + 0.4 * float(rows[0]["kl_loss"]), rel=1e-5)
     assert json.load(open(os.path.join(run_dir, "config.json")))["binarize"] == "dynamic"
     assert json.load(open(os.path.join(run_dir, "metrics.json")))["binarize"] == "dynamic"
     results = json.load(open(os.path.join(run_dir, "eval.json")))
