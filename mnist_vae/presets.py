@@ -77,6 +77,8 @@ PRESETS = {
     # Table 1's second architecture: x - 200 - 200 - z1 (100) - 100 - 100 - z2 (50), the same schedule.
     "iwae-2layer-vae": Preset({**_IWAE, "stochastic_layers": 2, "objective": "elbo", "k": None},
                               f"{_BURDA}, two stochastic layers, VAE (k = 1)", "nll", 85.33),
+    "iwae-2layer-k5": Preset({**_IWAE, "stochastic_layers": 2, "objective": "iwae", "k": 5},
+                             f"{_BURDA}, two stochastic layers, IWAE k = 5", "nll", 83.89),
     "iwae-2layer-k50": Preset({**_IWAE, "stochastic_layers": 2, "objective": "iwae", "k": 50},
                               f"{_BURDA}, two stochastic layers, IWAE k = 50", "nll", 82.90),
     "vampprior": Preset({**_VAMP, "prior": "vampprior"}, f"{_TOMCZAK}, VampPrior", "nll", 85.57),

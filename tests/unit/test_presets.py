@@ -28,6 +28,7 @@ RECIPES = {
     "iwae-k50-dreg": ({**BURDA, "objective": "iwae", "k": 50, "gradient": "dreg"}, 84.32, None),
     # Burda et al. 2015, Table 1, two stochastic layers: x - 200 - 200 - z1 (100) - 100 - 100 - z2 (50) (issue 33).
     "iwae-2layer-vae": ({**BURDA, "stochastic_layers": 2, "objective": "elbo"}, 85.33, None),
+    "iwae-2layer-k5": ({**BURDA, "stochastic_layers": 2, "objective": "iwae", "k": 5}, 83.89, None),
     "iwae-2layer-k50": ({**BURDA, "stochastic_layers": 2, "objective": "iwae", "k": 50}, 82.90, None),
     # Tomczak & Welling 2018, Table 2, and their code's defaults (issue 32).
     "vampprior": ({**TOMCZAK, "prior": "vampprior"}, 85.57, None),
