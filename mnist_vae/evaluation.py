@@ -3,6 +3,7 @@ the mutual information I(x; z), all in nats per image, and the samples' scores (
 run)."""
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -12,7 +13,8 @@ ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds thi
 
 
 IW_SAMPLES = 1000  # importance samples per image for the NLL (--iw-samples' default)
-ROWS_PER_CALL = 20000  # decoded draws per compiled call of the bound: bounds its memory, whatever k
+ROWS_PER_CALL = 10000  # decoded draws per compiled call of the bound: bounds its memory, whatever k; JAX's
+# bound ran faster at 10,000 than 20,000, TensorFlow's alike (docs/performance.md)
 EVAL_SEED = 2015  # noise for the estimates: fixed, so the same model always gets the same numbers
 
 
@@ -58,13 +60,9 @@ def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SE
 
     x, z_mean, z_log_var = (np.asarray(t, np.float32) for t in (x, z_mean, z_log_var))
     b, d = z_mean.shape[0], noise_dim or z_mean.shape[1]
-    stream = np.random.default_rng(list(seed))  # the same draws as one (k, b, d) array, made chunk by chunk
     chunk = min(chunk or k, k)
     log_sum = None  # log of the running sum of the weights, per image
-    for start in range(0, k, chunk):
-        c = min(chunk, k - start)
-        eps = np.zeros((b, chunk, d), np.float32)  # the last chunk is padded: one shape for every call
-        eps[:, :c] = stream.standard_normal((c, b, d), dtype=np.float32).transpose(1, 0, 2)
+    for start, c, eps in _one_ahead(_noise_chunks(np.random.default_rng(list(seed)), k, b, chunk, d)):
         chunk_sum = log_sum_weights(x, z_mean, z_log_var, eps, np.full(b, c, np.float32))
         log_sum = chunk_sum if log_sum is None else ops.logsumexp(ops.stack([log_sum, chunk_sum]), axis=0)
         if done:
@@ -72,16 +70,33 @@ def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SE
     return ops.convert_to_numpy(log_sum).astype(np.float64) - math.log(k)
 
 
-def _as_function(model, rows):
+def _noise_chunks(stream, k, b, chunk, d):
+    """(first draw, draws, eps (b, chunk, d)) for each call of the bound: the same draws as one (k, b, d) array
+    from the stream, made chunk by chunk; the last chunk is padded, so that every call has one shape."""
+    for start in range(0, k, chunk):
+        c = min(chunk, k - start)
+        eps = np.zeros((b, chunk, d), np.float32)
+        eps[:, :c] = stream.standard_normal((c, b, d), dtype=np.float32).transpose(1, 0, 2)
+        yield start, c, eps
+
+
+def _one_ahead(items):
+    """items, each made on a helper thread while the caller works on the one before: the next chunk's noise
+    is drawn while the backend computes (it releases the GIL), in the same order, so the same numbers."""
+    with ThreadPoolExecutor(1) as pool:
+        items = iter(items)
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+
+
+def _as_function(model, rows, xla):
     """model's compiled predict_on_batch as a function of NumPy arrays, every call padded to `rows` rows (made a
     multiple of the devices): one compiled shape, however the images divide (each new shape is traced anew).
     The model is built float32: under a mixed policy its inputs, the draws among them, must not be cast to
-    16 bits; the decoder inside keeps the run's policy."""
-    import keras
-
-    # Compiled whole by JAX; TensorFlow runs it as a graph of its own CPU kernels, which measured as fast as XLA
-    # here (docs/performance.md) and compile in a fraction of the time.
-    model.compile(jit_compile=keras.backend.backend() == "jax")
+    16 bits; the decoder inside keeps the run's policy. xla: compile it whole with XLA (see xla_suits)."""
+    model.compile(jit_compile=xla)
 
     def run(*inputs):
         size = -(-rows // multiple_of_devices()) * multiple_of_devices()
@@ -91,6 +106,26 @@ def _as_function(model, rows):
         return predict(call, list(inputs), size, whole_batches=True)[0]
 
     return run
+
+
+def xla_suits(vae):
+    """Whether the computations that decode many draws of vae (the bound, log p(x|z)) compile whole with XLA:
+    always on JAX (op by op it is many times slower); on TensorFlow for dense decoders, whose fused elementwise
+    work the bound measured faster with it, but not for transposed convolutions (about 4x slower under XLA on a
+    CPU), nor where TensorFlow's op determinism is on (Keras then refuses XLA) or the weights are mirrored
+    over replicas (XLA cannot reach their copies); never on PyTorch (docs/performance.md)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        return backend == "jax"
+    import tensorflow as tf
+
+    from mnist_vae import tf_engine
+
+    convolutional = any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in vae.decoder.layers)
+    mirrored = any(isinstance(w.value, tf.distribute.DistributedValues) for w in vae.weights[:1])
+    return not (convolutional or mirrored or tf_engine.op_determinism_enabled())
 
 
 def _decoded_log_likelihood(vae, images, z, y):
@@ -123,7 +158,7 @@ def log_likelihood(vae, rows=None):
             x, z, y = inputs
             return _decoded_log_likelihood(vae, x, z, y)
 
-    run = _as_function(LogLikelihood(dtype="float32"), rows or 1)
+    run = _as_function(LogLikelihood(dtype="float32"), rows or 1, xla_suits(vae))
 
     def log_px_given_z(x, z, labels=None):
         return run(x, z, one_hot(labels) if vae.conditional else np.zeros((len(z), 1), np.float32))
@@ -156,7 +191,7 @@ def one_draw_terms(vae, x, seed, batch_images=500):
             log_px, log_ratio = vae.log_weight_terms(images, eps)[:2]
             return keras.ops.stack([log_px[:, 0], log_ratio[:, 0]], axis=1)
 
-    run = _as_function(Terms(dtype="float32"), batch_images)
+    run = _as_function(Terms(dtype="float32"), batch_images, xla_suits(vae))
     eps = _noise(seed, (len(x), 1, vae.noise_dim))
     terms = np.asarray(run(np.asarray(x, np.float32), eps), np.float64)
     return terms[:, 0], terms[:, 1]
@@ -178,7 +213,7 @@ def importance_weights(vae, images):
             return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y),
                                       getattr(vae, "log_prior", None))(x, z_mean, z_log_var, eps, drawn)
 
-    run = _as_function(LogSumWeights(dtype="float32"), images)
+    run = _as_function(LogSumWeights(dtype="float32"), images, xla_suits(vae))
 
     def for_labels(labels):
         y = None if labels is None or not vae.conditional else one_hot(labels)
@@ -229,7 +264,8 @@ def aggregate_posterior(z_mean, z_log_var, block=20_000_000):
         def call(self, z):
             return losses.log_aggregate_posterior(z, *self.codes)
 
-    return _as_function(LogAggregatePosterior(), max(1, block // z_mean.size))
+    # TensorFlow's own kernels, as before: the measurements behind xla_suits were of the bound.
+    return _as_function(LogAggregatePosterior(), max(1, block // z_mean.size), keras.backend.backend() == "jax")
 
 
 def mutual_information(z_mean, z_log_var, seed=(EVAL_SEED, 2)):
