@@ -8,9 +8,10 @@ time goes, and the peak memory of a whole default run on the full MNIST.
     python bench.py --data ../shared/data/mnist-full --memory   # a default train.py run: peak memory, phases
     python bench.py --data ../shared/data/mnist-full --configs iwae-k1 iwae-k5   # the papers' small batches
 
-The small-batch configurations (the IWAE recipes' 784-200-200-50 tanh at batch 20) also run a hand-fused
-reference, the same model and step written directly in JAX with a hundred steps per compiled call: the limit
-their training through train.py is measured against.
+The small-batch configurations (the IWAE recipes' 784-200-200-50 tanh at batch 20) and dense-400-20 also run a
+hand-fused reference, the same model and step written directly in JAX with a hundred steps per compiled call: the
+limit their training through train.py is measured against. dense-400-20 also runs a plain PyTorch loop (training
+and a test pass each epoch, as pytorch/examples' VAE), which train.py's whole epochs are compared with.
 
 Each configuration runs in a fresh process (so start-up and peak memory are its own) and prints
 one JSON line; tables follow. Each epoch is timed twice, as train.py runs it: its training part alone
@@ -44,6 +45,13 @@ SMALL_BATCH = {"iwae-k1": _IWAE + ["--objective", "elbo"], "iwae-k5": _IWAE + ["
 SMALL_BATCH_SIZE = 20
 CONFIGS.update(SMALL_BATCH)
 REFERENCE = "reference"  # the hand-fused loop's rows, in the backend column
+LOOP = "pytorch-loop"  # the plain PyTorch loop's rows, in the backend column
+LOOP_REFERENCE = "dense-400-20"  # whole epochs of this one are also compared with a plain PyTorch loop's
+# The hand-fused loop's model for each configuration it runs beside: widths, latent size, activation, k, batch size
+# (None: --batch-size) and dynamic binarization, as CONFIGS builds them through train.py.
+FUSED = {"iwae-k1": ((200, 200), 50, "tanh", 1, SMALL_BATCH_SIZE, True),
+         "iwae-k5": ((200, 200), 50, "tanh", 5, SMALL_BATCH_SIZE, True),
+         "dense-400-20": ((400,), 20, "relu", 1, None, False)}
 
 
 def forward_flops(model):
@@ -206,12 +214,15 @@ def _prepared_run(keras, argv, args, marks):
 
 
 def _timed_epochs(keras, run, args, marks):
-    """Seconds of each epoch's training part and of each whole epoch as train.py runs it: training, the held-out
-    pass, progress.gif's frame and the checkpoint (into a scratch run folder)."""
+    """Seconds of each epoch's training part and of each whole epoch as train.py runs it: training, then train.py's
+    own callbacks (build.callbacks: the held-out pass, progress.gif's frame, the NaN check, the checkpoint into a
+    scratch run folder) and its console line per epoch (into /dev/null: only its cost is wanted)."""
+    import contextlib
     import tempfile
 
-    from mnist_vae import checkpoints, pipeline
-    from mnist_vae.callbacks import HeldOutLoss, SampleFrames
+    from mnist_vae import build, checkpoints, pipeline
+    from mnist_vae.callbacks import SampleFrames
+    from mnist_vae.stopping import SignalGuard
 
     seconds, whole = [], []
 
@@ -232,33 +243,85 @@ def _timed_epochs(keras, run, args, marks):
                 marks["first_epoch_trained"] = time.time() - STARTED - (now - timer.trained)
                 marks["first_epoch_end"] = time.time() - STARTED
 
-    timer, latent_dim = Timer(), run["options"].latent_dim
-    frames = SampleFrames(latent_dim, 0)
-    with tempfile.TemporaryDirectory() as scratch:
-        held_out = HeldOutLoss(pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=run["noise"]))
-        run["vae"].fit(run["batches"], epochs=args.epochs, steps_per_epoch=run["steps"], verbose=0, shuffle=False,
-                       callbacks=[timer, held_out, frames, checkpoints.EpochCheckpoint(scratch, frames=frames.frames),
-                                  EpochEnd()])
+    timer, options = Timer(), run["options"]
+    frames = SampleFrames(options.latent_dim, 0)
+    with tempfile.TemporaryDirectory() as scratch, SignalGuard() as guard, open(os.devnull, "w") as null:
+        held_out = pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=run["noise"])
+        saver = checkpoints.EpochCheckpoint(scratch, frames=frames.frames)
+        callbacks = build.callbacks(options, scratch, guard, held_out, frames, saver)
+        with contextlib.redirect_stdout(null):
+            run["vae"].fit(run["batches"], epochs=args.epochs, steps_per_epoch=run["steps"], verbose=2,
+                           shuffle=False, callbacks=[timer, *callbacks, EpochEnd()])
+        saver.wait()
     return seconds, whole
 
 
+def torch_loop_reference(name, args):
+    """The dense-400-20 model trained by a plain PyTorch loop, as pytorch/examples' vae/main.py trains it: 784-400-20
+    ReLU networks, Adam, batch --batch-size, the Bernoulli loss from logits plus the KL, each epoch a shuffled
+    training pass and then a pass over the test images without gradients. Eager PyTorch on all the CPU's
+    threads, nothing else (no checkpoint, no frame): what train.py's whole epochs are compared with."""
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.nn import functional
+
+    from mnist_vae import data, settings
+
+    splits = data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit)
+    x_train, x_test = (torch.from_numpy(data.as_float(a).reshape(len(a), -1)) for a in (splits.x_train, splits.x_test))
+    torch.manual_seed(0)
+    encoder, mean, log_var = nn.Sequential(nn.Linear(784, 400), nn.ReLU()), nn.Linear(400, 20), nn.Linear(400, 20)
+    decoder = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
+    parameters = [p for m in (encoder, mean, log_var, decoder) for p in m.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+
+    def loss_of(x):
+        h = encoder(x)
+        z_mean, z_log_var = mean(h), log_var(h)
+        z = z_mean + torch.exp(0.5 * z_log_var) * torch.randn_like(z_mean)
+        reconstruction = functional.binary_cross_entropy_with_logits(decoder(z), x, reduction="sum")
+        kl = -0.5 * torch.sum(1 + z_log_var - z_mean ** 2 - z_log_var.exp())
+        return (reconstruction + kl) / len(x)
+
+    timings = []
+    for epoch in range(args.epochs):
+        began = time.perf_counter()
+        order = torch.randperm(len(x_train))
+        for start in range(0, len(x_train), args.batch_size):
+            optimizer.zero_grad()
+            loss = loss_of(x_train[order[start:start + args.batch_size]])
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            batches = [x_test[i:i + args.batch_size] for i in range(0, len(x_test), args.batch_size)]
+            test_loss = sum(float(loss_of(batch)) * len(batch) for batch in batches) / len(x_test)
+        timings.append(time.perf_counter() - began)
+    whole_epoch = float(np.median(timings[1:]))
+    print(json.dumps({"config": name, "backend": LOOP, "images": len(x_train), "batch_size": args.batch_size,
+                      "images_per_s": round(len(x_train) / whole_epoch), "s_whole_epoch": round(whole_epoch, 3),
+                      "threads": torch.get_num_threads(), "last_test_loss": round(test_loss, 1),
+                      "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
+
+
 def fused_reference(name, args, steps_per_call=100):
-    """The small-batch configuration's model and training step written by hand in JAX, with no framework
-    around it: 784-200-200-50 tanh networks, the ELBO (k = 1) or the IWAE bound (k = 5), pixels re-binarized
-    and noise drawn inside the step, Adam, and steps_per_call steps per compiled call (lax.scan). Not a trainer
-    (no held-out pass, no checkpoint): the limit that train.py's training steps are measured against."""
+    """The configuration's model and training step written by hand in JAX, with no framework around it (FUSED:
+    784-200-200-50 tanh networks with the ELBO (k = 1) or the IWAE bound (k = 5) and pixels re-binarized inside
+    the step; 784-400-20 ReLU ones on grey pixels), noise drawn inside the step, Adam, and steps_per_call steps per
+    compiled call (lax.scan). Not a trainer (no held-out pass, no checkpoint): the limit that train.py's training
+    steps are measured against."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from mnist_vae import data, settings
 
-    k = 5 if "--k" in CONFIGS[name] else 1
+    spec = FUSED[name]
+    batch = spec[4] or args.batch_size
     x = data.as_float(data.load(args.data, val_split=settings.DEFAULTS["val_split"], limit=args.limit).x_train)
-    x = jnp.asarray(x.reshape(len(x), -1))
-    steps_per_call = max(1, min(steps_per_call, len(x) // SMALL_BATCH_SIZE))  # a small set: one pass per call
-    steps, state = _reference_training(x, k, steps_per_call)
-    calls = max(1, len(x) // (steps_per_call * SMALL_BATCH_SIZE))
+    x = jax.numpy.asarray(x.reshape(len(x), -1))
+    steps_per_call = max(1, min(steps_per_call, len(x) // batch))  # a small set: one pass per call
+    steps, state = _reference_training(x, spec, batch, steps_per_call)
+    calls = max(1, len(x) // (steps_per_call * batch))
     jax.block_until_ready(steps(state, jax.random.PRNGKey(1)))  # compiles
     timings = []
     for epoch in range(args.epochs - 1):
@@ -267,33 +330,43 @@ def fused_reference(name, args, steps_per_call=100):
             state = steps(state, jax.random.PRNGKey(epoch * calls + call))
         jax.block_until_ready(state)
         timings.append(time.perf_counter() - began)
-    images_per_s = calls * steps_per_call * SMALL_BATCH_SIZE / float(np.median(timings))
-    print(json.dumps({"config": name, "backend": REFERENCE, "images": int(calls * steps_per_call * SMALL_BATCH_SIZE),
-                      "batch_size": SMALL_BATCH_SIZE, "images_per_s": round(images_per_s),
-                      "steps_per_call": steps_per_call, "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
+    images_per_s = calls * steps_per_call * batch / float(np.median(timings))
+    print(json.dumps({"config": name, "backend": REFERENCE, "images": int(calls * steps_per_call * batch),
+                      "batch_size": batch, "images_per_s": round(images_per_s),
+                      "s_per_epoch": round(len(x) / images_per_s, 3), "steps_per_call": steps_per_call,
+                      "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
 
 
-def _reference_training(x, k, steps_per_call):
+def _reference_training(x, spec, batch, steps_per_call):
     """(a compiled function (state, key) -> state that takes steps_per_call training steps, the initial state):
     fused_reference's model, loss, Adam and loop, in plain JAX."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    sizes = [(784, 200), (200, 200), (200, 50), (200, 50), (50, 200), (200, 200), (200, 784)]
+    widths, latent, activation, k, _, binarize = spec
+    act = {"tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
+    up = list(widths[::-1])
+    sizes = [*zip((784, *widths), widths), (widths[-1], latent), (widths[-1], latent), *zip((latent, *up), (*up, 784))]
     keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
     params = [(jax.random.uniform(key, shape, minval=-1, maxval=1) * np.sqrt(6 / sum(shape)), jnp.zeros(shape[1]))
               for key, shape in zip(keys, sizes)]  # Glorot uniform, as Keras' Dense
+    n = len(widths)
 
     def loss(params, images, key):
-        (w1, b1), (w2, b2), (wm, bm), (wv, bv), (d1, c1), (d2, c2), (d3, c3) = params
+        (wm, bm), (wv, bv) = params[n:n + 2]
         draw, noise = jax.random.split(key)
-        images = (jax.random.uniform(draw, images.shape) < images).astype(jnp.float32)
-        h = jnp.tanh(jnp.tanh(images @ w1 + b1) @ w2 + b2)
+        if binarize:
+            images = (jax.random.uniform(draw, images.shape) < images).astype(jnp.float32)
+        h = images
+        for w, b in params[:n]:
+            h = act(h @ w + b)
         mean, log_var = h @ wm + bm, h @ wv + bv
-        eps = jax.random.normal(noise, (images.shape[0], k, 50))
-        z = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps
-        logits = jnp.tanh(jnp.tanh(z @ d1 + c1) @ d2 + c2) @ d3 + c3
+        eps = jax.random.normal(noise, (images.shape[0], k, latent))
+        z = h = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps
+        for w, b in params[n + 2:-1]:
+            h = act(h @ w + b)
+        logits = h @ params[-1][0] + params[-1][1]
         log_px = jnp.sum(images[:, None] * logits - jax.nn.softplus(logits), axis=-1)
         log_w = log_px - 0.5 * jnp.sum(z ** 2 - eps ** 2 - log_var[:, None], axis=-1)  # log p(z) - log q(z|x)
         return -jnp.mean(jax.nn.logsumexp(log_w, axis=1) - jnp.log(k))
@@ -311,8 +384,8 @@ def _reference_training(x, k, steps_per_call):
 
     @jax.jit
     def steps(state, key):
-        order = jax.random.permutation(key, x.shape[0])[:steps_per_call * SMALL_BATCH_SIZE]  # this call's images
-        batches = x[order].reshape(steps_per_call, SMALL_BATCH_SIZE, -1)
+        order = jax.random.permutation(key, x.shape[0])[:steps_per_call * batch]  # this call's images
+        batches = x[order].reshape(steps_per_call, batch, -1)
         return jax.lax.scan(step, state, (batches, jax.random.split(key, steps_per_call)))[0]
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -414,15 +487,31 @@ def print_tables(rows, peak, args):
           f"kernels; {os.cpu_count()} CPUs)")
 
 
-def print_small_batch(rows, references):
-    """The IWAE recipes' regime: train.py's training steps against the hand-fused reference (fused_reference)."""
-    print(f"\nthe small-batch regime (batch {SMALL_BATCH_SIZE}, 784-200-200-50 tanh, dynamic binarization): "
-          "training images/s, and their share of the hand-fused JAX loop's on the same machine and threads")
-    print(f"{'config':<14}{'backend':<12}{'img/s':>9}{'of reference':>14}")
+def print_against_fused(rows, references):
+    """train.py's training steps against the hand-fused JAX loop of the same model (fused_reference)."""
+    print("\ntraining images/s against the hand-fused JAX loop of the same model and step, on the same machine and "
+          "threads")
+    print(f"{'config':<14}{'backend':<14}{'img/s':>9}{'of reference':>14}")
     for r in rows:
-        if r["config"] in references:
+        if r["config"] in references and r["backend"] != LOOP:
             share = r["images_per_s"] / references[r["config"]]["images_per_s"]
-            print(f"{r['config']:<14}{r['backend']:<12}{r['images_per_s']:>9}{share:>14.0%}")
+            print(f"{r['config']:<14}{r['backend']:<14}{r['images_per_s']:>9}{share:>14.0%}")
+
+
+def print_against_loop(rows, loop, fused=None):
+    """Whole epochs of train.py (held-out pass, frame, checkpoint) against the plain PyTorch loop's (training and
+    test passes) on the same images, in the same sitting; the hand-fused loop's training alone beside them."""
+    print(f"\nwhole epochs against a plain PyTorch loop ({LOOP_REFERENCE}, batch {loop['batch_size']}, "
+          f"{loop['images']} images, a test pass each epoch; the loop on {loop['threads']} threads): "
+          f"{loop['s_whole_epoch']:.2f} s per epoch")
+    print(f"{'config':<14}{'backend':<14}{'s/whole':>9}{'of the loop':>13}")
+    for r in rows:
+        if r["config"] == LOOP_REFERENCE and r["backend"] not in (REFERENCE, LOOP):
+            print(f"{r['config']:<14}{r['backend']:<14}{r['s_whole_epoch']:>9.2f}"
+                  f"{r['s_whole_epoch'] / loop['s_whole_epoch']:>13.2f}")
+    if fused:
+        print(f"(the hand-fused JAX loop's training alone, no test pass: {fused['s_per_epoch']:.2f} s, "
+              f"{fused['s_per_epoch'] / loop['s_whole_epoch']:.2f} of the loop)")
 
 
 def parse_args(argv=None):
@@ -450,7 +539,7 @@ def parse_args(argv=None):
                    help="instead: a default train.py run on the full MNIST (--epochs of it, 30 for the default run): "
                         "its peak memory and phases")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)  # the worker: the hand-fused loop
+    p.add_argument("--reference", choices=(REFERENCE, LOOP), help=argparse.SUPPRESS)  # the worker: a reference loop
     args = p.parse_args(argv)
     args.epochs = args.epochs or (3 if args.quick else 30 if args.memory else 5)
     return args
@@ -462,7 +551,7 @@ def main(argv=None):
         return full_size_memory(args)
     if args.worker:
         if args.reference:
-            return fused_reference(args.worker, args)
+            return (fused_reference if args.reference == REFERENCE else torch_loop_reference)(args.worker, args)
         return worker(args.worker, CONFIGS[args.worker], args)
 
     peak = matmul_peak_gflops()
@@ -470,11 +559,12 @@ def main(argv=None):
                       "cpus": os.cpu_count()}), flush=True)
     rows, failed = [], []
     for name in args.configs:
-        # interleaved: the machine's speed drifts; the small-batch configurations beside their reference
-        for backend in args.backends + ([REFERENCE] if name in SMALL_BATCH else []):
+        # interleaved: the machine's speed drifts; each configuration beside its references
+        references = ([REFERENCE] if name in FUSED else []) + ([LOOP] if name == LOOP_REFERENCE else [])
+        for backend in args.backends + references:
             batch_size = SMALL_BATCH_SIZE if name in SMALL_BATCH else args.batch_size
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
-                   *(["--reference"] if backend == REFERENCE else ["--backend", backend]),
+                   *(["--reference", backend] if backend in (REFERENCE, LOOP) else ["--backend", backend]),
                    "--epochs", str(args.epochs), "--batch-size", str(batch_size), "--eval-k", str(args.eval_k),
                    "--jit", args.jit] + \
                 (["--steps-per-call", str(args.steps_per_call)] if args.steps_per_call else []) + \
@@ -489,9 +579,12 @@ def main(argv=None):
             rows.append(json.loads(lines[-1]))
 
     references = {r["config"]: r for r in rows if r["backend"] == REFERENCE}
-    print_tables([r for r in rows if r["backend"] != REFERENCE], peak, args)
+    loops = [r for r in rows if r["backend"] == LOOP]
+    print_tables([r for r in rows if r["backend"] not in (REFERENCE, LOOP)], peak, args)
     if references:
-        print_small_batch(rows, references)
+        print_against_fused(rows, references)
+    if loops:
+        print_against_loop(rows, loops[0], references.get(LOOP_REFERENCE))
     if failed:
         print(f"error: {len(failed)} of {len(failed) + len(rows)} configurations failed ({', '.join(failed)})",
               file=sys.stderr)

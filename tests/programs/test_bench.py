@@ -66,4 +66,20 @@ def test_the_small_batch_regime_runs_beside_its_hand_fused_reference(small_npz):
     encoder = 784 * 200 + 200 * 200 + 2 * 200 * 50
     decoder = 50 * 200 + 200 * 200 + 200 * 784
     assert ours["train_mflop_per_image"] == round(3 * 2 * (encoder + 5 * decoder) / 1e6, 2)
-    assert "the small-batch regime" in result.stdout and "iwae-k5       reference" in result.stdout
+    assert "hand-fused JAX loop" in result.stdout and "iwae-k5       reference" in result.stdout
+
+
+def test_dense_400_20_runs_beside_a_plain_pytorch_loop(small_npz):
+    """Whole epochs through train.py's own callbacks, and the plain PyTorch loop's whole epochs, with their ratio."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+                             "dense-400-20", "--epochs", "2", "--eval-k", "10"], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours, fused, loop = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")][1:]
+    assert (loop["backend"], loop["images"], loop["batch_size"]) == ("pytorch-loop", ours["images"], 128)
+    assert (fused["backend"], fused["batch_size"]) == ("reference", 128) and fused["images_per_s"] > 0
+    # Its loss is a real one: binary cross-entropy summed over 784 pixels, near 784 x log 2 untrained.
+    assert 100 < loop["last_test_loss"] < 800 and loop["s_whole_epoch"] > 0
+    assert ours["s_whole_epoch"] >= ours["s_per_epoch"] > 0
+    ratio = [line for line in result.stdout.splitlines() if line.startswith("dense-400-20  tensorflow")][-1]
+    assert float(ratio.split()[-1]) == pytest.approx(ours["s_whole_epoch"] / loop["s_whole_epoch"], abs=0.01)
