@@ -459,9 +459,9 @@ def _iwae_comparison(iwae, stages, passes):
         "",
         f"Not run, said plainly: the whole {staged_passes(PAPER_STAGES):,}-pass schedule (at the VAE's pace "
         f"here, {training_minutes / timed_passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
-        "thread for the VAE alone, beside other runs; bench.py's small-batch rows measure it on a quieter thread: "
-        "[performance.md](performance.md#the-papers-small-batch-regime-2026-12-05-one-sitting-one-thread-per-"
-        "process); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and "
+        "thread for the VAE alone, beside other runs; bench.py's small-batch rows, on both threads of the quiet "
+        "machine, give 4.5 hours for the VAE row and 6.7 for IWAE k = 5: [performance.md](performance.md#todays-"
+        "figures); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and "
         "step, about ten times IWAE k = 5's cost per pass), and the two-stochastic-layer rows (`--preset "
         "iwae-2layer-vae`, `iwae-2layer-k50`), whose shortened runs were started but have not finished.",
         "",
