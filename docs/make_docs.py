@@ -83,6 +83,9 @@ def main():
     p.add_argument("--results", action="store_true",
                    help="instead: docs/results.md, the published recipes' runs beside the papers' figures "
                         "(hours on 2 CPU cores; runs already finished are reused)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="with --results: leave out the IWAE runs not finished in outputs/ (the page names them) "
+                        "rather than train them")
     args = p.parse_args()
     if args.results:
         return results(args)
@@ -260,8 +263,10 @@ def paired(run_dirs, data_path):
 PRESET_RUNS = [("results-pytorch-examples", ["--preset", "pytorch-examples"]),
                ("results-iwae-vae-stages6", ["--preset", "iwae-vae", "--stages", "6"]),
                ("results-iwae-k5-stages6", ["--preset", "iwae-k5", "--stages", "6"]),
-               ("results-iwae-k5-dreg-stages6", ["--preset", "iwae-k5-dreg", "--stages", "6"])]
-IWAE_RUNS = [name for name, _ in PRESET_RUNS if name.startswith("results-iwae")]
+               ("results-iwae-k5-dreg-stages6", ["--preset", "iwae-k5-dreg", "--stages", "6"]),
+               ("results-iwae-2layer-vae-stages6", ["--preset", "iwae-2layer-vae", "--stages", "6"]),
+               ("results-iwae-2layer-k5-stages6", ["--preset", "iwae-2layer-k5", "--stages", "6"])]
+IWAE_RUNS = [name for name, _ in PRESET_RUNS if name.startswith("results-iwae")]  # one layer first: VAE, k5, DReG
 # Tomczak & Welling's protocol allows 2,000 epochs (stopped early after 50 without improvement); these ran the
 # first VAMP_EPOCHS, which fit a session of this machine beside the other runs: said on the page.
 VAMP_EPOCHS = 200
@@ -276,7 +281,8 @@ _TOGETHER = ("trained at the same time as the other IWAE rows, one CPU thread ea
 RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 # Runs stopped at a session's end and carried on with --resume in the next: their config.json was rewritten at the
 # resume, so the wall time from it to eval.json counts only the last part (the run folder keeps no earlier clock).
-RESUMED = {"results-iwae-vae-stages6": 3, "results-iwae-k5-stages6": 364, "results-iwae-k5-dreg-stages6": 323}
+RESUMED = {"results-iwae-vae-stages6": 3, "results-iwae-k5-stages6": 364, "results-iwae-k5-dreg-stages6": 323,
+           "results-iwae-2layer-vae-stages6": 7}
 for _name, _epochs in RESUMED.items():
     RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, so its wall time is not shown (the run "
                          "folder's clock restarts at a resume)")
@@ -288,9 +294,14 @@ RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and
 def results(args):
     """docs/results.md from the runs above, trained first where they have not finished: every number on the
     page is read from a run folder, every sentence that compares is computed from them."""
-    runs = {name: read_result(trained(name, flags, args.data)) for name, flags in PRESET_RUNS + VAMP_RUNS + KL_RUNS}
+    runs, unfinished = {}, []
+    for name, flags in PRESET_RUNS + VAMP_RUNS + KL_RUNS:
+        if args.finished_only and not os.path.exists(os.path.join(ROOT, "outputs", name, "eval.json")):
+            unfinished.append(name)
+            continue
+        runs[name] = read_result(trained(name, flags, args.data))
     data = args.data or "(the download)"
-    lines = (_results_header(runs, data) + _pytorch_section(runs, data) + _iwae_section(runs, data)
+    lines = (_results_header(runs, data) + _pytorch_section(runs, data) + _iwae_section(runs, data, unfinished)
              + _vampprior_section(runs, data) + _kl_section(runs, data))
     with open(os.path.join(DOCS, "results.md"), "w") as f:
         f.write("\n".join(lines))
@@ -375,10 +386,10 @@ def _pytorch_section(runs, data):
     ]
 
 
-def _iwae_section(runs, data):
+def _iwae_section(runs, data, unfinished=()):
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
-    iwae = [runs[name] for name in IWAE_RUNS]
+    iwae = [runs[name] for name in IWAE_RUNS if name in runs]  # the one-layer rows always: iwae[0:3]
     stages = iwae[0]["config"]["stages"]
     passes = staged_passes(stages)
     lines = [
@@ -390,7 +401,9 @@ def _iwae_section(runs, data):
         f"0-{PAPER_STAGES - 1} ({staged_passes(PAPER_STAGES):,} passes); these runs ran stages 0-{stages - 1} "
         f"(`--stages {stages}`: {passes} passes, the last at learning rate {1e-3 * 10 ** (-(stages - 1) / 7):.2g}). "
         "NLL: the importance-weighted bound with k = 5000 on the test set, binarized once with a fixed seed. The "
-        "DReG row's published figure is nbip/IWAE's re-run of the recipe with DReG (the paper has no DReG).",
+        "DReG row's published figure is nbip/IWAE's re-run of the recipe with DReG (the paper has no DReG). The "
+        "two-layer rows (`2layer`) are the paper's second architecture, x-200-200-z1 (100)-100-100-z2 (50), the "
+        "same schedule; their NLL is the bound over both layers' draws.",
         "",
         "| run | command | NLL, ours | published | ours - published | active units (paper) | wall time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -400,7 +413,7 @@ def _iwae_section(runs, data):
         lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
                      f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units or '–'}) | "
                      + ("– (resumed) |" if run["name"] in RESUMED else f"{run['minutes']:.0f} min |"))
-    return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes)
+    return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes, unfinished)
 
 
 def _nll_curves(iwae):
@@ -420,7 +433,7 @@ def _nll_curves(iwae):
             '<img src="results-nll-by-stage.png" alt="test NLL against passes, per run" width="640">', ""]
 
 
-def _iwae_comparison(iwae, stages, passes):
+def _iwae_comparison(iwae, stages, passes, unfinished=()):
     """What the IWAE rows say beside the paper's, in sentences computed from them."""
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
@@ -455,18 +468,40 @@ def _iwae_comparison(iwae, stages, passes):
         f"paper, with {iwae[1]['eval']['active_units']} active units against {iwae[0]['eval']['active_units']} "
         f"(the paper {PRESETS['iwae-k5'].active_units} against {PRESETS['iwae-vae'].active_units}).",
         "",
+        *_two_layer_gains(iwae),
         *(f"- {run['name']}: {RUN_NOTES[run['name']]}." for run in iwae if run["name"] in RUN_NOTES),
         "",
         f"Not run, said plainly: the whole {staged_passes(PAPER_STAGES):,}-pass schedule (at the VAE's pace "
         f"here, {training_minutes / timed_passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
         "thread for the VAE alone, beside other runs; bench.py's small-batch rows, on both threads of the quiet "
         "machine, give 4.5 hours for the VAE row and 6.7 for IWAE k = 5: [performance.md](performance.md#todays-"
-        "figures); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and "
-        "step, about ten times IWAE k = 5's cost per pass), and the two-stochastic-layer rows (`--preset "
-        "iwae-2layer-vae`, `iwae-2layer-k50`), whose shortened runs were started but have not finished.",
+        "figures); no GPU machine was lent to this work), `--preset iwae-k50` and `--preset iwae-2layer-k50` "
+        "(fifty decodings per image and step, about ten times IWAE k = 5's cost per pass: days on this machine)"
+        + _unfinished_clause([name for name in unfinished if name in IWAE_RUNS]),
         "",
     ]
     return lines
+
+
+def _unfinished_clause(names):
+    return "." if not names else (", and these shortened runs, started but not finished when this page was "
+                                  "written: " + ", ".join(f"`{name}`" for name in names) + ".")
+
+
+def _two_layer_gains(iwae):
+    """What a second stochastic layer gains at the same budget, beside the paper's gain, for each objective whose
+    one- and two-layer rows have both finished."""
+    from mnist_vae.presets import PRESETS
+
+    by_preset = {run["config"]["preset"]: run for run in iwae}
+    lines = []
+    for one, two, what in (("iwae-vae", "iwae-2layer-vae", "the VAE"), ("iwae-k5", "iwae-2layer-k5", "IWAE k = 5")):
+        if one in by_preset and two in by_preset:
+            a, b = by_preset[one]["eval"], by_preset[two]["eval"]
+            lines.append(f"A second stochastic layer gains {a['nll_iw'] - b['nll_iw']:.2f} ± "
+                         f"{math.hypot(a['nll_iw_stderr'], b['nll_iw_stderr']):.2f} nats for {what} at the same "
+                         f"budget, against {PRESETS[one].figure - PRESETS[two].figure:.2f} in the paper.")
+    return lines + ([""] if lines else [])
 
 
 def _vampprior_section(runs, data):
