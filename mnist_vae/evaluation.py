@@ -308,11 +308,10 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
         reconstruction = -one_draw_terms(vae, x, (EVAL_SEED + 1, 0))[0]
         z_mean, z_log_var = (np.asarray(t) for t in predict(vae.q_z1.predict_on_batch, [np.asarray(x, np.float32)],
                                                              1000))
-    log_px_given_z = log_likelihood(vae, rows=batch_images)
+    else:  # one z per image, as in training: log p(x|z) through the decoder
+        log_px_given_z, reconstruction = log_likelihood(vae, rows=batch_images), []
     weights = importance_weights(vae, batch_images)
     nll = []
-    if not noise_dim:
-        reconstruction = []
     progress = Progress(f"importance-weighted evaluation, k = {k:,} samples per image", len(x), "image",
                         shorter=lambda seconds: f"--iw-samples {IW_SAMPLES} would take about "
                                                 f"{duration(seconds * IW_SAMPLES / k)}" if k > IW_SAMPLES else None)
