@@ -281,11 +281,14 @@ _TOGETHER = ("trained at the same time as the other IWAE rows, one CPU thread ea
 RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 # Runs stopped at a session's end and carried on with --resume in the next: their config.json was rewritten at the
 # resume, so the wall time from it to eval.json counts only the last part (the run folder keeps no earlier clock).
-RESUMED = {"results-iwae-vae-stages6": 3, "results-iwae-k5-stages6": 364, "results-iwae-k5-dreg-stages6": 323,
-           "results-iwae-2layer-vae-stages6": 7}
-for _name, _epochs in RESUMED.items():
-    RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, so its wall time is not shown (the run "
-                         "folder's clock restarts at a resume)")
+# For these: (the epoch after which it was resumed, the median seconds of its epochs as Keras printed them in the
+# console logs of both sessions, one thread beside other runs); their wall time is estimated from that pace.
+RESUMED = {"results-iwae-vae-stages6": (3, 11), "results-iwae-k5-stages6": (364, 13),
+           "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 10)}
+for _name, (_epochs, _pace) in RESUMED.items():
+    RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session (the run folder's clock restarts at a "
+                         f"resume), so its wall time is estimated: its passes at the median pace of its console logs, "
+                         f"{_pace} s, plus its final evaluation")
 RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and the IWAE runs, one CPU thread "
                         "each on 2 cores that also ran this project's tests: wall times are long"
                   for name, _ in VAMP_RUNS})
@@ -412,7 +415,7 @@ def _iwae_section(runs, data, unfinished=()):
         recipe = PRESETS[run["config"]["preset"]]
         lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
                      f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units or '–'}) | "
-                     + ("– (resumed) |" if run["name"] in RESUMED else f"{run['minutes']:.0f} min |"))
+                     + f"{_wall_time(run, passes)} |")
     return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes, unfinished)
 
 
@@ -441,8 +444,8 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
     gain_ours = iwae[0]["eval"]["nll_iw"] - iwae[1]["eval"]["nll_iw"]
     gain_paper = PRESETS["iwae-vae"].figure - PRESETS["iwae-k5"].figure
     remaining = staged_passes(PAPER_STAGES) - passes
-    training_minutes = iwae[0]["minutes"] - iwae[0]["eval"]["seconds"] / 60  # the final evaluation left out
-    timed_passes = passes - RESUMED.get(iwae[0]["name"], 0)  # what the clock from config.json saw
+    seconds_per_pass = (RESUMED[iwae[0]["name"]][1] if iwae[0]["name"] in RESUMED else
+                        (iwae[0]["minutes"] * 60 - iwae[0]["eval"]["seconds"]) / passes)  # the evaluation left out
     lines = [""]
     if all(outside and gap > 0 for gap, outside in gaps):
         lines.append(
@@ -472,7 +475,7 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
         *(f"- {run['name']}: {RUN_NOTES[run['name']]}." for run in iwae if run["name"] in RUN_NOTES),
         "",
         f"Not run, said plainly: the whole {staged_passes(PAPER_STAGES):,}-pass schedule (at the VAE's pace "
-        f"here, {training_minutes / timed_passes * staged_passes(PAPER_STAGES) / 60:.1f} hours of training on one "
+        f"here, {seconds_per_pass * staged_passes(PAPER_STAGES) / 3600:.1f} hours of training on one "
         "thread for the VAE alone, beside other runs; bench.py's small-batch rows, on both threads of the quiet "
         "machine, give 4.5 hours for the VAE row and 6.7 for IWAE k = 5: [performance.md](performance.md#todays-"
         "figures); no GPU machine was lent to this work), `--preset iwae-k50` and `--preset iwae-2layer-k50` "
@@ -481,6 +484,13 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
         "",
     ]
     return lines
+
+
+def _wall_time(run, passes):
+    """The run's wall time, config.json to eval.json; a resumed run's estimated from its pace (RESUMED)."""
+    if run["name"] not in RESUMED:
+        return f"{run['minutes']:.0f} min"
+    return f"≈ {(passes * RESUMED[run['name']][1] + run['eval']['seconds']) / 60:.0f} min (estimated)"
 
 
 def _unfinished_clause(names):
