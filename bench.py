@@ -337,9 +337,9 @@ def fused_reference(name, args, steps_per_call=100):
                       "peak_gflops": round(matmul_peak_gflops(), 1)}), flush=True)
 
 
-def _reference_training(x, spec, batch, steps_per_call):
-    """(a compiled function (state, key) -> state that takes steps_per_call training steps, the initial state):
-    fused_reference's model, loss, Adam and loop, in plain JAX."""
+def _reference_model(spec):
+    """(the initial parameters, loss(params, images, key)): fused_reference's networks (Glorot uniform, as Keras'
+    Dense) and their bound with k draws per image (the ELBO at k = 1), in plain JAX."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -350,7 +350,7 @@ def _reference_training(x, spec, batch, steps_per_call):
     sizes = [*zip((784, *widths), widths), (widths[-1], latent), (widths[-1], latent), *zip((latent, *up), (*up, 784))]
     keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
     params = [(jax.random.uniform(key, shape, minval=-1, maxval=1) * np.sqrt(6 / sum(shape)), jnp.zeros(shape[1]))
-              for key, shape in zip(keys, sizes)]  # Glorot uniform, as Keras' Dense
+              for key, shape in zip(keys, sizes)]
     n = len(widths)
 
     def loss(params, images, key):
@@ -370,6 +370,17 @@ def _reference_training(x, spec, batch, steps_per_call):
         log_px = jnp.sum(images[:, None] * logits - jax.nn.softplus(logits), axis=-1)
         log_w = log_px - 0.5 * jnp.sum(z ** 2 - eps ** 2 - log_var[:, None], axis=-1)  # log p(z) - log q(z|x)
         return -jnp.mean(jax.nn.logsumexp(log_w, axis=1) - jnp.log(k))
+
+    return params, loss
+
+
+def _reference_training(x, spec, batch, steps_per_call):
+    """(a compiled function (state, key) -> state that takes steps_per_call training steps, the initial state):
+    fused_reference's model, loss, Adam and loop, in plain JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    params, loss = _reference_model(spec)
 
     def step(state, inputs):
         params, m, v, t = state

@@ -119,13 +119,10 @@ def xla_suits(vae):
     backend = keras.backend.backend()
     if backend != "tensorflow":
         return backend == "jax"
-    import tensorflow as tf
-
     from mnist_vae import tf_engine
 
     convolutional = any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in vae.decoder.layers)
-    mirrored = any(isinstance(w.value, tf.distribute.DistributedValues) for w in vae.weights[:1])
-    return not (convolutional or mirrored or tf_engine.op_determinism_enabled())
+    return not (convolutional or tf_engine.mirrored(vae) or tf_engine.op_determinism_enabled())
 
 
 def _decoded_log_likelihood(vae, images, z, y):

@@ -98,6 +98,13 @@ def deterministic_ops():
     tf.config.experimental.enable_op_determinism()
 
 
+def mirrored(model):
+    """Whether a model's weights are copies mirrored over a tf.distribute strategy's replicas."""
+    import tensorflow as tf
+
+    return any(isinstance(w.value, tf.distribute.DistributedValues) for w in model.weights[:1])
+
+
 def op_determinism_enabled():
     """Whether TensorFlow's op determinism is on in this process (Keras then refuses XLA, with a warning)."""
     from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras itself asks
