@@ -183,6 +183,18 @@ def test_bound_on_a_trained_tiny_model_tightens_with_k(digits):
     assert again["nll_iw"] == k50["nll_iw"]  # fixed evaluation noise: repeatable numbers
 
 
+def test_the_bound_compiles_with_xla_where_it_measured_faster():
+    """Always on JAX, never on PyTorch; on TensorFlow for dense decoders, not transposed convolutions (about 4x
+    slower under XLA on a CPU: docs/performance.md)."""
+    import keras
+
+    from model import build_vae
+
+    backend = keras.backend.backend()
+    assert evaluation.xla_suits(build_vae("dense", 2, hidden=8, seed=0)) == (backend != "torch")
+    assert evaluation.xla_suits(build_vae("conv", 2, seed=0)) == (backend == "jax")
+
+
 @pytest.mark.parametrize("conditional, likelihood", [(False, "bernoulli"), (True, "continuous-bernoulli")])
 def test_the_compiled_bound_gives_the_plain_computations_numbers(conditional, likelihood):
     """One compiled call per chunk (draws, decoder, log-weights, logsumexp; images broadcast, not copied) gives
