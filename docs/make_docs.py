@@ -284,7 +284,7 @@ RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 # For these: (the epoch after which it was resumed, the median seconds of its epochs as Keras printed them in the
 # console logs of both sessions, one thread beside other runs); their wall time is estimated from that pace.
 RESUMED = {"results-iwae-vae-stages6": (3, 11), "results-iwae-k5-stages6": (364, 13),
-           "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 10)}
+           "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 9)}
 for _name, (_epochs, _pace) in RESUMED.items():
     RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session (the run folder's clock restarts at a "
                          f"resume), so its wall time is estimated: its passes at the median pace of its console logs, "
