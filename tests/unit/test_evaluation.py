@@ -191,7 +191,13 @@ def test_the_bound_compiles_with_xla_where_it_measured_faster():
     from model import build_vae
 
     backend = keras.backend.backend()
-    assert evaluation.xla_suits(build_vae("dense", 2, hidden=8, seed=0)) == (backend != "torch")
+    if backend == "tensorflow":
+        from mnist_vae import tf_engine
+
+        # Keras refuses XLA under op determinism, which an earlier test in this process may have turned on.
+        allowed = not tf_engine.op_determinism_enabled()
+    assert evaluation.xla_suits(build_vae("dense", 2, hidden=8, seed=0)) == (
+        backend == "jax" or (backend == "tensorflow" and allowed))
     assert evaluation.xla_suits(build_vae("conv", 2, seed=0)) == (backend == "jax")
 
 
