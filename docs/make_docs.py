@@ -286,9 +286,9 @@ RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 RESUMED = {"results-iwae-vae-stages6": (3, 11), "results-iwae-k5-stages6": (364, 13),
            "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 9)}
 for _name, (_epochs, _pace) in RESUMED.items():
-    RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session (the run folder's clock restarts at a "
-                         f"resume), so its wall time is estimated: its passes at the median pace of its console logs, "
-                         f"{_pace} s, plus its final evaluation")
+    RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, by a version whose checkpoints did "
+                         f"not yet keep the training time, so its wall time is estimated: its passes at the median "
+                         f"pace of its console logs, {_pace} s, plus its final evaluation")
 RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and the IWAE runs, one CPU thread "
                         "each on 2 cores that also ran this project's tests: wall times are long"
                   for name, _ in VAMP_RUNS})
@@ -487,7 +487,8 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
 
 
 def _wall_time(run, passes):
-    """The run's wall time, config.json to eval.json; a resumed run's estimated from its pace (RESUMED)."""
+    """The run's wall time (RunFolder.wall_time); a run resumed before checkpoints kept the training time is
+    estimated from its pace (RESUMED)."""
     if run["name"] not in RESUMED:
         return f"{run['minutes']:.0f} min"
     return f"≈ {(passes * RESUMED[run['name']][1] + run['eval']['seconds']) / 60:.0f} min (estimated)"
@@ -652,7 +653,7 @@ def _kl_section(runs, data):
 
 
 def read_result(run_dir):
-    """A finished run folder's config, eval.json, finishing date and wall time (config.json to eval.json)."""
+    """A finished run folder's config, eval.json, finishing date and wall time (RunFolder.wall_time)."""
     folder = RunFolder(run_dir)
     minutes, finished = folder.wall_time()
     return {"name": folder.name, "config": folder.config, "eval": folder.evaluation, "minutes": minutes,

@@ -252,7 +252,8 @@ def checkpoint_saver(config, run_dir, state, frames):
         def best_epoch_of(rows):
             return early_stopping.progress(rows, config.early_stopping, config.kl_warmup)[1]
     return checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames,
-                                       best_epoch_of=best_epoch_of, best=(state or {}).get("best_weights"))
+                                       best_epoch_of=best_epoch_of, best=(state or {}).get("best_weights"),
+                                       training_seconds=state.get("training_seconds") if state else 0.0)
 
 
 def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None, stage_end=None):

@@ -4,7 +4,10 @@ Layout, in <run>/checkpoint/:
     epoch-0007.variables.npz  every variable of the model (weights, KL weight, step counters, the sampling
                               stream) and of the optimizer after epoch 7, in their fixed order
     frames.npz                progress.gif's frames of epochs 1-7 (uint8), so a resumed run's GIF is whole
-    state.json                {"epoch": 7, "weights": "epoch-0007.variables.npz", "history": [...]}
+    state.json                {"epoch": 7, "weights": "epoch-0007.variables.npz", "history": [...],
+                               "training_seconds": 93.4}: the wall time up to epoch 7's end, summed over the
+                               sessions a resumed run took (each from its training's start), so a run's time
+                               survives --resume
 Each epoch writes the new variables file, then the frames, then <run>/history.csv, then state.json, each to a
 temporary name renamed into place; state.json is the commit point and the older variables file goes last. Keras'
 BackupAndRestore and CSVLogger write in place, which a kill mid-write leaves half-written: hence this.
@@ -18,6 +21,7 @@ import io
 import math
 import os
 import threading
+import time
 
 import keras
 import numpy as np
@@ -131,7 +135,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch with a finite loss: checkpoint, history.csv and state.json, atomically; written in the
     background (see the top of this file). `rows` are the committed epochs; wait() ends the write in flight."""
 
-    def __init__(self, run_dir, rows=(), frames=None, best_epoch_of=None, best=None):
+    def __init__(self, run_dir, rows=(), frames=None, best_epoch_of=None, best=None, training_seconds=0.0):
         super().__init__()
         self.run_dir = run_dir
         self.rows = list(rows)  # history of the epochs completed so far, earlier sessions included
@@ -144,6 +148,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.diverged = None  # (epoch, batch), both 1-based, where the loss stopped being finite
         self.batches_done = None  # in the epoch in progress
         self.writer, self.error = None, None  # the write in flight, and how the last one failed
+        # Wall time of the committed epochs, earlier sessions included; this session's clock starts at train begin.
+        # None: resumed from a checkpoint that did not keep it, whose earlier sessions' time is then unknown.
+        self.training_seconds = self._seconds_before = training_seconds
+        self._session_began = time.monotonic()
         os.makedirs(_dir(run_dir), exist_ok=True)
 
     def wait(self):
@@ -154,6 +162,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         error, self.error = self.error, None
         if error is not None:
             raise error
+
+    def on_train_begin(self, logs=None):
+        self._seconds_before, self._session_began = self.training_seconds, time.monotonic()
 
     def on_train_end(self, logs=None):
         self.wait()
@@ -176,6 +187,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a broken model
         row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in FROM_LOGS if k in logs},
                "kl_weight": float(ops.convert_to_numpy(self.model.kl_weight.value))}
+        seconds = (None if self._seconds_before is None else
+                   float(self._seconds_before) + time.monotonic() - self._session_began)
         arrays = snapshot(self.model)  # now, before the next epoch changes them
         frames = list(self.frames) if self.frames else None
         self.wait()
@@ -183,10 +196,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         best = self.best_epoch_of is not None and self.best_epoch_of(rows) == len(rows)  # this epoch is the best
         ensure_space(_dir(self.run_dir), (2 if best else 1) * (self.checkpoint_bytes or
                                                                sum(a.nbytes for a in arrays.values())))
-        self.writer = threading.Thread(target=self._commit, args=(rows, arrays, frames, best), name="checkpoint")
+        self.writer = threading.Thread(target=self._commit, args=(rows, arrays, frames, best, seconds),
+                                       name="checkpoint")
         self.writer.start()
 
-    def _commit(self, rows, arrays, frames, best=False):
+    def _commit(self, rows, arrays, frames, best=False, seconds=None):
         try:
             folder = _dir(self.run_dir)
             name = f"epoch-{len(rows):04d}.variables.npz"
@@ -199,8 +213,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 write_frames(self.run_dir, frames)
             write_history(self.run_dir, rows)
             write_json(os.path.join(folder, "state.json"), {"epoch": len(rows), "weights": name, "history": rows,
+                                                            **({} if seconds is None else
+                                                               {"training_seconds": round(seconds, 2)}),
                                                             **({"best_weights": best_name} if best_name else {})})
-            self.rows, self.best = rows, best_name  # committed
+            self.rows, self.best, self.training_seconds = rows, best_name, seconds  # committed
             for old in os.listdir(folder):
                 if (old.startswith("epoch-") and old != name) or (old.startswith("best-epoch-") and old != best_name):
                     os.remove(os.path.join(folder, old))

@@ -285,6 +285,8 @@ def read_state(run_dir):
             state = json.load(f)
         weights = os.path.join(run_dir, "checkpoint", state["weights"])
         int(state["epoch"]), list(state["history"])
+        if not 0.0 <= float(state.get("training_seconds", 0.0)) < float("inf"):  # NaN fails too
+            raise ValueError("training_seconds")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunError(f"{path}: unreadable checkpoint state ({e.__class__.__name__})") from None
     if not os.path.exists(weights):

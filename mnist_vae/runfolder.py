@@ -128,9 +128,13 @@ class RunFolder:
         return status
 
     def wall_time(self):
-        """(minutes from config.json to eval.json, the day eval.json was written, UTC)."""
+        """(minutes the run took, the day eval.json was written, UTC). The minutes: its training's wall time over
+        all its sessions (the checkpoint's training_seconds) plus its evaluation's; a run folder written before
+        the checkpoint kept that, config.json's time to eval.json's, which restarts at a --resume."""
         began, ended = (os.path.getmtime(self.file(name)) for name in ("config.json", "eval.json"))
-        return (ended - began) / 60, datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).strftime("%Y-%m-%d")
+        training = (read_state(self.path) or {}).get("training_seconds")
+        seconds = ended - began if training is None else float(training) + float(self.evaluation["seconds"])
+        return seconds / 60, datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).strftime("%Y-%m-%d")
 
     def splits(self, data_path=None):
         """The run's images as its training saw them (from data_path where the data has moved since)."""

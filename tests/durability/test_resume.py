@@ -19,6 +19,8 @@ from conftest import (
     write_npz,
 )
 
+from mnist_vae.rundir import read_state
+
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 TINY = ["--hidden", "64", "--batch-size", "64", "--iw-samples", "5"]  # the end-of-run evaluation is not under test here
@@ -98,10 +100,12 @@ def test_resume_after_a_finished_shorter_run_is_exact(tmp_path, reference_run):
     ref_dir, args = reference_run
     short = [a if a != "3" else "1" for a in args]  # --epochs 1
     assert run_train(*short, "--out", str(tmp_path), "--run-name", "r").returncode == 0
+    first = read_state(str(tmp_path / "r"))["training_seconds"]
     result = run_train("--resume", str(tmp_path / "r"), "--epochs", "3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout
     assert_same_run(ref_dir, str(tmp_path / "r"))
+    assert read_state(str(tmp_path / "r"))["training_seconds"] > first > 0  # the first session's time carried on
 
 
 @pytest.mark.parametrize("signum, code", [
