@@ -96,11 +96,12 @@ def _number(source, key, value, digits=2, stderr=None):
 
 
 def _table(header, rows):
-    """An HTML table; each cell is text (escaped) or a Number (with its source in data- attributes)."""
+    """An HTML table; each cell is text (escaped) or a Number (with its source in data- attributes). In a box of
+    its own that scrolls sideways when the table is wider than the page (many columns, a long path)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell.cell() if isinstance(cell, Number) else f"<td>{escape(cell)}</td>"
                                     for cell in row) + "</tr>" for row in rows)
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return Markup(f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def render(run_dir, config, metrics, evaluation, history):

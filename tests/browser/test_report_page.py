@@ -32,3 +32,21 @@ def test_the_report_renders_in_a_headless_browser_with_every_image(tmp_path, fin
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.shape == (1600, 1100)
     assert pixels.std() > 20 and (pixels < 128).mean() > 0.02  # text and figures, not a blank page
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_the_page_never_scrolls_sideways_only_its_wide_tables_do(browser, finished_run):
+    """At a phone's width the page fits the window: the figures shrink to it, and a table wider than the page
+    (the history's many columns, a long path among the settings) scrolls inside its own box."""
+    browser.set_window_size(480, 900)
+    try:
+        browser.get("file://" + os.path.join(finished_run, "report.html"))
+        page = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                      "document.documentElement.clientWidth]")
+        boxes = browser.execute_script("return Array.from(document.querySelectorAll('table')).map(t => "
+                                       "[t.parentElement.scrollWidth, t.parentElement.clientWidth])")
+    finally:
+        browser.set_window_size(1200, 1000)
+    assert page[0] <= page[1], page
+    assert any(inner > outer for inner, outer in boxes), boxes  # the history table is wider than the window
