@@ -60,17 +60,19 @@ def nll_against_passes(curves, path, title, published=()):
     """curves: {label: (passes, NLL, standard errors)}, each measured at the end of a stage of the staged
     schedule; published: (label, passes, NLL) points to draw beside them (the papers' end points), the i-th in
     the colour of the i-th curve. Passes on a log scale: the stages last 1, 3, 9, ... passes."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = []
-    for label, (passes, nll, stderr) in curves.items():
-        colours.append(ax.errorbar(passes, nll, yerr=stderr, fmt="o-", capsize=3, markersize=4, label=label)[0]
-                       .get_color())
-    for i, (label, passes, nll) in enumerate(published):  # in the colour of the curve it stands beside
-        ax.plot([passes], [nll], "*", markersize=12, label=label, color=colours[i] if i < len(colours) else None)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    runs = [ax.errorbar(passes, nll, yerr=stderr, fmt="o-", capsize=3, markersize=4, label=label)
+            for label, (passes, nll, stderr) in curves.items()]
+    colours = [run[0].get_color() for run in runs]
+    stars = [ax.plot([passes], [nll], "*", markersize=12, label=label,  # in the colour of the curve it stands beside
+                     color=colours[i] if i < len(colours) else None)[0]
+             for i, (label, passes, nll) in enumerate(published)]
     ax.set_xscale("log")
     ax.set(title=title, xlabel="passes over the training images (log scale)", ylabel="test NLL, nats per image")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    # Below the axes, clear of the curves: the runs in one column, the published figures beside them.
+    ax.legend(handles=runs + stars, fontsize="small", ncol=2 if stars else 1, loc="upper center",
+              bbox_to_anchor=(0.5, -0.13))
     return _save(fig, path)
 
 
