@@ -27,6 +27,7 @@ import sys
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 sys.path.insert(0, ROOT)
+from mnist_vae.rundir import read_state  # noqa: E402
 from mnist_vae.runfolder import RunFolder  # noqa: E402  (Keras-free: the backend is chosen later)
 
 FIGURES = {"beta-1": ["loss", "reconstructions", "samples", "latent_scatter", "latent_manifold", "interpolation",
@@ -86,6 +87,9 @@ def main():
     p.add_argument("--finished-only", action="store_true",
                    help="with --results: leave out the IWAE runs not finished in outputs/ (the page names them) "
                         "rather than train them")
+    p.add_argument("--in-progress", metavar="DIR",
+                   help="with --finished-only: the folder (outside the repository) where unfinished runs are "
+                        "training, so the page says how far each got and draws its curve so far")
     args = p.parse_args()
     if args.results:
         return results(args)
@@ -265,7 +269,8 @@ PRESET_RUNS = [("results-pytorch-examples", ["--preset", "pytorch-examples"]),
                ("results-iwae-k5-stages6", ["--preset", "iwae-k5", "--stages", "6"]),
                ("results-iwae-k5-dreg-stages6", ["--preset", "iwae-k5-dreg", "--stages", "6"]),
                ("results-iwae-2layer-vae-stages6", ["--preset", "iwae-2layer-vae", "--stages", "6"]),
-               ("results-iwae-2layer-k5-stages6", ["--preset", "iwae-2layer-k5", "--stages", "6"])]
+               ("results-iwae-2layer-k5-stages6", ["--preset", "iwae-2layer-k5", "--stages", "6"]),
+               ("results-iwae-2layer-k50-stages6", ["--preset", "iwae-2layer-k50", "--stages", "6"])]
 IWAE_RUNS = [name for name, _ in PRESET_RUNS if name.startswith("results-iwae")]  # one layer first: VAE, k5, DReG
 # Tomczak & Welling's protocol allows 2,000 epochs (stopped early after 50 without improvement); these ran the
 # first VAMP_EPOCHS, which fit a session of this machine beside the other runs: said on the page.
@@ -284,7 +289,8 @@ RUN_NOTES = {name: _TOGETHER for name in IWAE_RUNS}
 # For these: (the epoch after which it was resumed, the median seconds of its epochs as Keras printed them in the
 # console logs of both sessions, one thread beside other runs); their wall time is estimated from that pace.
 RESUMED = {"results-iwae-vae-stages6": (3, 11), "results-iwae-k5-stages6": (364, 13),
-           "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 9)}
+           "results-iwae-k5-dreg-stages6": (323, 21), "results-iwae-2layer-vae-stages6": (7, 9),
+           "results-iwae-2layer-k5-stages6": (339, 14)}
 for _name, (_epochs, _pace) in RESUMED.items():
     RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, by a version whose checkpoints did "
                          f"not yet keep the training time, so its wall time is estimated: its passes at the median "
@@ -297,10 +303,11 @@ RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and
 def results(args):
     """docs/results.md from the runs above, trained first where they have not finished: every number on the
     page is read from a run folder, every sentence that compares is computed from them."""
-    runs, unfinished = {}, []
+    runs, unfinished = {}, {}  # unfinished: {name: its RunFolder in --in-progress, or None}
     for name, flags in PRESET_RUNS + VAMP_RUNS + KL_RUNS:
         if args.finished_only and not os.path.exists(os.path.join(ROOT, "outputs", name, "eval.json")):
-            unfinished.append(name)
+            where = os.path.join(args.in_progress or "", name)
+            unfinished[name] = RunFolder(where) if args.in_progress and read_state(where) else None
             continue
         runs[name] = read_result(trained(name, flags, args.data))
     data = args.data or "(the download)"
@@ -416,18 +423,24 @@ def _iwae_section(runs, data, unfinished=()):
         lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
                      f"{_beside(run)[0]:+.2f} | {run['eval']['active_units']} ({recipe.active_units or '–'}) | "
                      + f"{_wall_time(run, passes)} |")
-    return lines + _nll_curves(iwae) + _iwae_comparison(iwae, stages, passes, unfinished)
+    return lines + _nll_curves(iwae, unfinished) + _iwae_comparison(iwae, stages, passes, unfinished)
 
 
-def _nll_curves(iwae):
+def _nll_curves(iwae, unfinished=None):
     """docs/results-nll-by-stage.png: each staged run's test NLL at the end of each stage, beside the papers'
-    end points, and the lines that show it."""
+    end points, and the lines that show it; an unfinished run's stages so far, where its folder was given."""
     from mnist_vae import plots
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
     curves = {run["name"]: plots.stage_points(RunFolder(run["dir"]).history(run["config"]["epochs"])) for run in iwae}
-    published = [(f"{run['config']['preset']}, published ({PRESETS[run['config']['preset']].figure})",
-                  staged_passes(PAPER_STAGES), PRESETS[run["config"]["preset"]].figure) for run in iwae]
+    presets = [run["config"]["preset"] for run in iwae]
+    for name, folder in (unfinished or {}).items():
+        if folder is not None and name in IWAE_RUNS:
+            curves[f"{name} (unfinished: {folder.epochs_trained} of {folder.config['epochs']} passes)"] = \
+                plots.stage_points(folder.history())
+            presets.append(folder.config["preset"])
+    published = [(f"{preset}, published ({PRESETS[preset].figure})", staged_passes(PAPER_STAGES),
+                  PRESETS[preset].figure) for preset in presets]
     plots.nll_against_passes(curves, os.path.join(DOCS, "results-nll-by-stage.png"),
                              "Test NLL against passes (k = 1000, the first 2,000 test images)", published)
     return ["", "The NLL at the end of each stage (k = 1000 on the first 2,000 test images, recorded by the runs "
@@ -478,9 +491,9 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
         f"here, {seconds_per_pass * staged_passes(PAPER_STAGES) / 3600:.1f} hours of training on one "
         "thread for the VAE alone, beside other runs; bench.py's small-batch rows, on both threads of the quiet "
         "machine, give 4.5 hours for the VAE row and 6.7 for IWAE k = 5: [performance.md](performance.md#todays-"
-        "figures); no GPU machine was lent to this work), `--preset iwae-k50` and `--preset iwae-2layer-k50` "
-        "(fifty decodings per image and step, about ten times IWAE k = 5's cost per pass: days on this machine)"
-        + _unfinished_clause([name for name in unfinished if name in IWAE_RUNS]),
+        "figures); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and step, "
+        "as in the two-layer k = 50 run: not started)"
+        + _unfinished_clause({name: folder for name, folder in unfinished.items() if name in IWAE_RUNS}),
         "",
     ]
     return lines
@@ -494,9 +507,19 @@ def _wall_time(run, passes):
     return f"≈ {(passes * RESUMED[run['name']][1] + run['eval']['seconds']) / 60:.0f} min (estimated)"
 
 
-def _unfinished_clause(names):
-    return "." if not names else (", and these shortened runs, started but not finished when this page was "
-                                  "written: " + ", ".join(f"`{name}`" for name in names) + ".")
+def _progress(folder):
+    """How far an unfinished run got, and at what pace (its checkpoint's training time, where it kept one)."""
+    done, seconds = folder.epochs_trained, (folder.state or {}).get("training_seconds")
+    return (f"{done} of {folder.config['epochs']} passes"
+            + (f", {seconds / done:.0f} s each so far on one thread" if seconds and done else ""))
+
+
+def _unfinished_clause(unfinished):
+    """unfinished: {name: its RunFolder, or None where it was not given}."""
+    return "." if not unfinished else (
+        ", and these shortened runs, started but not finished when this page was written: "
+        + ", ".join(f"`{name}`" + (f" ({_progress(folder)}, its curve so far drawn above)" if folder else "")
+                    for name, folder in unfinished.items()) + ".")
 
 
 def _two_layer_gains(iwae):
