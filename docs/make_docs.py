@@ -295,6 +295,9 @@ for _name, (_epochs, _pace) in RESUMED.items():
     RUN_NOTES[_name] += (f"; resumed after epoch {_epochs} in a later session, by a version whose checkpoints did "
                          f"not yet keep the training time, so its wall time is estimated: its passes at the median "
                          f"pace of its console logs, {_pace} s, plus its final evaluation")
+RUN_NOTES["results-iwae-2layer-k50-stages6"] = (
+    "trained after the other IWAE rows, across sessions with --resume, on one CPU thread and then two, on a machine "
+    "that also ran this project's tests; its wall time is its checkpoints' training time, summed over the sessions")
 RUN_NOTES.update({name: "trained at the same time as the other VampPrior row and the IWAE runs, one CPU thread "
                         "each on 2 cores that also ran this project's tests: wall times are long"
                   for name, _ in VAMP_RUNS})
@@ -396,7 +399,7 @@ def _pytorch_section(runs, data):
     ]
 
 
-def _iwae_section(runs, data, unfinished=()):
+def _iwae_section(runs, data, unfinished=None):
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
     iwae = [runs[name] for name in IWAE_RUNS if name in runs]  # the one-layer rows always: iwae[0:3]
@@ -449,7 +452,7 @@ def _nll_curves(iwae, unfinished=None):
             '<img src="results-nll-by-stage.png" alt="test NLL against passes, per run" width="640">', ""]
 
 
-def _iwae_comparison(iwae, stages, passes, unfinished=()):
+def _iwae_comparison(iwae, stages, passes, unfinished=None):
     """What the IWAE rows say beside the paper's, in sentences computed from them."""
     from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
 
@@ -493,7 +496,7 @@ def _iwae_comparison(iwae, stages, passes, unfinished=()):
         "machine, give 4.5 hours for the VAE row and 6.7 for IWAE k = 5: [performance.md](performance.md#todays-"
         "figures); no GPU machine was lent to this work), `--preset iwae-k50` (fifty decodings per image and step, "
         "as in the two-layer k = 50 run: not started)"
-        + _unfinished_clause({name: folder for name, folder in unfinished.items() if name in IWAE_RUNS}),
+        + _unfinished_clause({name: folder for name, folder in (unfinished or {}).items() if name in IWAE_RUNS}),
         "",
     ]
     return lines
@@ -511,7 +514,7 @@ def _progress(folder):
     """How far an unfinished run got, and at what pace (its checkpoint's training time, where it kept one)."""
     done, seconds = folder.epochs_trained, (folder.state or {}).get("training_seconds")
     return (f"{done} of {folder.config['epochs']} passes"
-            + (f", {seconds / done:.0f} s each so far on one thread" if seconds and done else ""))
+            + (f", {seconds / done:.0f} s each so far" if seconds and done else ""))
 
 
 def _unfinished_clause(unfinished):
