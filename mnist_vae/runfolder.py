@@ -133,7 +133,7 @@ class RunFolder:
         the checkpoint kept that, config.json's time to eval.json's, which restarts at a --resume."""
         began, ended = (os.path.getmtime(self.file(name)) for name in ("config.json", "eval.json"))
         training = (read_state(self.path) or {}).get("training_seconds")
-        seconds = ended - began if training is None else float(training) + float(self.evaluation["seconds"])
+        seconds = ended - began if training is None else float(training) + float(self.evaluation.get("seconds", 0))
         return seconds / 60, datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).strftime("%Y-%m-%d")
 
     def splits(self, data_path=None):
