@@ -37,6 +37,8 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
         "epochs": len(rows), "partial": not complete, "kl_weight_last_epoch": last.get("kl_weight"),
         "binarize": settings.binarize, "likelihood": settings.likelihood,
         "pixels": messages.pixels_note(settings.binarize, settings.likelihood),
+        # the committed epochs' wall time, over every session of a resumed run (None: a checkpoint without it)
+        "training_seconds": (read_state(run_dir) or {}).get("training_seconds"),
     }
     skipped = {}
     if rows:

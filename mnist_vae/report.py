@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mnist_vae import messages, presets
 from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
+from mnist_vae.progress import duration
 from mnist_vae.rundir import write_text
 from mnist_vae.runfolder import RunFolder
 from mnist_vae.settings import preset_overrides
@@ -218,6 +219,8 @@ def key_numbers(config, metrics, evaluation):
                                      config.get("stages", presets.PAPER_STAGES), config.get("epochs", 1))
     if schedule:
         numbers.append(["learning-rate schedule", schedule])
+    if metrics.get("training_seconds") is not None:
+        numbers.append(["wall time", time_line(metrics["training_seconds"], evaluation)])
     numbers.append(["binarization", f"--binarize {config.get('binarize', 'none')}"])
     numbers.append(["training objective", "ELBO" if config.get("objective", "elbo") == "elbo" else
                     f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "
@@ -229,6 +232,12 @@ def key_numbers(config, metrics, evaluation):
     return numbers
 
 
+
+
+def time_line(training_seconds, evaluation=None):
+    """How long the run took: its training over every session (a --resume included), then its evaluation."""
+    return (f"training {duration(training_seconds)} (the completed epochs, every session counted)"
+            + (f"; evaluation {duration(evaluation['seconds'])}" if evaluation and "seconds" in evaluation else ""))
 
 
 def write(run_dir, config, metrics, evaluation, history):

@@ -86,6 +86,12 @@ def test_the_report_shows_the_runs_own_images_numbers_and_command(finished_run):
     assert "complete: 2 epochs" in text and "Grey pixels (--binarize none)" in text  # the run is grey
     # The latent-space explorer is written beside the figures, and the report links to it.
     assert '<a href="explorer.html">' in text and os.path.getsize(os.path.join(finished_run, "explorer.html")) > 0
+    # How long it took: the checkpoint's training time, which metrics.json repeats, and the evaluation's.
+    from mnist_vae import report
+
+    state = read(finished_run, os.path.join("checkpoint", "state.json"))
+    assert files["metrics.json"]["training_seconds"] == state["training_seconds"] > 0
+    assert report.time_line(state["training_seconds"], files["eval.json"]) in html.unescape(text)
 
 
 @pytest.mark.slow
