@@ -176,18 +176,22 @@ class Run:
             kept = f"kept the checkpoint and plots of epoch {epochs_kept}" if epochs_kept else "no epoch had completed"
             raise RunError(f"the loss became NaN or infinite in epoch {epoch}, batch {batch} of {steps}; {kept}; "
                            f"try a lower --lr than {self.settings.lr}")
-        self._summary(splits, metrics, results, written, skipped)
+        self._summary(splits, metrics, results, written, skipped, saver.training_seconds)
         return 0
 
-    def _summary(self, splits, metrics, results, written, skipped):
+    def _summary(self, splits, metrics, results, written, skipped, training_seconds=None):
         from mnist_vae import console
+        from mnist_vae.progress import duration
         from mnist_vae.settings import preset_overrides
         from model import LOSS_TERMS
 
         parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
         terms = ", ".join(f"{k} {metrics[k]:.2f}" for k in LOSS_TERMS)
         images = messages.count(len(splits.x_test), "image")
-        print(f"\ndone in {time.time() - self.started:.0f} s ({parts}). Test set ({images}, "
+        # A resumed run's session is part of it: say the training's time over every session too.
+        overall = (f"; training over every session {duration(training_seconds)}"
+                   if self.resumed and training_seconds is not None else "")
+        print(f"\ndone in {time.time() - self.started:.0f} s ({parts}{overall}). Test set ({images}, "
               f"nats per image, binarize={self.settings.binarize}): {terms}")
         print(console.summary(results, self.settings.binarize, self.settings.preset,
                               preset_overrides(self.settings.as_dict())))

@@ -106,6 +106,7 @@ def test_resume_after_a_finished_shorter_run_is_exact(tmp_path, reference_run):
     assert "resuming" in result.stdout
     assert_same_run(ref_dir, str(tmp_path / "r"))
     assert read_state(str(tmp_path / "r"))["training_seconds"] > first > 0  # the first session's time carried on
+    assert "; training over every session " in result.stdout
 
 
 @pytest.mark.parametrize("signum, code", [
