@@ -30,7 +30,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from mnist_vae import backends, settings  # noqa: E402
-from mnist_vae.cli import number_in_range  # noqa: E402
+from mnist_vae.cli import HelpFormatter, number_in_range  # noqa: E402
 
 CONFIGS = {
     "dense-512-2": ["--arch", "dense", "--hidden", "512", "--latent-dim", "2"],  # the default model
@@ -527,7 +527,7 @@ def print_against_loop(rows, loop, fused=None):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default=None, help="as in train.py (default: download MNIST)")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--backends", nargs="+", choices=backends.BACKENDS, default=[backends.default_backend()],

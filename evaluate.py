@@ -1,6 +1,6 @@
 """Evaluate a trained run on its held-out images: ELBO terms, the importance-weighted NLL, active units.
 
-    python evaluate.py outputs/RUN                      # k = 1000 importance samples per image
+    python evaluate.py outputs/RUN                      # k as the run's own evaluation: it repeats its numbers
     python evaluate.py outputs/RUN --iw-samples 5000    # as in the papers
     python evaluate.py outputs/RUN --max-images 500     # a quick look
 
@@ -20,10 +20,12 @@ def parse_args(argv=None):
     from mnist_vae.cli import number_in_range
 
     p = argparse.ArgumentParser(description="Evaluate a trained run on its held-out images.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=cli.HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train.py")
-    p.add_argument("--iw-samples", type=number_in_range(int, 1), default=settings.DEFAULTS["iw_samples"],
-                   help="importance samples per image (papers: 5000)")
+    p.add_argument("--iw-samples", type=number_in_range(int, 1), default=None,
+                   help="importance samples per image (papers: 5000); default: the run's own, train.py's "
+                        f"--iw-samples ({settings.DEFAULTS['iw_samples']} unless set; 5000 in the papers' presets), "
+                        "so that it repeats the run's numbers")
     p.add_argument("--max-images", type=number_in_range(int, 1), default=None,
                    help="evaluate only the first N held-out images (written to eval-firstN.json; the run's "
                         "eval.json and figures stay as they are)")
@@ -72,7 +74,8 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
     partial = len(x_test) < len(splits.x_test)
     binarize = folder.settings.binarize
     chosen = folder.early_stopping
-    results, posterior, path = write_evaluation(vae, args.run_dir, splits, args.iw_samples, epoch, binarize,
+    iw_samples = args.iw_samples or folder.settings.iw_samples
+    results, posterior, path = write_evaluation(vae, args.run_dir, splits, iw_samples, epoch, binarize,
                                                 args.max_images, sample_quality=not args.no_sample_quality,
                                                 extra={"early_stopping": chosen} if chosen else None)
     written = [path]

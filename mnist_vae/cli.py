@@ -19,6 +19,18 @@ class UsageError(UserError):
     """Flags that do not go together: exit code 2, as argparse gives a flag of its own that is wrong."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each flag's default, where it says something: not "(default: None)" after a flag whose help
+    says what happens without it, nor "(default: False)" after a switch, nor a second default after the one
+    its help gives."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or any(
+                said in (action.help or "") for said in ("(default", "default:")):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def number_in_range(kind, low, low_ok=True, high=None):
     """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
     def parse(text):

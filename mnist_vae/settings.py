@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mnist_vae.backends import BACKENDS
-from mnist_vae.cli import folder_name, hidden_layers, number_in_range
+from mnist_vae.cli import HelpFormatter, folder_name, hidden_layers, number_in_range
 from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
 from mnist_vae.evaluation import IW_SAMPLES
 from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
@@ -183,7 +183,7 @@ def build_parser(with_defaults=True, preset=None):
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Train a VAE on MNIST; writes the model, metrics and plots to <out>/<run-name>/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         argument_default=None if with_defaults else argparse.SUPPRESS)
     for setting in SETTINGS:
         setting.add_to(parser, with_defaults)

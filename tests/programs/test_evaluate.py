@@ -69,9 +69,10 @@ def test_evaluate_reproduces_and_writes_eval_json(binarized_run):
     before = json.load(open(os.path.join(run_dir, "eval.json")))
     for name in ("kl_per_dim.png", "loss.png"):
         os.remove(os.path.join(run_dir, name))
-    result = run_main("evaluate", run_dir, "--iw-samples", "20")
+    result = run_main("evaluate", run_dir)  # k: the run's own (train.py's --iw-samples 20), not evaluate's 1000
     assert result.returncode == 0, result.stderr[-2000:]
     after = json.load(open(os.path.join(run_dir, "eval.json")))
+    assert after["iw_samples"] == 20
     for key in ("negative_elbo", "nll_iw", "kl_loss", "active_units"):
         assert after[key] == pytest.approx(before[key], rel=1e-5)  # same model, same fixed noise
     assert os.path.exists(os.path.join(run_dir, "kl_per_dim.png")) and os.path.exists(os.path.join(run_dir, "loss.png"))
