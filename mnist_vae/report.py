@@ -232,8 +232,6 @@ def key_numbers(config, metrics, evaluation):
     return numbers
 
 
-
-
 def time_line(training_seconds, evaluation=None):
     """How long the run took: its training over every session (a --resume included), then its evaluation."""
     return (f"training {duration(training_seconds)} (the completed epochs, every session counted)"
