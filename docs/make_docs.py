@@ -27,7 +27,6 @@ import sys
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 sys.path.insert(0, ROOT)
-from mnist_vae.rundir import read_state  # noqa: E402
 from mnist_vae.runfolder import RunFolder  # noqa: E402  (Keras-free: the backend is chosen later)
 
 FIGURES = {"beta-1": ["loss", "reconstructions", "samples", "latent_scatter", "latent_manifold", "interpolation",
@@ -309,8 +308,8 @@ def results(args):
     runs, unfinished = {}, {}  # unfinished: {name: its RunFolder in --in-progress, or None}
     for name, flags in PRESET_RUNS + VAMP_RUNS + KL_RUNS:
         if args.finished_only and not os.path.exists(os.path.join(ROOT, "outputs", name, "eval.json")):
-            where = os.path.join(args.in_progress or "", name)
-            unfinished[name] = RunFolder(where) if args.in_progress and read_state(where) else None
+            folder = RunFolder(os.path.join(args.in_progress, name)) if args.in_progress else None
+            unfinished[name] = folder if folder and folder.state else None
             continue
         runs[name] = read_result(trained(name, flags, args.data))
     data = args.data or "(the download)"

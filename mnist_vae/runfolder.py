@@ -132,7 +132,7 @@ class RunFolder:
         all its sessions (the checkpoint's training_seconds) plus its evaluation's; a run folder written before
         the checkpoint kept that, config.json's time to eval.json's, which restarts at a --resume."""
         began, ended = (os.path.getmtime(self.file(name)) for name in ("config.json", "eval.json"))
-        training = (read_state(self.path) or {}).get("training_seconds")
+        training = (self.state or {}).get("training_seconds")
         seconds = ended - began if training is None else float(training) + float(self.evaluation.get("seconds", 0))
         return seconds / 60, datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).strftime("%Y-%m-%d")
 
