@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mnist_vae.rundir import RunError, atomic_write, ensure_space, read_state, write_json
+from mnist_vae.rundir import RunError, atomic_write, best_epoch, ensure_space, read_state, write_json
 from model import LOSS_TERMS
 
 # val_: the test set; validation_: the slice held out of the training images (--validation), when there is one.
@@ -60,7 +60,7 @@ def restore_best(vae, run_dir):
     if not state or not state.get("best_weights"):
         return None
     restore(vae, run_dir, {**state, "weights": state["best_weights"]})
-    return int(state["best_weights"].split("-")[-1].split(".")[0])
+    return best_epoch(state)
 
 
 def checkpointed_variables(vae):

@@ -8,6 +8,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -130,11 +131,25 @@ def write_text(path, text):
     return atomic_write(path, write)
 
 
+def strict_json(value):
+    """value with every float that JSON cannot hold (NaN, infinities) as None: what the project writes is JSON that
+    every reader parses (JavaScript's JSON.parse refuses Python's NaN and Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_json(path, obj):
+    """Write obj as strict JSON (strict_json), atomically; returns path."""
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
     def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
     return atomic_write(path, write)
 
 
@@ -275,20 +290,59 @@ def read_history(run_dir):
         raise RunError(f"{run_dir}/history.csv: not numbers") from None
 
 
+# The only file names a checkpoint's state.json may give: plain names of files of its own checkpoint folder.
+WEIGHTS_NAME = re.compile(r"epoch-(\d{4,})\.variables\.npz")
+BEST_WEIGHTS_NAME = re.compile(r"best-epoch-(\d{4,})\.variables\.npz")
+
+
+def _checked_state(state, run_dir):
+    """state.json's dict if every value in it is one the checkpoint itself writes, else ValueError naming the
+    first that is not: the epochs 1..epoch in order, its file names plain names of this checkpoint's own files
+    (no separator, no "..", no link) for the last epoch and an epoch at or before it."""
+    epoch, history = state["epoch"], state["history"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+        raise ValueError(f"epoch = {epoch!r}")
+    if not isinstance(history, list) or len(history) != epoch or any(
+            not isinstance(row, dict) or row.get("epoch") != i + 1 for i, row in enumerate(history)):
+        raise ValueError(f"its history is not the epochs 1 to {epoch} in order")
+    if any(not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+           for row in history for value in row.values() if value is not None):
+        raise ValueError("its history holds a value that is not a finite number")
+    if not 0.0 <= float(state.get("training_seconds", 0.0)) < float("inf"):  # NaN fails too
+        raise ValueError("training_seconds")
+    for key, pattern, last_only in (("weights", WEIGHTS_NAME, True), ("best_weights", BEST_WEIGHTS_NAME, False)):
+        name = state.get(key)
+        if name is None and key == "best_weights":
+            continue
+        found = pattern.fullmatch(name) if isinstance(name, str) else None
+        if not found or not (int(found[1]) == epoch if last_only else 1 <= int(found[1]) <= epoch):
+            raise ValueError(f"{key} = {json.dumps(name)[:80]} is not a file of its own checkpoint")
+        if os.path.islink(os.path.join(run_dir, "checkpoint", name)):
+            raise ValueError(f"{key} = {name} is a symbolic link")
+    return state
+
+
 def read_state(run_dir):
-    """The last committed checkpoint's state, or None if no epoch has completed."""
+    """The last committed checkpoint's state, or None if no epoch has completed. An edited state.json (a file name
+    outside its checkpoint folder, history rows that are not its epochs) is one RunError, never obeyed."""
     path = os.path.join(run_dir, "checkpoint", "state.json")
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
             state = json.load(f)
-        weights = os.path.join(run_dir, "checkpoint", state["weights"])
-        int(state["epoch"]), list(state["history"])
-        if not 0.0 <= float(state.get("training_seconds", 0.0)) < float("inf"):  # NaN fails too
-            raise ValueError("training_seconds")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        _checked_state(state, run_dir)
+    except (OSError, KeyError, TypeError) as e:
         raise RunError(f"{path}: unreadable checkpoint state ({e.__class__.__name__})") from None
-    if not os.path.exists(weights):
-        raise RunError(f"{path}: names {state['weights']}, which is missing")
+    except ValueError as e:
+        raise RunError(f"{path}: unreadable checkpoint state ({e}; the file was edited or damaged)") from None
+    for key in ("weights", "best_weights"):
+        if state.get(key) and not os.path.isfile(os.path.join(run_dir, "checkpoint", state[key])):
+            raise RunError(f"{path}: names {state[key]}, which is missing")
     return state
+
+
+def best_epoch(state):
+    """The epoch whose weights state.json keeps as the best (early stopping's choice), or None."""
+    name = (state or {}).get("best_weights")
+    return int(BEST_WEIGHTS_NAME.fullmatch(name)[1]) if name else None

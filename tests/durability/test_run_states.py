@@ -179,3 +179,41 @@ def test_no_file_of_a_run_folder_is_written_through_a_symbolic_link(tmp_path, fi
         assert victim.read_text() == "precious\n" and os.path.islink(target)
 
 
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_names_files_outside_its_own_folder_is_refused_in_one_line(tmp_path, finished_run):
+    """state.json's file names are never followed out of the run's checkpoint folder (another run's weights would
+    be resumed, or saved and evaluated as this run's model); nor are history rows that are not its epochs."""
+    other = str(tmp_path / "base1")
+    make_state(finished_run, other, "all epochs, no outputs")
+    copied = str(tmp_path / "copy")
+    make_state(finished_run, copied, "some epochs")
+    state_path = os.path.join(copied, "checkpoint", "state.json")
+    state = json.load(open(state_path))
+    edits = {  # field: the hostile value, and what the one line says
+        "weights": ("../../base1/checkpoint/epoch-0002.variables.npz", "weights = "),
+        "best_weights": ("../../base1/checkpoint/epoch-0002.variables.npz", "best_weights = "),
+        "best_weights ": ("best-epoch-x1y.variables.npz", "best_weights = "),
+        "history": ([{**row, "epoch": 99 if row["epoch"] == 2 else row["epoch"]} for row in state["history"]],
+                    "its history is not the epochs 1 to 2 in order"),
+        "history ": ([{**row, "loss": "<script>"} for row in state["history"]], "not a finite number"),
+        "epoch": (3, "its history is not the epochs 1 to 3"),
+    }
+    for field, (value, said) in {**edits, "linked": (None, "symbolic link")}.items():
+        edited = dict(state)
+        if field == "linked":  # a plain name, but a link to another run's file
+            os.symlink(os.path.join(other, "checkpoint", "epoch-0002.variables.npz"),
+                       os.path.join(copied, "checkpoint", "epoch-0001.variables.npz"))
+            edited.update(epoch=1, weights="epoch-0001.variables.npz", history=state["history"][:1])
+        else:
+            edited[field.strip()] = value
+        json.dump(edited, open(state_path, "w"))
+        before = snapshot(copied)
+        for program in ("train", "evaluate"):
+            result = run_main(program, *(["--resume"] if program == "train" else []), copied)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 1 and len(lines) == 1, (field, program, result.stderr[-1500:])
+            assert lines[0].startswith("error: ") and said in lines[0], (field, lines)
+            assert field == "linked" or lines[0].startswith(f"error: {state_path}: "), lines
+        assert snapshot(copied) == before  # nothing written, nothing trained
