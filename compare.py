@@ -56,22 +56,27 @@ def table(runs):
             value = values[source].get(key)
             numbers.append("" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value))
         epochs = f"{run['metrics'].get('epochs')}" + (" (stopped)" if run["metrics"].get("partial") else "")
+        chosen = (run["eval"] or {}).get("early_stopping") or {}
+        if chosen.get("chosen_epoch") is not None and chosen["chosen_epoch"] != run["metrics"].get("epochs"):
+            epochs += f" (best {chosen['chosen_epoch']}, early stopping)"  # the numbers are the best epoch's
         rows.append([run["name"], *(str(run["config"].get(k)) for k in settings), epochs, *numbers])
     return header, rows
 
 
 def markdown(header, rows):
-    def cells(values):  # a | or a line break inside a cell would end it (names and paths may hold them)
-        return "| " + " | ".join(str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-                                 for v in values) + " |"
+    from mnist_vae import markdown
+
+    def cells(values):  # names, paths and settings are what users typed: shown as typed, never as Markdown
+        return "| " + " | ".join(markdown.cell(v) for v in values) + " |"
     lines = [cells(header), "| " + " | ".join("---" for _ in header) + " |"]
     return "\n".join(lines + [cells(row) for row in rows]) + "\n"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Compare runs: their test curves in one figure, one row per run.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by train.py")
-    p.add_argument("--out", default=".", help="folder for comparison.png, comparison.csv and comparison.md")
+    p.add_argument("runs", nargs="+", type=cli.path_text, metavar="RUN", help="run folders written by train.py")
+    p.add_argument("--out", type=cli.path_text, default=".",
+                   help="folder for comparison.png, comparison.csv and comparison.md")
     args = p.parse_args(argv)
     seen = {}
     for run_dir in args.runs:

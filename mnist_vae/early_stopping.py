@@ -44,7 +44,8 @@ def callback(patience, rows, warmup=0):
 
 def summary(rows, patience, warmup=0):
     """What early stopping chose, for eval.json and the pages: {patience, chosen_epoch, best_validation_loss,
-    trained_epochs, stopped_early}."""
+    trained_epochs, stopped_early}; chosen_epoch and best_validation_loss are None when no epoch was judged."""
     best, best_epoch, stop = progress(rows, patience, warmup)
-    return {"patience": patience, "chosen_epoch": best_epoch, "best_validation_loss": best,
+    # None, not infinity, where no epoch was judged (a warm-up longer than the run): JSON has no infinity.
+    return {"patience": patience, "chosen_epoch": best_epoch, "best_validation_loss": best if best_epoch else None,
             "trained_epochs": rows[-1]["epoch"] if rows else 0, "stopped_early": stop}

@@ -42,6 +42,11 @@ def count(n, noun):
     return f"{n:,} {noun if n == 1 else plural}"
 
 
+def all_epochs(n, what="trained"):
+    """'all 3 epochs are trained', 'its 1 epoch is trained'."""
+    return f"all {count(n, 'epoch')} are {what}" if n != 1 else f"its 1 epoch is {what}"
+
+
 def open_line(run_dir, files=None):
     """The last line of a run (and of evaluate.py): the one thing to open, and where the rest is listed."""
     written = f"{files} files in {shlex.quote(run_dir)}, each listed on its report; " if files else ""
@@ -74,3 +79,24 @@ def kl_estimate_reason(results):
     """Why an evaluation's KL is a single-draw estimate (eval.json's kl_is_estimate)."""
     return ("two stochastic layers: no closed form" if results.get("stochastic_layers") == 2
             else "the learned prior has no closed form")
+
+
+def stopped_early(chosen):
+    """Why an early-stopped run trains no more, from early_stopping.summary's dict."""
+    return (f"it stopped early after epoch {chosen['trained_epochs']}: the validation bound had not improved for "
+            f"{count(chosen['patience'], 'epoch')} since its best, epoch {chosen['chosen_epoch']}, whose model it "
+            "keeps")
+
+
+def early_stopping_line(chosen):
+    """The console's line on what early stopping decided at the end of a run (None without early stopping)."""
+    if not chosen:
+        return None
+    if chosen["chosen_epoch"] is None:
+        return (f"early stopping never judged an epoch (the KL warm-up's epochs are not judged, and the run "
+                f"trained {count(chosen['trained_epochs'], 'epoch')}): the last epoch's model is the one evaluated "
+                "and saved")
+    if chosen["stopped_early"]:
+        return f"early stopping: {stopped_early(chosen)}: the numbers below are epoch {chosen['chosen_epoch']}'s"
+    return (f"early stopping did not stop the run; the numbers below are of epoch {chosen['chosen_epoch']}, the best "
+            "on the validation slice")

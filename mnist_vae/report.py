@@ -152,6 +152,10 @@ def early_stopping_rows(chosen):
     if not chosen:
         return []
     trained = messages.count(chosen["trained_epochs"], "epoch")
+    if chosen["chosen_epoch"] is None:  # a KL warm-up longer than the run: no epoch was judged
+        return [["early stopping (--early-stopping, on the validation slice)",
+                 f"never engaged: no epoch judged of {trained} trained (a KL warm-up's epochs are not judged); the "
+                 "last epoch's model is shown"]]
     return [["early stopping (--early-stopping, on the validation slice)",
              f"epoch {chosen['chosen_epoch']} chosen (validation loss {chosen['best_validation_loss']:.2f}) of "
              f"{trained} trained, patience {chosen['patience']}" + ("; stopped early" if chosen["stopped_early"]

@@ -85,11 +85,14 @@ class Run:
 
     def nothing_to_do(self, done):
         """Whether the run has nothing left to do, given the epochs done: True (and it says so) when every planned
-        epoch is trained and the outputs are written; False when epochs remain, or only outputs (it says so)."""
+        epoch is trained, or early stopping has ended the run, and the outputs are written; False when epochs
+        remain, or only outputs (it says so). Sets self.trained: whether the history already decides that no
+        epoch is left to train (all trained, or stopped early), so that fit trains none."""
         config = self.settings
         chosen = self.folder.early_stopping if done and config.early_stopping else None
         stopped_early = bool(chosen and chosen["stopped_early"])
-        if done < config.epochs and not stopped_early:
+        self.trained = done >= config.epochs or stopped_early
+        if not self.trained:
             return False
         if config.epochs < done:
             asked = f"--epochs {config.epochs}"
@@ -98,13 +101,14 @@ class Run:
             raise RunError(f"{asked}: {self.dir} has trained {messages.count(done, 'epoch')} already; --resume "
                            f"continues a run (--epochs {done} or more), it never shortens one")
         if self.folder.is_complete(done):
-            how = (f"stopped early, the best epoch {chosen['chosen_epoch']} {chosen['patience']} or more epochs "
-                   "before" if stopped_early else f"To train on: {self.resume} --epochs {done + 10}")
-            print(f"{self.dir} is complete ({done} epochs; model.keras, metrics.json, eval.json and report.html are "
-                  f"written); nothing to do. {how}")
+            how = (messages.stopped_early(chosen) if stopped_early
+                   else f"To train on: {self.resume} --epochs {done + 10}")
+            print(f"{self.dir} is complete ({messages.count(done, 'epoch')}; model.keras, metrics.json, eval.json and "
+                  f"report.html are written); nothing to do. {how}")
             return True
-        print(f"{'all ' if done > 1 else ''}{messages.count(done, 'epoch')} of {self.dir} "
-              f"{'are' if done > 1 else 'is'} trained; writing the outputs it is missing")
+        why = f" ({messages.stopped_early(chosen)})" if stopped_early else ""
+        print(f"{'all ' if done > 1 and not stopped_early else ''}{messages.count(done, 'epoch')} of {self.dir} "
+              f"{'are' if done > 1 else 'is'} trained{why}; writing the outputs it is missing")
         return False
 
     def write_config(self, splits, versions, command):
@@ -118,8 +122,8 @@ class Run:
 
     def fit(self, vae, batches, steps, done, callbacks, saver):
         """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
-        if done >= self.settings.epochs:
-            return
+        if done >= self.settings.epochs or getattr(self, "trained", False):
+            return  # the history decides the run already (trained to its end, or stopped early): no epoch to train
         began = self.seconds["start-up"] = time.time() - self.started
         try:
             vae.fit(batches, epochs=self.settings.epochs, steps_per_epoch=steps, initial_epoch=done,
@@ -162,7 +166,7 @@ class Run:
                 vae, self.dir, splits, saver.rows, self.settings, self.config, complete,
                 frames=frames[:epochs_kept], seconds=self.seconds)  # no broken epoch's frame
         except OSError as e:
-            raise RunError(write_error(e, f"all {epochs_kept} completed epochs are checkpointed",
+            raise RunError(write_error(e, messages.all_epochs(epochs_kept, "checkpointed"),
                                        f"{self.resume} completes the run")) from None
         if self.devices.multiworker:
             print(f"{self.devices.worker.type} {self.devices.worker.index}: weights after epoch {epochs_kept} have "
@@ -193,6 +197,8 @@ class Run:
                    if self.resumed and training_seconds is not None else "")
         print(f"\ndone in {time.time() - self.started:.0f} s ({parts}{overall}). Test set ({images}, "
               f"nats per image, binarize={self.settings.binarize}): {terms}")
+        stopping = messages.early_stopping_line((results or {}).get("early_stopping"))
+        print(stopping) if stopping else None
         print(console.summary(results, self.settings.binarize, self.settings.preset,
                               preset_overrides(self.settings.as_dict())))
         if not self.devices.chief:

@@ -14,6 +14,14 @@ from mnist_vae import messages
 from mnist_vae.rundir import FINAL_OUTPUTS, RunError, read_history, read_json, read_state
 
 
+def is_early_stopping_choice(evaluation, metrics):
+    """Whether eval.json evaluated the model that early stopping chose of the run metrics.json describes: its
+    epoch is then the best one, not the last trained, and its numbers are the finished run's (metrics.json's)."""
+    chosen = evaluation.get("early_stopping") or {}
+    return (not metrics.get("partial") and chosen.get("trained_epochs") == metrics.get("epochs")
+            and chosen.get("chosen_epoch") == evaluation.get("epoch"))
+
+
 class RunFolder:
     def __init__(self, path):
         self.path = str(path)
@@ -84,7 +92,7 @@ class RunFolder:
         finished = trained and (not isinstance(planned, int) or trained >= planned)
         if os.path.isfile(model_path) and finished and self.metrics is None:
             # Stopped during its final save: model.keras is written first, metrics.json last.
-            raise RunError(f"{self.path}: all {trained} epochs are trained but the final outputs were not all "
+            raise RunError(f"{self.path}: {messages.all_epochs(trained)} but the final outputs were not all "
                            f"written; {resume} writes them")
         if os.path.isfile(model_path):
             return trained, model_path
@@ -93,7 +101,7 @@ class RunFolder:
         if isinstance(planned, int) and trained < planned:
             raise RunError(f"{self.path}: stopped after epoch {trained} of {planned}, before model.keras was "
                            f"written; {resume} trains the rest and writes it")
-        raise RunError(f"{self.path}: all {trained} epochs are trained but the final outputs were not written; "
+        raise RunError(f"{self.path}: {messages.all_epochs(trained)} but the final outputs were not written; "
                        f"{resume} writes them")
 
     def numbers(self):
@@ -106,7 +114,8 @@ class RunFolder:
             raise RunError(f"{self.path}: no epoch has completed, so there is nothing to compare; "
                            f"{messages.resume_command(self.path)} trains it")
         evaluation = self.evaluation
-        if evaluation and evaluation.get("epoch", metrics["epochs"]) != metrics["epochs"]:
+        if evaluation and evaluation.get("epoch", metrics["epochs"]) != metrics["epochs"] and not (
+                is_early_stopping_choice(evaluation, metrics)):
             evaluation = None  # the evaluation of another model (an --older-model one): never beside these numbers
         return metrics, evaluation
 

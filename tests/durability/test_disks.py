@@ -89,7 +89,7 @@ def test_a_full_disk_during_the_final_save_names_the_file_and_the_way_on(tmp_pat
         assert result.returncode == 1, result.stdout
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"error: cannot write {run}/") and "No space left on device" in line
-        assert line.endswith(f"(all 2 completed epochs are checkpointed): free space, then python train.py "
+        assert line.endswith(f"(all 2 epochs are checkpointed): free space, then python train.py "
                              f"--resume {run} completes the run")
         assert not [n for n in os.listdir(run) if ".tmp" in n]
     finally:
