@@ -6,7 +6,7 @@ two cannot disagree. Pure Python: no Keras.
 import json
 import os
 
-from mnist_vae import messages, report
+from mnist_vae import markdown, messages, report
 from mnist_vae.rundir import write_text
 
 # eval.json's keys that go into the card's metadata, with the name the metric gets there.
@@ -22,11 +22,6 @@ SAMPLE_METRICS = (("frechet_distance", "Fréchet distance of samples to the test
 def _yaml(value):
     """A scalar as YAML reads it back (JSON's strings and numbers are YAML's)."""
     return json.dumps(value)
-
-
-def _cell(value):
-    """Text for a Markdown table cell: a | or a line break would end it."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def metadata(name, config, evaluation):
@@ -52,12 +47,12 @@ def sample_quality_prose(evaluation):
     if not scores:
         return "Sample quality was not measured for this model (`--no-sample-quality`)."
     if "skipped" in scores:
-        return f"Sample quality was not measured: {scores['skipped']}."
+        return f"Sample quality was not measured: {markdown.text(scores['skipped'])}."
     return (f"Samples are scored in the features of a small MNIST classifier this project trains itself (test "
-            f"accuracy {scores['classifier']['test_accuracy']:.2%}): {scores['protocol']}. The Fréchet distance "
-            "compares Gaussians fitted to those features (lower is better; the floor is what real digits get); the "
-            "coverage says how evenly the samples spread over the ten digits. These numbers compare runs scored by "
-            "the same classifier, not with papers that use other networks.")
+            f"accuracy {scores['classifier']['test_accuracy']:.2%}): {markdown.text(scores['protocol'])}. The Fréchet "
+            "distance compares Gaussians fitted to those features (lower is better; the floor is what real digits "
+            "get); the coverage says how evenly the samples spread over the ten digits. These numbers compare runs "
+            "scored by the same classifier, not with papers that use other networks.")
 
 
 def render(run_dir, config, metrics, evaluation):
@@ -65,21 +60,23 @@ def render(run_dir, config, metrics, evaluation):
     name = os.path.basename(os.path.normpath(run_dir))
     rows = report.key_numbers(config, metrics, evaluation)
     pixels = messages.pixels_note(config.get("binarize", "none"), config.get("likelihood", "bernoulli"))
-    described = (f"a {config.get('arch')} VAE, {config.get('latent_dim')}-D latent space, "
-                 f"{'conditional on the digit label, ' if config.get('conditional') else ''}"
-                 f"{config.get('likelihood')} likelihood, trained on the "
-                 f"{'ELBO' if config.get('objective') == 'elbo' else 'IWAE bound, k = ' + str(config.get('k'))}")
+    described = markdown.text(
+        f"a {config.get('arch')} VAE, {config.get('latent_dim')}-D latent space, "
+        f"{'conditional on the digit label, ' if config.get('conditional') else ''}"
+        f"{config.get('likelihood')} likelihood, trained on the "
+        f"{'ELBO' if config.get('objective') == 'elbo' else 'IWAE bound, k = ' + str(config.get('k'))}")
+    # Everything a user typed (the run's name, the data's path, the command) is escaped for Markdown.
     lines = metadata(name, config, evaluation) + [
-        "", f"# {name}", "", f"This is {described}, by this project's `train.py`.", "",
+        "", f"# {markdown.text(name)}", "", f"This is {described}, by this project's `train.py`.", "",
         "## Training", "",
-        f"- Data: {config.get('data_source')}: {config.get('train_images'):,} training images, "
-        f"{config.get('test_images'):,} test images; {pixels}.",
+        f"- Data: {markdown.text(config.get('data_source'))}: {config.get('train_images'):,} training images, "
+        f"{config.get('test_images'):,} test images; {markdown.text(pixels)}.",
         f"- Budget: {messages.count(metrics.get('epochs') or 0, 'epoch')} at batch {config.get('batch_size')}, Adam at "
-        f"{config.get('lr')}; seed {config.get('seed')}; backend {config.get('backend')}.",
-        f"- Reproduce: `{config.get('command')}`", "",
+        f"{config.get('lr')}; seed {config.get('seed')}; backend {markdown.text(config.get('backend'))}.",
+        f"- Reproduce: {markdown.code(config.get('command'))}", "",
         "## Held-out numbers", "",
-        f"| | {report.numbers_of(metrics, evaluation)} |", "| --- | --- |",
-        *(f"| {_cell(label)} | {_cell(value)} |" for label, value in rows), "",
+        f"| | {markdown.cell(report.numbers_of(metrics, evaluation))} |", "| --- | --- |",
+        *(f"| {markdown.cell(label)} | {markdown.cell(value)} |" for label, value in rows), "",
         "Each ± is one standard error over the test images: it says how the images differ, not how training "
         "runs would (one run, one seed). Quote a negative log-likelihood only from binarized pixels.", "",
         "## Sample quality", "", sample_quality_prose(evaluation), "",

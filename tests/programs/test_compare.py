@@ -87,3 +87,15 @@ def test_compare_refuses_a_run_without_a_completed_epoch_and_never_mixes_two_mod
     header, (row,) = compare.table([compare.read_run(str(finished_run))])
     evaluation = json.load(open(os.path.join(finished_run, "eval.json")))
     assert dict(zip(header, row))["k (NLL)"] == str(evaluation["iw_samples"])  # the NLL says its k
+
+
+def test_the_table_shows_run_names_and_settings_as_typed_never_as_markdown(tmp_path, finished_run):
+    from markdown_it import MarkdownIt
+
+    hostile = str(tmp_path / "<img src=x onerror=alert(1)> *b* `c")
+    shutil.copytree(finished_run, hostile)
+    result = run_main("compare", finished_run, hostile, "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    rendered = MarkdownIt("commonmark").enable("table").render(open(tmp_path / "cmp" / "comparison.md").read())
+    assert "<img" not in rendered and "<em>" not in rendered and "<code>" not in rendered
+    assert "<td>&lt;img src=x onerror=alert(1)&gt; *b* `c</td>" in rendered

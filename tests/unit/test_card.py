@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from mnist_vae import card, report, settings
+from mnist_vae import card, markdown, report, settings
 
 pytestmark = pytest.mark.backend_independent
 
@@ -36,7 +36,7 @@ def test_the_cards_numbers_are_eval_jsons_and_the_reports_rows(tmp_path):
     rows = report.key_numbers(CONFIG, {"epochs": 30}, EVALUATION)
     assert len(table) == len(rows)
     for line, (label, value) in zip(table, rows):
-        assert line == f"| {str(label).replace('|', chr(92) + '|')} | {str(value).replace('|', chr(92) + '|')} |"
+        assert line == f"| {markdown.cell(label)} | {markdown.cell(value)} |"  # escaped (test_markdown.py)
     assert "| NLL estimate, k = 1000 importance samples | 97.10 ± 0.24 |" in table
     assert any(line.startswith("| samples: Fréchet distance") and line.endswith("| 12.50 |") for line in table)
     assert "`python train.py --latent-dim 20 --binarize dynamic | tee log`" in text
