@@ -105,9 +105,85 @@ def accuracy(model, images, labels):
     return float(np.mean(outputs(model, images.astype(np.float32) / 255.0)[1].argmax(axis=1) == labels))
 
 
+class CacheError(Exception):
+    """Why a cached classifier is not used (one line)."""
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_record(record, name):
+    """The record if it is one cached() wrote for these images, else CacheError."""
+    if not isinstance(record, dict):
+        raise CacheError("its record is not an object")
+    expected = {"key": str, "version": int, "trained_on": int, "test_images": int, "test_accuracy": float,
+                "sha256": str}
+    for field, kind in expected.items():
+        value = record.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CacheError(f"its record's {field} is {json.dumps(value)[:40]}")
+    if record["key"] != name or record["version"] != VERSION:
+        raise CacheError("its record is of other images or another version")
+    if not 0.0 <= record["test_accuracy"] <= 1.0 or record["trained_on"] < 1 or record["test_images"] < 0:
+        raise CacheError("its record's numbers are out of range")
+    return record
+
+
+def _check_model(model):
+    """The model if it is a classifier that build() makes (one 28x28x1 input, 10 logits, the features layer)."""
+    import keras
+
+    try:
+        fits = (isinstance(model, keras.Model) and model.name == "mnist_classifier" and len(model.inputs) == 1
+                and tuple(model.inputs[0].shape[1:]) == (28, 28, 1) and len(model.outputs) == 1
+                and tuple(model.outputs[0].shape[1:]) == (10,) and model.get_layer(FEATURES) is not None)
+    except (AttributeError, ValueError, TypeError):
+        fits = False
+    if not fits:
+        raise CacheError(f"it is a {type(model).__name__}, not the reference classifier")
+    return model
+
+
+def _load(path, record_path, name):
+    """(model, record) from the cache, or CacheError naming what is wrong with it."""
+    import keras
+
+    if os.path.islink(path) or os.path.islink(record_path):
+        raise CacheError("it is a symbolic link")
+    try:
+        with open(record_path, encoding="utf-8") as f:
+            record = _check_record(json.load(f), name)
+        if _sha256(path) != record["sha256"]:
+            raise CacheError("the model file is not the one its record describes")
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)  # for inference only
+    except CacheError:
+        raise
+    except Exception as e:  # damaged, foreign or unreadable: whatever Keras or the file system raised
+        raise CacheError(f"{type(e).__name__}") from None
+    return _check_model(model), record
+
+
+def _unusable(folder):
+    """Why folder cannot hold the cache (one phrase), or None when it can."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
 def cached(splits, say=print, epochs=EPOCHS, width=128, folder=None):
     """(classifier, its record) for these grey splits' training images: the cached one when there is one, else
-    trained now (with progress) and cached, its test accuracy measured once and recorded beside it."""
+    trained now (with progress) and cached, its test accuracy measured once and recorded beside it. The cache
+    is only a cache: a foreign, edited or damaged file is trained anew, and an unusable folder means a
+    classifier for this run alone, each said in one line that names the cache and --no-sample-quality."""
     import keras
 
     from mnist_vae.progress import Progress
@@ -116,23 +192,34 @@ def cached(splits, say=print, epochs=EPOCHS, width=128, folder=None):
     name = key(splits.x_train, splits.y_train, epochs)
     path = os.path.join(folder, f"classifier-{name}.keras")
     record_path = os.path.join(folder, f"classifier-{name}.json")
-    if os.path.isfile(path) and os.path.isfile(record_path) and not os.path.islink(path):
+    skip = "--no-sample-quality skips the samples' scores"
+    if os.path.lexists(path) or os.path.lexists(record_path):
         try:
-            with open(record_path) as f:
-                record = json.load(f)
-            return keras.saving.load_model(path, safe_mode=True, compile=False), record  # for inference only
-        except (OSError, ValueError, KeyError) as e:  # damaged: train it anew
-            say(f"note: the cached classifier {path} could not be read ({type(e).__name__}); training it anew")
+            return _load(path, record_path, name)
+        except CacheError as e:
+            say(f"note: the cached classifier {path} is not usable ({e}); training it anew ({skip})")
+    unusable = _unusable(folder)
+    if unusable:
+        say(f"note: the classifier cache {folder} cannot be used ({unusable}; set MNIST_VAE_CACHE to a writable "
+            f"folder): the classifier is trained for this evaluation only ({skip})")
     began = time.time()
-    progress = Progress(f"training the reference classifier on {len(splits.x_train):,} images (once for this "
-                        f"data; cached in {folder})", epochs * -(-len(splits.x_train) // BATCH_SIZE), "step")
+    where = "not cached" if unusable else f"once for this data; cached in {folder}"
+    progress = Progress(f"training the reference classifier on {len(splits.x_train):,} images ({where})",
+                        epochs * -(-len(splits.x_train) // BATCH_SIZE), "step")
     model = train(splits.x_train, splits.y_train, epochs, width, progress=lambda done, _: progress.update(done))
     record = {"key": name, "version": VERSION, "trained_on": int(len(splits.x_train)), "epochs": epochs,
               "test_images": int(len(splits.x_test)), "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
               "seconds": round(time.time() - began, 1), "backend": keras.backend.backend(), "data": splits.source}
-    os.makedirs(folder, exist_ok=True)
-    atomic_write(path, model.save)
-    write_json(record_path, record)
+    where = ""
+    if not unusable:
+        try:
+            atomic_write(path, model.save)
+            record["sha256"] = _sha256(path)  # what a later run checks the file against
+            write_json(record_path, record)
+            where = f"; cached as {path}"
+        except OSError as e:
+            say(f"note: the classifier cache {folder} cannot be written ({e.strerror or e}): the classifier is used "
+                f"for this evaluation only ({skip})")
     say(f"reference classifier: trained on {record['trained_on']:,} images in {record['seconds']:.0f} s, test "
-        f"accuracy {record['test_accuracy']:.2%}; cached as {path}")
+        f"accuracy {record['test_accuracy']:.2%}{where}")
     return model, record

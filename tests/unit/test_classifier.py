@@ -89,3 +89,68 @@ def test_it_computes_in_float32_under_a_mixed_precision_run():
         keras.mixed_precision.set_global_policy("float32")
     assert {layer.compute_dtype for layer in model.layers if layer.__class__.__name__ != "InputLayer"} == {"float32"}
     assert model.dtype_policy.name == "float32" and model.inputs[0].dtype == "float32"
+
+
+def test_a_foreign_or_edited_cache_is_trained_anew_in_one_line(tmp_path, small_splits):
+    """The cache is only a cache: another Keras model under its name, a record edited (a string where a number
+    was, a value for a page to show) or a model file not the one its record describes is trained anew."""
+    import keras
+
+    _, record = classifier.cached(small_splits, lambda line: None, epochs=1, folder=str(tmp_path))
+    model_path = tmp_path / f"classifier-{record['key']}.keras"
+    record_path = tmp_path / f"classifier-{record['key']}.json"
+    foreign = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    foreign.save(tmp_path / "foreign.keras")
+    tampering = {
+        "another model": lambda: (foreign.save(model_path), record_path.write_text(
+            json.dumps({**record, "sha256": classifier._sha256(model_path)}))),
+        "an edited record": lambda: record_path.write_text(json.dumps({**record, "test_accuracy": "<script>"})),
+        "another file": lambda: foreign.save(model_path),
+    }
+    for how, tamper in tampering.items():
+        tamper()
+        said = []
+        model, again = classifier.cached(small_splits, said.append, epochs=1, folder=str(tmp_path))
+        assert said[0].startswith(f"note: the cached classifier {model_path} is not usable (") and \
+            said[0].endswith("training it anew (--no-sample-quality skips the samples' scores)"), (how, said)
+        assert "trained on" in said[1] and model.name == "mnist_classifier", how
+        same = ("key", "trained_on", "test_images", "test_accuracy")  # the same network again (seeded)
+        assert {k: again[k] for k in same} == {k: record[k] for k in same}, how
+        assert again["sha256"] == classifier._sha256(model_path) != classifier._sha256(tmp_path / "foreign.keras")
+
+
+def test_an_unusable_cache_folder_trains_for_this_evaluation_alone(tmp_path, small_splits, monkeypatch):
+    """A cache folder that cannot be made (a file in its way) or written (here: a write that fails) costs the
+    caching only, said in one line naming the cache and --no-sample-quality, never the scores or the run."""
+    in_the_way = tmp_path / "a file"
+    in_the_way.write_text("")
+    said = []
+    model, record = classifier.cached(small_splits, said.append, epochs=1, folder=str(in_the_way / "cache"))
+    assert said[0].startswith(f"note: the classifier cache {in_the_way / 'cache'} cannot be used (")
+    assert "MNIST_VAE_CACHE" in said[0] and "--no-sample-quality" in said[0] and "trained on" in said[1]
+    assert record["test_accuracy"] > 0.1 and in_the_way.read_text() == ""
+
+    def failing_write(path, write):
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(classifier, "atomic_write", failing_write)  # the folder is fine, its writes fail
+    said = []
+    model, again = classifier.cached(small_splits, said.append, epochs=1, folder=str(tmp_path / "ro"))
+    assert said[0].startswith(f"note: the classifier cache {tmp_path / 'ro'} cannot be written (Read-only file "
+                              "system)") and "--no-sample-quality" in said[0]
+    assert again["test_accuracy"] == record["test_accuracy"] and os.listdir(tmp_path / "ro") == []
+
+
+def test_evaluate_with_a_cache_path_that_is_a_file_still_scores_the_samples(tmp_path, finished_run, monkeypatch):
+    import shutil
+
+    from conftest import run_main
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (tmp_path / "cache-file").write_text("")
+    monkeypatch.setenv("MNIST_VAE_CACHE", str(tmp_path / "cache-file"))
+    result = run_main("evaluate", run, "--iw-samples", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the classifier cache" in result.stdout + result.stderr
+    assert "frechet_distance" in json.load(open(run / "eval.json"))["sample_quality"]
