@@ -21,7 +21,7 @@ def parse_args(argv=None):
 
     p = argparse.ArgumentParser(description="Evaluate a trained run on its held-out images.",
                                 formatter_class=cli.HelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train.py")
+    p.add_argument("run_dir", type=cli.path_text, metavar="RUN_DIR", help="a run folder written by train.py")
     p.add_argument("--iw-samples", type=number_in_range(int, 1), default=None,
                    help="importance samples per image (papers: 5000); default: the run's own, train.py's "
                         f"--iw-samples ({settings.DEFAULTS['iw_samples']} unless set; 5000 in the papers' presets), "
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--max-images", type=number_in_range(int, 1), default=None,
                    help="evaluate only the first N held-out images (written to eval-firstN.json; the run's "
                         "eval.json and figures stay as they are)")
-    p.add_argument("--data", default=None, metavar="PATH",
+    p.add_argument("--data", type=cli.path_text, default=None, metavar="PATH",
                    help="where the run's data is now, if it has moved since training (default: the saved path)")
     p.add_argument("--no-sample-quality", action="store_true",
                    help="skip the samples' scores (Fréchet distance and digit coverage in a reference classifier's "

@@ -21,7 +21,7 @@ NEEDS = ("tensorflow", "tf2onnx", "onnx")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Export a run's decoder as ONNX (RUN/decoder.onnx).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train.py")
+    p.add_argument("run_dir", type=cli.path_text, metavar="RUN_DIR", help="a run folder written by train.py")
     return p.parse_args(argv)
 
 

@@ -73,10 +73,31 @@ def check_run_fits(config, train_images):
                        f"training step would decode {rows:,} rows at once, about {needed / 1e9:,.0f} GB of "
                        f"activations, more than half of this machine's {memory_bytes() / 1e9:,.0f} GB of memory; "
                        "lower --k or --batch-size")
+    if config.prior == "vampprior":
+        needed = vampprior_bytes(config)
+        if needed > memory_bytes():
+            raise RunError(f"--prior vampprior --pseudo-inputs {config.pseudo_inputs:,}: training and evaluating would "
+                           f"hold about {needed / 1e9:,.1f} GB (the pseudo-inputs' weights with Adam's state, their "
+                           f"pass through the encoder each step, the mixture's terms), more than this machine's "
+                           f"{memory_bytes() / 1e9:,.0f} GB of memory; lower --pseudo-inputs")
     steps = -(-train_images // config.batch_size) * config.epochs
     if steps > MAX_STEPS:
         raise RunError(f"--epochs {config.epochs:,} of {train_images:,} images at --batch-size {config.batch_size} are "
                        f"{steps:,} steps, more than the {MAX_STEPS:,} the model counts: fewer epochs or a larger batch")
+
+
+def vampprior_bytes(config):
+    """What a VampPrior run holds at its peak, in bytes, counted from its settings: per pseudo-input, its pixels'
+    weights, gradients and Adam's two moments (16 bytes each), and what one training step keeps of its pass
+    through the encoder (the pixels three times, each hidden layer's four tensors of a gated layer, the batch's
+    (batch, K, d) mixture terms), in float32; plus the evaluation's mixture block (vampprior.MIXTURE_VALUES_PER_CALL,
+    three tensors of it) and the process itself (1 GB). Checked against measured peaks in test_build.py."""
+    from mnist_vae.vampprior import MIXTURE_VALUES_PER_CALL
+
+    hidden = sum(int(w) for w in str(config.hidden).split(","))
+    rows = config.batch_size * (config.k if config.objective == "iwae" else 1)
+    per_input = 16 * PIXELS + 4 * (3 * PIXELS + 4 * hidden + rows * config.latent_dim)
+    return config.pseudo_inputs * per_input + 3 * 4 * MIXTURE_VALUES_PER_CALL + (1 << 30)
 
 
 def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import os
 import re
+import struct
 import sys
 import tempfile
 
@@ -31,6 +32,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+FLOAT32_TINY = 1.4e-45  # the smallest positive float32 (a subnormal): anything smaller rounds to 0
+
+
+def as_float32(value):
+    """value rounded to float32, as the model will hold it."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
 def number_in_range(kind, low, low_ok=True, high=None):
     """An argparse type: kind(text) within [low, high) (low itself excluded unless low_ok)."""
     def parse(text):
@@ -42,6 +51,10 @@ def number_in_range(kind, low, low_ok=True, high=None):
                 or value == float("inf"):
             bound = f">= {low}" if low_ok else f"> {low}"
             raise argparse.ArgumentTypeError(f"must be {bound}{f' and < {high}' if high else ''}, got {text}")
+        if kind is float and (value != 0 and abs(value) < FLOAT32_TINY or value == 0 and re.search(
+                r"[1-9]", re.split("[eE]", text)[0])):
+            raise argparse.ArgumentTypeError(f"{text} is too small to be told from 0 in float32, the precision the "
+                                             "model computes in: give 0 or a larger number")
         return value
     return parse
 
@@ -55,8 +68,21 @@ def hidden_layers(text):
     return int(widths[0]) if len(widths) == 1 else ",".join(str(int(part)) for part in widths)
 
 
+def path_text(text):
+    """An argparse type: a path that can be written as UTF-8 (a run's pages, card and console name its folders and
+    data); a name that is not, which the operating system hands Python as lone surrogates, is refused here
+    rather than after training, where writing the pages would fail."""
+    try:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{ascii(text)} is not valid UTF-8, which the run's pages and files must "
+                                         "name: rename it") from None
+    return text
+
+
 def folder_name(text):
     """An argparse type: a plain folder name (no path), so a run folder always lands inside --out."""
+    path_text(text)
     if not text or text in (".", "..") or "/" in text or os.sep in text or (os.altsep and os.altsep in text):
         raise argparse.ArgumentTypeError(f"must be a folder name without '/' (it goes inside --out), got {text!r}")
     return text

@@ -57,6 +57,18 @@ def resolve(argv=None):
     return Config(**values), saved
 
 
+def _check_flags_that_do_nothing(values, given):
+    """A flag given explicitly that the rest of the settings ignore is refused, never recorded as if it counted
+    (config.json, the reproduce command and compare.py would show it as a difference)."""
+    for name, ignored, because in (
+            ("pseudo_inputs", values["prior"] != "vampprior", "is the VampPrior's: it needs --prior vampprior"),
+            ("stages", values["lr_schedule"] != "staged", "is the staged schedule's: it needs --lr-schedule staged"),
+            ("hidden", values["arch"] == "conv", "sets the dense model's layers: the conv model has its own"),
+            ("dataset", bool(values["data"]), "picks what to download: with --data the data is that file or folder")):
+        if name in given and ignored:
+            raise cli.UsageError(f"--{name.replace('_', '-')} {values[name]} {because}")
+
+
 def _check_flags(values, given):
     """The checks between flags (each flag's own range is argparse's)."""
     if values["objective"] == "elbo" and values["k"] not in (None, 1) and "k" in given:
@@ -72,6 +84,10 @@ def _check_flags(values, given):
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")
+    if values["gradient"] == "dreg" and values["k"] == 1:
+        raise cli.UsageError("--gradient dreg --k 1: with one draw the importance weights are all 1 and DReG's "
+                             "gradient is the ELBO's: use --k 2 or more, or leave out --gradient dreg")
+    _check_flags_that_do_nothing(values, given)
     if values["stochastic_layers"] == 2:
         for clash, flag in ((values["arch"] == "conv", "--arch conv"), (values["conditional"], "--conditional"),
                             (values["prior"] == "vampprior", "--prior vampprior"),
@@ -82,8 +98,9 @@ def _check_flags(values, given):
     bounds = values["log_var_min"], values["log_var_max"]
     if (bounds[0] is None) != (bounds[1] is None):
         raise cli.UsageError("--log-var-min and --log-var-max go together: the range z_log_var is clamped to")
-    if bounds[0] is not None and not bounds[0] < bounds[1]:
-        raise cli.UsageError(f"--log-var-min {bounds[0]} must be below --log-var-max {bounds[1]}")
+    if bounds[0] is not None and not cli.as_float32(bounds[0]) < cli.as_float32(bounds[1]):
+        raise cli.UsageError(f"--log-var-min {bounds[0]} must be below --log-var-max {bounds[1]} (in float32, the "
+                             "precision the model clamps in)")
     if values["likelihood"] == "continuous-bernoulli" and values["binarize"] != "none":
         raise cli.UsageError(f"--likelihood continuous-bernoulli is for grey pixels: with --binarize "
                              f"{values['binarize']} the plain Bernoulli (the default) is already the exact likelihood")

@@ -299,6 +299,11 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
     import losses
     from mnist_vae.progress import Progress, duration
 
+    if getattr(vae, "pseudo_inputs", None):  # a mixture prior: each row is scored against its K components
+        from mnist_vae.vampprior import rows_per_call
+
+        max_rows = rows_per_call(vae.pseudo_inputs, z_mean.shape[-1], max_rows)
+        batch_images = min(batch_images, max_rows)
     chunk = draws_per_call(k, batch_images, max_rows)
     noise_dim = getattr(vae, "noise_dim", None)
     if noise_dim:  # its own draws (two layers): q(z1|x)'s parameters for the bound, one draw's log p(x|z1)
@@ -350,7 +355,10 @@ def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4), images=None)
     noise = _noise(seed, z_mean.shape)
     z = ops.convert_to_numpy(losses.reparameterize(z_mean, z_log_var, noise))
     log_q = ops.convert_to_numpy(losses.gaussian_log_density(z, z_mean, z_log_var))
-    log_p = np.concatenate([ops.convert_to_numpy(vae.log_prior(z[i:i + 1000])) for i in range(0, len(z), 1000)])
+    from mnist_vae.vampprior import rows_per_call
+
+    rows = rows_per_call(vae.pseudo_inputs, z.shape[-1], 1000)
+    log_p = np.concatenate([ops.convert_to_numpy(vae.log_prior(z[i:i + rows])) for i in range(0, len(z), rows)])
     posterior["kl_per_dim"] = kl_per_dim_estimate(vae, z_mean, z_log_var, noise)
     return log_q - log_p
 

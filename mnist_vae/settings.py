@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mnist_vae.backends import BACKENDS
-from mnist_vae.cli import HelpFormatter, folder_name, hidden_layers, number_in_range
+from mnist_vae.cli import HelpFormatter, folder_name, hidden_layers, number_in_range, path_text
 from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
 from mnist_vae.evaluation import IW_SAMPLES
 from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
@@ -125,7 +125,7 @@ SETTINGS = (
     Setting("--seed", 0, type=number_in_range(int, 0, high=2**32), help="seed for weights, shuffling and sampling"),
     Setting("--deterministic", False, action="store_true",
             help="deterministic TensorFlow ops: runs and resumes repeat bit for bit"),
-    Setting("--data", None, resume=True, metavar="PATH",
+    Setting("--data", None, resume=True, type=path_text, metavar="PATH",
             help="offline data: a folder of MNIST IDX files (plain or .gz) or a Keras-layout .npz; "
                  "default: download with keras.datasets"),
     Setting("--dataset", "mnist", choices=("mnist", "fashion_mnist"), help="which dataset to download without --data"),
@@ -159,10 +159,10 @@ SETTINGS = (
             help="compile the training step (XLA on tensorflow and jax, torch.compile on torch); auto: what "
                  "measured fastest here (tensorflow: on for dense models or with a GPU; jax: on; torch: on for "
                  "dense runs of 500,000 images or more, whose speed-up repays compiling)"),
-    Setting("--out", "outputs", result=False, help="folder that receives one sub-folder per run"),
+    Setting("--out", "outputs", result=False, type=path_text, help="folder that receives one sub-folder per run"),
     Setting("--run-name", None, result=False, type=folder_name,
             help="name of this run's folder inside --out (default: time, arch and latent size)"),
-    Setting("--resume", None, resume=True, result=False, metavar="RUN_DIR",
+    Setting("--resume", None, resume=True, result=False, type=path_text, metavar="RUN_DIR",
             help="continue that run from its last completed epoch with its saved config (--epochs may be raised)"),)
 BY_NAME = {s.name: s for s in SETTINGS}
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -97,6 +97,17 @@ def prior_draws(vae, n, seed):
     return means[chosen] + np.exp(0.5 * log_vars[chosen]) * noise
 
 
+# Values of one (rows, K, d) block of the mixture's log-densities that one call computes: the evaluation's calls
+# take as many rows as fit (about 0.8 GB in float32), so its memory stays flat as K grows (the preset's K = 500
+# fits the bound's 10,000 rows per call whole).
+MIXTURE_VALUES_PER_CALL = 200_000_000
+
+
+def rows_per_call(pseudo_inputs, latent_dim, most):
+    """How many z of at most `most` one call scores against the K-component mixture, within MIXTURE_VALUES_PER_CALL."""
+    return max(1, min(most, MIXTURE_VALUES_PER_CALL // (pseudo_inputs * latent_dim)))
+
+
 def kl_per_dim_estimate(vae, z_mean, z_log_var, noise, images_per_chunk=500):
     """Per latent dimension j, the mean over images of log q(z_j|x) - log p_j(z_j) at one draw z per image
     (noise), p_j being the learned prior's marginal in dimension j, a mixture of K 1-D Gaussians: what
@@ -109,6 +120,8 @@ def kl_per_dim_estimate(vae, z_mean, z_log_var, noise, images_per_chunk=500):
     z = z_mean + np.exp(0.5 * z_log_var) * noise
     log_q = -0.5 * (losses.LOG_2PI + z_log_var + noise ** 2)  # (N, d), per dimension
     total = np.zeros(z.shape[1])
+    images_per_chunk = rows_per_call(len(means), z.shape[1], images_per_chunk) // 2  # float64: twice the bytes
+    images_per_chunk = max(1, images_per_chunk)
     for start in range(0, len(z), images_per_chunk):
         part = z[start:start + images_per_chunk, None, :]  # (n, 1, d) against (K, d)
         log_components = -0.5 * (losses.LOG_2PI + log_vars + (part - means) ** 2 * np.exp(-log_vars))

@@ -53,3 +53,41 @@ def test_a_model_that_is_not_the_runs_own_is_refused():
     with pytest.raises(RunError, match="model.keras is a Sequential, not a VAE of model.py"):
         build.check_model_matches(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]), config,
                                      "model.keras")
+
+
+def _peak_bytes(argv):
+    """The peak resident memory of `python train.py ARGV` run to its end, from the kernel's own count."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *map(str, argv)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert status == 0, proc.stderr.read().decode()[-2000:]
+    return usage.ru_maxrss * 1024  # KB on Linux
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.backend_independent  # measured on the default backend, whose fused steps the count is checked against
+def test_the_vampprior_memory_count_covers_measured_peaks_at_two_sizes(tmp_path):
+    """The check counts what a run holds per pseudo-input (weights with Adam, the step's pass of the pseudo-inputs
+    through the encoder, the mixture's terms) and the evaluation's flat block: at two sizes the count covers the
+    measured peak, and its growth per pseudo-input is neither below the measured growth nor far above it."""
+    from conftest import MNIST_DIR
+
+    from mnist_vae.config import resolve
+
+    sizes, peaks, counted = (24_000, 48_000), [], []  # sizes where the growth is linear (measured: 8,000 grows faster)
+    for size in sizes:
+        flags = ["--preset", "vampprior", "--pseudo-inputs", size, "--epochs", "1", "--validation", "100",
+                 "--iw-samples", "10", "--no-sample-quality", "--limit", "800"]  # the bound at its rows cap
+        peaks.append(_peak_bytes([*flags, "--data", MNIST_DIR, "--out", tmp_path]))
+        counted.append(build.vampprior_bytes(resolve([str(f) for f in flags])[0]))
+    assert all(c >= p for c, p in zip(counted, peaks)), (counted, peaks)
+    measured = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+    per_input = (counted[1] - counted[0]) / (sizes[1] - sizes[0])
+    assert measured <= per_input <= 3 * measured, (per_input, measured)

@@ -67,3 +67,34 @@ def test_the_conv_model_refuses_what_only_the_dense_one_has():
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --activation tanh --output-bias pixel-means come from --preset iwae-vae and are for the dense "
         "model's hidden and output layers; the conv model keeps ReLU and a zero output bias"]
+
+
+@pytest.mark.backend_independent
+def test_settings_that_would_do_nothing_are_refused_not_recorded():
+    """A flag the other settings ignore would be kept in config.json, the reproduce command and compare.py's
+    differences as if it counted: each is one usage error (a preset's own values are not the user's)."""
+    for argv, message in ((["--pseudo-inputs", "7"], "--pseudo-inputs 7 is the VampPrior's: it needs --prior "
+                                                     "vampprior"),
+                          (["--stages", "3"], "--stages 3 is the staged schedule's"),
+                          (["--arch", "conv", "--hidden", "64"], "--hidden 64 sets the dense model's layers"),
+                          (["--data", "somewhere", "--dataset", "fashion_mnist"], "--dataset fashion_mnist picks what"),
+                          (["--objective", "iwae", "--k", "1", "--gradient", "dreg"],
+                           "--gradient dreg --k 1: with one draw the importance weights are all 1"),
+                          (["--log-var-min", "0.5", "--log-var-max", "0.50000001"], "must be below --log-var-max")):
+        with pytest.raises(cli.UsageError, match=message):
+            resolve(argv)
+    assert resolve(["--preset", "vampprior-standard"])[0].pseudo_inputs == 500  # the recipe's, not typed
+    assert resolve(["--prior", "vampprior", "--pseudo-inputs", "7"])[0].pseudo_inputs == 7
+
+
+@pytest.mark.backend_independent
+def test_numbers_that_float32_cannot_tell_from_zero_and_paths_that_are_not_utf8_are_one_line():
+    for argv in (["--log-var-min", "1e-400", "--log-var-max", "1e-300"], ["--lr", "1e-50"], ["--beta", "1e-46"]):
+        result = run_main("train", *argv, "--data", "nowhere")
+        errors = [line for line in result.stderr.splitlines() if "error" in line]  # after argparse's usage
+        assert result.returncode == 2 and len(errors) == 1 and "too small to be told from 0 in float32" in errors[0]
+    name = b"run-\xff".decode("utf-8", "surrogateescape")  # what Linux hands Python for a name that is not UTF-8
+    for argv in (["--run-name", name], ["--out", name], ["--data", name], ["--resume", name]):
+        result = run_main("train", *argv)
+        assert result.returncode == 2 and "is not valid UTF-8" in result.stderr, argv
+        assert "Traceback" not in result.stderr
