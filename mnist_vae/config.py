@@ -63,7 +63,6 @@ def _check_flags_that_do_nothing(values, given):
     for name, ignored, because in (
             ("pseudo_inputs", values["prior"] != "vampprior", "is the VampPrior's: it needs --prior vampprior"),
             ("stages", values["lr_schedule"] != "staged", "is the staged schedule's: it needs --lr-schedule staged"),
-            ("hidden", values["arch"] == "conv", "sets the dense model's layers: the conv model has its own"),
             ("dataset", bool(values["data"]), "picks what to download: with --data the data is that file or folder")):
         if name in given and ignored:
             raise cli.UsageError(f"--{name.replace('_', '-')} {values[name]} {because}")

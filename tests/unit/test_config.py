@@ -76,7 +76,6 @@ def test_settings_that_would_do_nothing_are_refused_not_recorded():
     for argv, message in ((["--pseudo-inputs", "7"], "--pseudo-inputs 7 is the VampPrior's: it needs --prior "
                                                      "vampprior"),
                           (["--stages", "3"], "--stages 3 is the staged schedule's"),
-                          (["--arch", "conv", "--hidden", "64"], "--hidden 64 sets the dense model's layers"),
                           (["--data", "somewhere", "--dataset", "fashion_mnist"], "--dataset fashion_mnist picks what"),
                           (["--objective", "iwae", "--k", "1", "--gradient", "dreg"],
                            "--gradient dreg --k 1: with one draw the importance weights are all 1"),
