@@ -38,6 +38,7 @@ class Run:
         self.scratch = None
         self.started = time.time()
         self.seconds = {}  # where the time went: start-up, training, then write_outputs' parts
+        self.trained = False  # the history decides that no epoch is left to train (nothing_to_do sets it)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
@@ -122,7 +123,7 @@ class Run:
 
     def fit(self, vae, batches, steps, done, callbacks, saver):
         """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
-        if done >= self.settings.epochs or getattr(self, "trained", False):
+        if done >= self.settings.epochs or self.trained:
             return  # the history decides the run already (trained to its end, or stopped early): no epoch to train
         began = self.seconds["start-up"] = time.time() - self.started
         try:

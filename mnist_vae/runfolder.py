@@ -89,7 +89,8 @@ class RunFolder:
         RunError with the command that moves the run on when there is no finished model."""
         trained, planned = self.epochs_trained, self.config.get("epochs")
         model_path, resume = self.file("model.keras"), messages.resume_command(self.path)
-        finished = trained and (not isinstance(planned, int) or trained >= planned)
+        stopped_early = bool((self.early_stopping or {}).get("stopped_early"))  # no epoch left to train either
+        finished = trained and (not isinstance(planned, int) or trained >= planned or stopped_early)
         if os.path.isfile(model_path) and finished and self.metrics is None:
             # Stopped during its final save: model.keras is written first, metrics.json last.
             raise RunError(f"{self.path}: {messages.all_epochs(trained)} but the final outputs were not all "
@@ -98,7 +99,7 @@ class RunFolder:
             return trained, model_path
         if trained == 0:
             raise RunError(f"{self.path}: no epoch has completed yet, so there is no model.keras; {resume} trains it")
-        if isinstance(planned, int) and trained < planned:
+        if isinstance(planned, int) and trained < planned and not stopped_early:
             raise RunError(f"{self.path}: stopped after epoch {trained} of {planned}, before model.keras was "
                            f"written; {resume} trains the rest and writes it")
         raise RunError(f"{self.path}: {messages.all_epochs(trained)} but the final outputs were not written; "

@@ -87,6 +87,9 @@ def test_a_run_killed_after_stopping_early_writes_its_outputs_and_trains_nothing
     for name in os.listdir(tmp_path / "killed"):
         if name not in ("config.json", "history.csv", "checkpoint", ".lock"):
             os.remove(tmp_path / "killed" / name)
+    evaluated = run_main("evaluate", tmp_path / "killed", "--no-sample-quality")  # nothing left to train: says so
+    assert evaluated.returncode == 1 and f"all {len(history)} epochs are trained but the final outputs were not " \
+        "written" in evaluated.stderr
     resumed = run_main("train", "--resume", tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Epoch" not in resumed.stdout and "it stopped early after epoch" in resumed.stdout

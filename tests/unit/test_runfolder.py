@@ -19,9 +19,10 @@ def make(folder, epochs=3, trained=None, metrics=None, evaluation=None, files=()
     (folder / "config.json").write_text(json.dumps(config))
     if trained:
         (folder / "checkpoint").mkdir()
-        (folder / "checkpoint" / "w.npz").write_text("")
+        weights = f"epoch-{trained:04d}.variables.npz"  # the name a checkpoint writes (read_state allows no other)
+        (folder / "checkpoint" / weights).write_text("")
         rows = [{"epoch": e + 1, "loss": 10.0 - e} for e in range(trained)]
-        (folder / "checkpoint" / "state.json").write_text(json.dumps({"epoch": trained, "weights": "w.npz",
+        (folder / "checkpoint" / "state.json").write_text(json.dumps({"epoch": trained, "weights": weights,
                                                                       "history": rows}))
         (folder / "history.csv").write_text("epoch,loss\n" + "".join(f"{r['epoch']},{r['loss']}\n" for r in rows))
     for name, value in (("metrics.json", metrics), ("eval.json", evaluation)):
