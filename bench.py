@@ -244,7 +244,7 @@ def _timed_epochs(keras, run, args, marks):
                 marks["first_epoch_end"] = time.time() - STARTED
 
     timer, options = Timer(), run["options"]
-    frames = SampleFrames(options.latent_dim, 0)
+    frames = SampleFrames(0)
     with tempfile.TemporaryDirectory() as scratch, SignalGuard() as guard, open(os.devnull, "w") as null:
         held_out = pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=run["noise"])
         saver = checkpoints.EpochCheckpoint(scratch, frames=frames.frames)

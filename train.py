@@ -7,8 +7,8 @@
 Every run writes a new folder <out>/<run-name>/: config.json, history.csv, metrics.json, model.keras,
 the PNG figures, report.html, explorer.html and a per-epoch checkpoint. Losses are in nats per image.
 
-The story, top to bottom: settings -> data -> the backend and devices -> the model -> fit -> outputs.
-The machinery of each step lives in the mnist_vae package; model.py holds the model, losses.py its loss.
+The story, top to bottom: settings -> data -> the backend and devices -> the model, compiled with Adam -> fit ->
+outputs. The machinery of each step lives in the mnist_vae package; model.py holds the model, losses.py its loss.
 """
 import sys
 
@@ -70,6 +70,8 @@ def load_data(config, saved=None):
 
 
 def fit_and_save(run, config, devices, splits):
+    import keras
+
     from mnist_vae import build, checkpoints, pipeline
     from mnist_vae.callbacks import SampleFrames
     from model import noise_shape
@@ -80,10 +82,7 @@ def fit_and_save(run, config, devices, splits):
     done = state["epoch"] if state else 0
     if run.nothing_to_do(done):
         return 0
-    print(f"backend: {config.backend}" + ("" if devices.replicas == 1 else f", {devices.replicas} replicas"))
-    if config.arch == "conv" and config.backend == "jax" and config.jit != "off" and not devices.gpu:
-        print("hint: XLA's transposed convolutions are slow on a CPU: --backend tensorflow trains the conv "
-              "model about 10x faster here")
+    print(messages.backend_line(config, devices))
     run.write_config(splits, build.versions(config.backend), settings.reproduce_command(config))
 
     # 5. The batches: every draw (order, binarization, noise) a function of (seed, epoch, step).
@@ -97,17 +96,24 @@ def fit_and_save(run, config, devices, splits):
     validation = None if splits.x_valid is None else pipeline.held_out_batches(
         splits.x_valid, seed=config.seed + 1, noise_dim=noise, pad_to=devices.pad_to, labels=labels(splits.y_valid))
 
-    # 6. The model, compiled for the devices, restored from the checkpoint when resuming.
-    vae = build.build_model(config, devices, steps, run.dir, state, pixel_means=(
-        data.mean_pixels(splits.x_train) if config.output_bias == "pixel-means" else None))
+    # 6. The model: model.py's VAE (or the family the settings name), compiled with Adam on the run's devices,
+    #    with the options that measured fastest there; a resumed run's weights and optimizer from its checkpoint.
+    with devices.scope():
+        vae = build.new_model(config, pixel_means=(
+            data.mean_pixels(splits.x_train) if config.output_bias == "pixel-means" else None))
+        vae.compile(optimizer=keras.optimizers.Adam(build.learning_rate(config, done), epsilon=config.adam_epsilon),
+                    **build.speed_options(config, steps, devices, epochs_to_run=max(1, config.epochs - done)))
+    build.made_ready(vae, config, devices, run.dir, state)
 
     # 7. Fit: each epoch ends with the held-out loss, progress.gif's frame and a checkpoint.
-    frames = SampleFrames(config.latent_dim, config.seed, frames=checkpoints.read_frames(run.dir, done),
-                          conditional=config.conditional, likelihood=config.likelihood)
+    frames = SampleFrames(config.seed, frames=checkpoints.read_frames(run.dir, done))
     saver = build.checkpoint_saver(config, run.dir, state, frames.frames)
     fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation,
                                     build.stage_nll(config, splits.x_test, splits.y_test))
-    run.fit(vae, batches, steps, done, fit_callbacks, saver)
+    if not run.trained:  # unless the history already ends the run (all epochs trained, or stopped early)
+        with run.training(saver):  # a full disk or a lost worker: one line saying what is kept
+            vae.fit(batches, epochs=config.epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=fit_callbacks,
+                    shuffle=False, verbose=run.verbose)  # shuffle=False: the batches come shuffled by (seed, epoch)
 
     # 8. Outputs: what the run earned (also when stopped or diverged), and the exit code.
     return run.conclude(vae, splits, saver, frames.frames, steps)

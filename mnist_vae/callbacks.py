@@ -3,7 +3,7 @@ progress.gif's frames (the checkpoint's is checkpoints.EpochCheckpoint, the sign
 import keras
 import numpy as np
 
-from mnist_vae.figures import fixed_latent_draws, frame_labels, pixels_of
+from mnist_vae.figures import frame_labels, pixels_of
 from model import LOSS_TERMS, one_hot
 
 
@@ -62,27 +62,24 @@ class StageNLL(keras.callbacks.Callback):
         from mnist_vae.evaluation import nll_estimate
 
         # Not for an epoch a signal cut short: it is not checkpointed, and the bound takes a while.
-        if epoch + 1 in self.stage_ends and logs is not None and not getattr(self.model, "stop_training", False):
+        if epoch + 1 in self.stage_ends and logs is not None and not self.model.stop_training:
             logs["test_nll_iw"], logs["test_nll_iw_stderr"] = nll_estimate(self.model, self.images, self.k,
                                                                            self.labels)
 
 
 class SampleFrames(keras.callbacks.Callback):
-    """Decodes the same fixed latent draws after every epoch, keeping the frames in memory for progress.gif."""
+    """Decodes n draws from the model's prior, the same every epoch for a seed (made again from a prior that
+    learns), after every epoch, keeping the frames in memory for progress.gif; a conditional model draws the
+    digits 0-9 in turn."""
 
-    def __init__(self, latent_dim, seed, n=36, frames=(), conditional=False, likelihood="bernoulli"):
+    def __init__(self, seed, n=36, frames=()):
         super().__init__()
-        self.likelihood = likelihood
-        self.z, self.seed = fixed_latent_draws(latent_dim, seed, n), seed
-        self.inputs = [self.z, one_hot(frame_labels(n))] if conditional else self.z  # digits 0-9 in turn
+        self.seed, self.n = seed, n
         self.frames = list(frames)  # one per epoch from epoch 1 (earlier sessions' from the checkpoint)
 
     def on_epoch_end(self, epoch, logs=None):
-        inputs = self.inputs
-        if hasattr(self.model, "prior_components"):  # a learned prior: the same draws from it as it is now
-            from mnist_vae.vampprior import prior_draws
-
-            inputs = prior_draws(self.model, len(self.z), self.seed)
+        z = self.model.prior.draw(self.n, self.seed)
+        inputs = [z, one_hot(frame_labels(self.n))] if self.model.conditional else z
         # A compiled call: a fraction of an eager one's cost (docs/performance.md).
         logits = np.asarray(self.model.decoder.predict_on_batch(inputs), np.float32)
-        self.frames.append(pixels_of(logits, self.likelihood))
+        self.frames.append(pixels_of(logits, self.model.likelihood))

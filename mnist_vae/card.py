@@ -6,7 +6,8 @@ two cannot disagree. Pure Python: no Keras.
 import json
 import os
 
-from mnist_vae import markdown, messages, report
+from mnist_vae import families, markdown, messages, report
+from mnist_vae.config import from_saved
 from mnist_vae.rundir import write_text
 
 # eval.json's keys that go into the card's metadata, with the name the metric gets there.
@@ -81,11 +82,7 @@ def render(run_dir, config, metrics, evaluation):
         "runs would (one run, one seed). Quote a negative log-likelihood only from binarized pixels.", "",
         "## Sample quality", "", sample_quality_prose(evaluation), "",
         "## Use", "",
-        "```python", "import keras", "import model  # this project's model.py: registers the VAE's classes",
-        *(["from mnist_vae import vampprior  # registers the VampPrior's VAE"] if config.get("prior") == "vampprior"
-          else []),
-        *(["from mnist_vae import two_layer  # registers the two-layer VAE"] if config.get("stochastic_layers") == 2
-          else []),
+        "```python", "import keras", *families.loading_imports(from_saved(config)),
         "vae = keras.saving.load_model(\"model.keras\")  # any Keras backend; safe mode", "```", "",
         "`python export.py RUN` writes `decoder.onnx` (z to pixels) for ONNX Runtime.", "",
         "## Limits", "",

@@ -9,8 +9,9 @@ Pure Python: no Keras.
 import dataclasses
 import importlib.util
 import os
+import types
 
-from mnist_vae import cli, presets, settings
+from mnist_vae import cli, families, presets, settings
 from mnist_vae.backends import default_backend
 from mnist_vae.distribute import SUPPORTED
 
@@ -61,7 +62,6 @@ def _check_flags_that_do_nothing(values, given):
     """A flag given explicitly that the rest of the settings ignore is refused, never recorded as if it counted
     (config.json, the reproduce command and compare.py would show it as a difference)."""
     for name, ignored, because in (
-            ("pseudo_inputs", values["prior"] != "vampprior", "is the VampPrior's: it needs --prior vampprior"),
             ("stages", values["lr_schedule"] != "staged", "is the staged schedule's: it needs --lr-schedule staged"),
             ("dataset", bool(values["data"]), "picks what to download: with --data the data is that file or folder")):
         if name in given and ignored:
@@ -75,11 +75,9 @@ def _check_flags(values, given):
     if values["early_stopping"] and not values["validation"]:
         raise cli.UsageError(f"--early-stopping {values['early_stopping']} judges the validation slice's loss: it "
                              "needs --validation N (training images held out for it; the IWAE recipe holds out 400)")
-    if values["prior"] == "vampprior" and values["conditional"]:
-        raise cli.UsageError("--prior vampprior is a prior of the unconditional model: leave out --conditional")
-    if values["gradient"] == "dreg" and values["prior"] == "vampprior":
-        raise cli.UsageError("--gradient dreg assumes a prior that does not depend on the encoder, and the "
-                             "VampPrior's does: use the plain gradient with --prior vampprior")
+    family_refusal = families.refusal(types.SimpleNamespace(**values), given)  # what the model's family refuses
+    if family_refusal:
+        raise cli.UsageError(family_refusal)
     if values["gradient"] == "dreg" and values["objective"] != "iwae":
         raise cli.UsageError("--gradient dreg is a gradient of the importance-weighted bound: it needs "
                              "--objective iwae")
@@ -87,13 +85,6 @@ def _check_flags(values, given):
         raise cli.UsageError("--gradient dreg --k 1: with one draw the importance weights are all 1 and DReG's "
                              "gradient is the ELBO's: use --k 2 or more, or leave out --gradient dreg")
     _check_flags_that_do_nothing(values, given)
-    if values["stochastic_layers"] == 2:
-        for clash, flag in ((values["arch"] == "conv", "--arch conv"), (values["conditional"], "--conditional"),
-                            (values["prior"] == "vampprior", "--prior vampprior"),
-                            (values["gradient"] == "dreg", "--gradient dreg")):
-            if clash:
-                raise cli.UsageError(f"--stochastic-layers 2 is the dense, unconditional model with the standard "
-                                     f"prior and the plain gradient: leave out {flag}")
     bounds = values["log_var_min"], values["log_var_max"]
     if (bounds[0] is None) != (bounds[1] is None):
         raise cli.UsageError("--log-var-min and --log-var-max go together: the range z_log_var is clamped to")

@@ -33,7 +33,7 @@ def callback(patience, rows, warmup=0):
             self.rows = [{"epoch": row["epoch"], MONITOR: row.get(MONITOR)} for row in rows]
 
         def on_epoch_end(self, epoch, logs=None):
-            if getattr(self.model, "stop_training", False):
+            if self.model.stop_training:
                 return  # cut short by a signal or a NaN: not an epoch to judge
             self.rows.append({"epoch": epoch + 1, MONITOR: (logs or {}).get(MONITOR)})
             if progress(self.rows, patience, warmup)[2]:

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from mnist_vae.batching import multiple_of_devices, predict
+from mnist_vae.presets import IW_SAMPLES
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x(E_q[z_j | x]) exceeds this (Burda et al. 2015)
 
 
-IW_SAMPLES = 1000  # importance samples per image for the NLL (--iw-samples' default)
 ROWS_PER_CALL = 10000  # decoded draws per compiled call of the bound: bounds its memory, whatever k; JAX's
 # bound ran faster at 10,000 than 20,000, TensorFlow's alike (docs/performance.md)
 EVAL_SEED = 2015  # noise for the estimates: fixed, so the same model always gets the same numbers
@@ -22,15 +22,15 @@ def _noise(seed, shape):
     return np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32)
 
 
-def log_sum_weights_of(log_px_given_z, log_prior=None):
+def log_sum_weights_of(log_px_given_z):
     """One chunk of the importance-weighted bound, in Keras ops (compiled whole by importance_weights):
     (x, z_mean, z_log_var, eps, drawn) -> log sum_i w_i per image over the first `drawn` of the chunk's draws.
 
     eps: (B, c, d), the chunk's noise; drawn: (B,) how many of the c draws are real (the rest pad the chunk to
     one compiled shape). log_px_given_z(x, z) takes the images (B, ...) and their draws z (B, c, d) and returns
     log p(x|z) (B, c), the images broadcast against their draws rather than copied. The log-weights come from
-    losses.log_importance_weights, as IWAE training's do, and their logsumexp is Keras', as in losses.iwae_loss.
-    log_prior(z): log p(z) of a learned prior (the VampPrior's), N(0, I) when None.
+    losses.log_importance_weights under N(0, I), and their logsumexp is Keras', as in losses.iwae_loss. A model's
+    bound is importance_weights', from the model's own per-draw terms; this form serves a log p(x|z) given alone.
     """
     from keras import ops
 
@@ -39,8 +39,7 @@ def log_sum_weights_of(log_px_given_z, log_prior=None):
     def log_sum_weights(x, z_mean, z_log_var, eps, drawn):
         mean, log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         z = losses.reparameterize(mean, log_var, eps)
-        log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var,
-                                              log_pz=None if log_prior is None else log_prior(z))
+        log_w = losses.log_importance_weights(log_px_given_z(x, z), z, mean, log_var)
         return _masked_logsumexp(log_w, drawn)
 
     return log_sum_weights
@@ -54,7 +53,7 @@ def iw_bound(x, z_mean, z_log_var, log_sum_weights, k, chunk=None, seed=(EVAL_SE
     each chunk one call of log_sum_weights (log_sum_weights_of; importance_weights compiles it for a model);
     chunking only bounds memory, whatever k. The chunks' sums are combined in float32. done(draws): called
     after each chunk with the draws per image made so far (progress). noise_dim: numbers of noise per draw
-    (z's dimensions unless given: a two-layer model's draws take 3d).
+    (z's dimensions unless given: vae.noise_dim, where a draw takes more).
     """
     from keras import ops
 
@@ -125,50 +124,6 @@ def xla_suits(vae):
     return not (convolutional or tf_engine.mirrored(vae) or tf_engine.op_determinism_enabled())
 
 
-def _decoded_log_likelihood(vae, images, z, y):
-    """log p(x|z) of images (B, ...) under the decoder for draws z: (B, d) -> (B,), or (B, c, d) -> (B, c)
-    with each image broadcast against its c draws (decoded as B * c rows in one call)."""
-    from keras import ops
-
-    import losses
-
-    likelihood = getattr(vae, "likelihood", "bernoulli")
-    if len(z.shape) == 2:
-        return -losses.reconstruction_loss(images, vae.decoder([z, y] if vae.conditional else z), likelihood)
-    b, c, d = ops.shape(z)[0], z.shape[1], z.shape[2]
-    z_rows = ops.reshape(z, (-1, d))
-    logits = vae.decoder([z_rows, ops.repeat(y, c, axis=0)] if vae.conditional else z_rows)
-    logits = ops.reshape(logits, (b, c, *logits.shape[1:]))
-    return -losses.reconstruction_loss(ops.expand_dims(images, 1), logits, likelihood, leading=2)
-
-
-def log_likelihood(vae, rows=None):
-    """A compiled function (x, z, labels) -> log p(x|z) per image for one z each (labels: digits, read by a
-    conditional model only): the decoder and the reconstruction term as one small Keras model, so each
-    backend compiles it its own way."""
-    import keras
-
-    from model import one_hot
-
-    class LogLikelihood(keras.Model):
-        def call(self, inputs):
-            x, z, y = inputs
-            return _decoded_log_likelihood(vae, x, z, y)
-
-    run = _as_function(LogLikelihood(dtype="float32"), rows or 1, xla_suits(vae))
-
-    def log_px_given_z(x, z, labels=None):
-        return run(x, z, one_hot(labels) if vae.conditional else np.zeros((len(z), 1), np.float32))
-
-    return log_px_given_z
-
-
-def kl_is_estimate(vae):
-    """Whether the model's KL term has no closed form (a learned prior, two stochastic layers): its value is
-    then the single-draw estimate log q - log p."""
-    return hasattr(vae, "log_prior") or hasattr(vae, "log_weight_terms")
-
-
 def _masked_logsumexp(log_w, drawn):
     from keras import ops
 
@@ -176,46 +131,47 @@ def _masked_logsumexp(log_w, drawn):
     return ops.logsumexp(ops.where(real, log_w, float("-inf")), axis=1)
 
 
-def one_draw_terms(vae, x, seed, batch_images=500):
-    """(log p(x | z), log p(z) - log q(z | x)) per image at one draw of a model that computes its own
-    log-weight terms (two_layer.TwoLayerVAE.log_weight_terms), the noise fixed by seed: the single-draw
-    estimates of the ELBO's two terms."""
+def _labels_input(vae, labels, n):
+    """What the compiled functions take for the images' labels: one-hot rows for a conditional model, a
+    placeholder column otherwise (one compiled signature for both)."""
+    from model import one_hot
+
+    return one_hot(labels) if vae.conditional and labels is not None else np.zeros((n, 1), np.float32)
+
+
+def one_draw_terms(vae, images):
+    """A compiled function (x, z_mean, z_log_var, eps, y) -> (N, 2): log p(x|z) and log p(z) - log q(z|x) at one
+    draw per image made with noise eps (N, noise_dim), from the model's own per-draw terms (VAE.log_weight_terms),
+    up to `images` images per call: the single-draw estimates of the ELBO's two terms."""
     import keras
 
-    class Terms(keras.Model):
+    class OneDraw(keras.Model):
         def call(self, inputs):
-            images, eps = inputs
-            log_px, log_ratio = vae.log_weight_terms(images, eps)[:2]
-            return keras.ops.stack([log_px[:, 0], log_ratio[:, 0]], axis=1)
+            x, z_mean, z_log_var, eps, y = inputs
+            terms = vae.log_weight_terms(x, eps, y if vae.conditional else None, posterior=(z_mean, z_log_var))
+            return keras.ops.stack([terms["log_px"], terms["log_ratio"]], axis=1)
 
-    run = _as_function(Terms(dtype="float32"), batch_images, xla_suits(vae))
-    eps = _noise(seed, (len(x), 1, vae.noise_dim))
-    terms = np.asarray(run(np.asarray(x, np.float32), eps), np.float64)
-    return terms[:, 0], terms[:, 1]
+    run = _as_function(OneDraw(dtype="float32"), images, xla_suits(vae))
+    return lambda x, z_mean, z_log_var, eps, labels=None: np.asarray(run(
+        x, z_mean, z_log_var, eps, _labels_input(vae, labels, len(x))))
 
 
 def importance_weights(vae, images):
     """log_sum_weights (see iw_bound) for a model, compiled as one computation per call: the draws, the decoder
-    on all of them, the log-weights and their logsumexp, for up to `images` images per call."""
+    on all of them, the log-weights from the model's per-draw terms (VAE.log_weight_terms) and their logsumexp,
+    for up to `images` images per call."""
     import keras
-
-    from model import one_hot
 
     class LogSumWeights(keras.Model):
         def call(self, inputs):
             x, z_mean, z_log_var, eps, drawn, y = inputs
-            if hasattr(vae, "log_weight_terms"):  # a model that draws more than z ~ q(z|x) (two layers)
-                log_px, log_ratio = vae.log_weight_terms(x, eps)[:2]
-                return _masked_logsumexp(log_px + log_ratio, drawn)
-            return log_sum_weights_of(lambda images, z: _decoded_log_likelihood(vae, images, z, y),
-                                      getattr(vae, "log_prior", None))(x, z_mean, z_log_var, eps, drawn)
+            terms = vae.log_weight_terms(x, eps, y if vae.conditional else None, posterior=(z_mean, z_log_var))
+            return _masked_logsumexp(terms["log_px"] + terms["log_ratio"], drawn)
 
     run = _as_function(LogSumWeights(dtype="float32"), images, xla_suits(vae))
 
     def for_labels(labels):
-        y = None if labels is None or not vae.conditional else one_hot(labels)
-        return lambda x, m, v, eps, drawn: run(x, m, v, eps, drawn, np.zeros((len(x), 1), np.float32)
-                                                if y is None else y)
+        return lambda x, m, v, eps, drawn: run(x, m, v, eps, drawn, _labels_input(vae, labels, len(x)))
 
     return for_labels
 
@@ -294,26 +250,14 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
     """(reconstruction term of one z per image, importance-weighted NLL with k samples) per image, in batches
     of images, each of up to max_rows decoded rows per call (a progress bar on a terminal: minutes on full
     MNIST with k = 5000)."""
-    from keras import ops
-
-    import losses
     from mnist_vae.progress import Progress, duration
 
-    if getattr(vae, "pseudo_inputs", None):  # a mixture prior: each row is scored against its K components
-        from mnist_vae.vampprior import rows_per_call
-
-        max_rows = rows_per_call(vae.pseudo_inputs, z_mean.shape[-1], max_rows)
-        batch_images = min(batch_images, max_rows)
+    x = np.asarray(x, np.float32)
+    max_rows = vae.prior.rows_per_call(max_rows)  # a mixture prior scores each row against its components
+    batch_images = min(batch_images, max_rows)
     chunk = draws_per_call(k, batch_images, max_rows)
-    noise_dim = getattr(vae, "noise_dim", None)
-    if noise_dim:  # its own draws (two layers): q(z1|x)'s parameters for the bound, one draw's log p(x|z1)
-        reconstruction = -one_draw_terms(vae, x, (EVAL_SEED + 1, 0))[0]
-        z_mean, z_log_var = (np.asarray(t) for t in predict(vae.q_z1.predict_on_batch, [np.asarray(x, np.float32)],
-                                                             1000))
-    else:  # one z per image, as in training: log p(x|z) through the decoder
-        log_px_given_z, reconstruction = log_likelihood(vae, rows=batch_images), []
-    weights = importance_weights(vae, batch_images)
-    nll = []
+    one_draw, weights = one_draw_terms(vae, batch_images), importance_weights(vae, batch_images)
+    reconstruction, nll = [], []
     progress = Progress(f"importance-weighted evaluation, k = {k:,} samples per image", len(x), "image",
                         shorter=lambda seconds: f"--iw-samples {IW_SAMPLES} would take about "
                                                 f"{duration(seconds * IW_SAMPLES / k)}" if k > IW_SAMPLES else None)
@@ -321,12 +265,12 @@ def per_image_bounds(vae, x, z_mean, z_log_var, k, labels=None, batch_images=100
         rows = slice(start, start + batch_images)
         xb, mb, lb = x[rows], z_mean[rows], z_log_var[rows]
         yb = None if labels is None else labels[rows]
-        if not noise_dim:  # the single-sample estimate of the training loss: one z per image, as in training
-            z = ops.convert_to_numpy(losses.reparameterize(mb, lb, _noise((EVAL_SEED + 1, i), mb.shape)))
-            reconstruction.append(-log_px_given_z(xb, z, yb))
-        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i), noise_dim=noise_dim,
+        # the single-draw estimate of the training loss's reconstruction term: one draw per image, as in training
+        eps = _noise((EVAL_SEED + 1, i), (len(xb), vae.noise_dim))
+        reconstruction.append(-one_draw(xb, mb, lb, eps, yb)[:, 0])
+        nll.append(-iw_bound(xb, mb, lb, weights(yb), k, chunk, seed=(EVAL_SEED, i), noise_dim=vae.noise_dim,
                              done=lambda draws, start=start, n=len(xb): progress.update(start + n * draws / k)))
-    return (reconstruction if noise_dim else np.concatenate(reconstruction)), np.concatenate(nll)
+    return np.concatenate(reconstruction), np.concatenate(nll)
 
 
 def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
@@ -337,30 +281,23 @@ def nll_estimate(vae, x, k=IW_SAMPLES, labels=None):
     return mean_and_stderr(nll)
 
 
-def kl_term(vae, z_mean, z_log_var, posterior, seed=(EVAL_SEED, 4), images=None):
-    """Each image's KL(q(z|x) || p(z)): in closed form under N(0, I); under a learned prior (the VampPrior) the
-    single-draw estimate log q(z|x) - log p(z) at fixed noise, and posterior's kl_per_dim becomes the
-    per-dimension estimate against the prior's marginals (vampprior.kl_per_dim_estimate)."""
+def kl_term(vae, x, z_mean, z_log_var, posterior, labels=None, seed=(EVAL_SEED, 4)):
+    """Each image's KL term: in closed form where the model has one; otherwise the single-draw estimate
+    log q - log p of its per-draw terms at fixed noise, and where the prior has no closed form, posterior's
+    kl_per_dim becomes the prior's per-dimension estimate (its kl_per_dim)."""
     from keras import ops
 
-    import losses
-
-    if hasattr(vae, "log_weight_terms"):  # two layers: -(log p(z1, z2) - log q(z1, z2 | x)) at one draw; the
-        # per-dimension KL stays the top layer's, of q(z2 | z1 = the mean of q(z1 | x)) against N(0, I)
-        return -one_draw_terms(vae, images, seed)[1]
-    if not hasattr(vae, "log_prior"):
-        return ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
-    from mnist_vae.vampprior import kl_per_dim_estimate
-
-    noise = _noise(seed, z_mean.shape)
-    z = ops.convert_to_numpy(losses.reparameterize(z_mean, z_log_var, noise))
-    log_q = ops.convert_to_numpy(losses.gaussian_log_density(z, z_mean, z_log_var))
-    from mnist_vae.vampprior import rows_per_call
-
-    rows = rows_per_call(vae.pseudo_inputs, z.shape[-1], 1000)
-    log_p = np.concatenate([ops.convert_to_numpy(vae.log_prior(z[i:i + rows])) for i in range(0, len(z), rows)])
-    posterior["kl_per_dim"] = kl_per_dim_estimate(vae, z_mean, z_log_var, noise)
-    return log_q - log_p
+    if vae.kl_has_closed_form:
+        return ops.convert_to_numpy(vae.prior.kl(z_mean, z_log_var))
+    noise = _noise(seed, (len(x), vae.noise_dim))
+    rows = vae.prior.rows_per_call(1000)
+    one_draw = one_draw_terms(vae, rows)
+    log_ratio = np.concatenate([one_draw(x[i:i + rows], z_mean[i:i + rows], z_log_var[i:i + rows], noise[i:i + rows],
+                                         None if labels is None else labels[i:i + rows])[:, 1]
+                                for i in range(0, len(x), rows)])
+    if not vae.prior.closed_form:
+        posterior["kl_per_dim"] = vae.prior.kl_per_dim(z_mean, z_log_var, noise)
+    return -log_ratio
 
 
 def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
@@ -376,7 +313,7 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     bounds_began = time.time()
     reconstruction, nll = per_image_bounds(vae, x, z_mean, z_log_var, k, labels)
     seconds = {"encoder": round(bounds_began - started, 2), "iw_bound": round(time.time() - bounds_began, 2)}
-    kl = kl_term(vae, z_mean, z_log_var, posterior, images=x)
+    kl = kl_term(vae, np.asarray(x, np.float32), z_mean, z_log_var, posterior, labels)
     results = {}
     for name, values in (("negative_elbo", reconstruction + kl), ("reconstruction_loss", reconstruction),
                          ("kl_loss", kl), ("nll_iw", nll)):
@@ -386,9 +323,9 @@ def evaluate_model(vae, x, k=IW_SAMPLES, labels=None):
     seconds["mutual_information"] = round(time.time() - information_began, 2)
     results.update({
         "conditional": bool(vae.conditional),
-        "kl_is_estimate": kl_is_estimate(vae),
-        **({"stochastic_layers": 2} if hasattr(vae, "log_weight_terms") else {}),
-        "likelihood": getattr(vae, "likelihood", "bernoulli"),
+        "kl_is_estimate": not vae.kl_has_closed_form,
+        **({"stochastic_layers": vae.stochastic_layers} if vae.stochastic_layers > 1 else {}),
+        "likelihood": vae.likelihood,
         "iw_samples": k, "images": int(len(x)),
         "active_units": int(posterior["active"].sum()),
         "active_unit_variances": [float(v) for v in posterior["variances"]],
@@ -405,25 +342,17 @@ SAMPLES = 10_000  # samples scored by the reference classifier (fewer when the t
 
 
 def prior_samples(vae, requested, seed):
-    """(pixel means of len(requested) samples, what they were drawn from): z from the model's prior (N(0, I), or
-    the learned VampPrior's mixture) at fixed noise, decoded with the digits requested (a conditional model's)."""
+    """(pixel means of len(requested) samples, what they were drawn from): z from the model's prior at fixed noise
+    (its draw), decoded with the digits requested (a conditional model's)."""
     from keras import ops
 
     import losses
     from model import decoder_inputs
 
-    n, latent_dim = len(requested), vae.decoder.inputs[0].shape[-1]
-    if hasattr(vae, "prior_components"):
-        from mnist_vae.vampprior import prior_draws
-
-        z, prior_name = prior_draws(vae, n, seed[0] + seed[1]), "p(z), the learned VampPrior"
-    else:
-        z, prior_name = _noise(seed, (n, latent_dim)), "N(0, I)" + (
-            " (z2; z1 the mean of p(z1 | z2))" if hasattr(vae, "log_weight_terms") else "")
-    likelihood = getattr(vae, "likelihood", "bernoulli")
+    z = vae.prior.draw(len(requested), list(seed))
     pixels, = predict(lambda zb, yb: ops.convert_to_numpy(losses.pixel_means(
-        vae.decoder(decoder_inputs(vae, zb, yb)), likelihood)), [z, requested], 1000)
-    return pixels, prior_name
+        vae.decoder(decoder_inputs(vae, zb, yb)), vae.likelihood)), [z, requested], 1000)
+    return pixels, vae.sampled_from
 
 
 def sample_quality(vae, grey, say=print, n=SAMPLES, seed=(EVAL_SEED, 3)):

@@ -107,12 +107,10 @@ def page_data(vae, z_mean=None, labels=None, images=None, title="", about="", li
         centre, directions, names = np.zeros(latent_dim), np.eye(2, latent_dim), ["z[0]", "z[1]"]
     data["plane"] = {"centre": [float(v) for v in centre], "directions": np.asarray(directions, float).tolist(),
                      "names": names}
-    if hasattr(vae, "prior_components"):  # a learned prior: the page's draws come from its mixture
-        from keras import ops
-
-        means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float64) for t in vae.prior_components())
-        data["prior"] = {"name": "the learned VampPrior", "means": _floats(means), "log_vars": _floats(log_vars),
-                         "components": int(len(means))}
+    prior = vae.prior.page_data()  # None: the page's own N(0, I); else a mixture of Gaussians to draw from
+    if prior is not None:
+        data["prior"] = {"name": prior["name"], "means": _floats(prior["means"]),
+                         "log_vars": _floats(prior["log_vars"]), "components": int(len(prior["means"]))}
     return data
 
 
@@ -125,7 +123,7 @@ def write(run_dir, vae, z_mean=None, labels=None, images=None, about=""):
     """Write <run_dir>/explorer.html (atomically); returns its path."""
     title = f"Latent space of {os.path.basename(os.path.normpath(run_dir))}"
     page = render(page_data(vae, z_mean, labels, images, title=title, about=about,
-                            likelihood=getattr(vae, "likelihood", "bernoulli")))
+                            likelihood=vae.likelihood))
 
     return write_text(os.path.join(run_dir, "explorer.html"), page)
 

@@ -11,13 +11,12 @@ from model import CLASSES, LOSS_TERMS, decoder_inputs, one_hot
 LOSS_TITLES = dict(zip(LOSS_TERMS, ("loss = reconstruction + β·KL", "reconstruction (BCE)", "KL(q(z|x) ‖ N(0, I))")))
 
 
-def loss_titles(objective="elbo", likelihood="bernoulli", learned_prior=False, two_layers=False):
-    """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound."""
+def loss_titles(objective="elbo", likelihood="bernoulli", kl_label=None):
+    """Plot titles of the loss terms; under IWAE the loss is the importance-weighted bound. kl_label: the model's
+    name for its KL term (VAE.kl_label), N(0, I)'s closed form when None."""
     titles = dict(LOSS_TITLES)
-    if learned_prior:
-        titles["kl_loss"] = "KL(q(z|x) ‖ p(z)), one-draw ESTIMATE (VampPrior)"
-    if two_layers:
-        titles["kl_loss"] = "KL of both layers, one-draw ESTIMATE: log q(z1, z2|x) − log p(z1, z2)"
+    if kl_label:
+        titles["kl_loss"] = kl_label
     if objective == "iwae":
         titles["loss"] = "loss = −IWAE bound (k samples)"
     if likelihood == "continuous-bernoulli":
@@ -33,11 +32,6 @@ SHOWN = {"bernoulli": "pixels: the Bernoulli means, sigmoid(logit)",
 def pixels_of(logits, likelihood="bernoulli"):
     """The pixels a figure draws: the decoder's means (losses.pixel_means) as (N, 28, 28) NumPy."""
     return ops.convert_to_numpy(losses.pixel_means(logits, likelihood))[..., 0]
-
-
-def fixed_latent_draws(latent_dim, seed, n=64):
-    """The same z ~ N(0, I) every time for a given seed: samples.png and each progress.gif frame use them."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
 
 
 def _interpolation_pairs(labels, pairs=6, n=None):
@@ -61,7 +55,7 @@ class _Decoding:
 
     def __init__(self, vae, run_dir):
         self.vae, self.run_dir = vae, run_dir
-        self.likelihood = getattr(vae, "likelihood", "bernoulli")
+        self.likelihood = vae.likelihood
         self.note = SHOWN[self.likelihood]
 
     def path(self, name):
@@ -89,22 +83,20 @@ def save_all(vae, x_test, y_test, history, run_dir, posterior, seed=0, frames=No
     z_mean = posterior["z_mean"]
     if history and "loss" in history:
         suptitle = "Training curves (loss: the objective; the ELBO's terms beside it; averaged over images)"
-        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, decode.likelihood,
-                                                                 hasattr(vae, "log_prior"),
-                                                                 hasattr(vae, "log_weight_terms")),
+        written["loss"] = plots.loss_curves(history, loss_titles(vae.objective, decode.likelihood, vae.kl_label),
                                             decode.path("loss.png"), suptitle=suptitle)
     written["reconstructions"] = plots.reconstructions(
         x_test[:10, ..., 0], decode(z_mean[:10], None if y_test is None else y_test[:10]),
         decode.path("reconstructions.png"), note=decode.note)
-    written["samples"] = _samples(decode, z_mean.shape[1], seed)
+    written["samples"] = _samples(decode, seed)
     written["latent_scatter"] = plots.latent_scatter(z_mean, y_test, decode.path("latent_scatter.png"))
     written["latent_manifold"] = _manifold(decode, z_mean)
     pairs = _interpolation_pairs(y_test, n=len(x_test))
     written["interpolation"] = (_interpolation(decode, z_mean, y_test, pairs) if pairs
                                 else Skipped("needs at least two test images"))
     written["kl_per_dim"] = plots.kl_per_dim(posterior["kl_per_dim"], posterior["active"], posterior["threshold"],
-                                             decode.path("kl_per_dim.png"), estimate=hasattr(vae, "log_prior"),
-                                             top_layer=hasattr(vae, "log_weight_terms"))
+                                             decode.path("kl_per_dim.png"), estimate=not vae.prior.closed_form,
+                                             top_layer=vae.stochastic_layers > 1)
     if history and "test_nll_iw" in history:
         written["nll_by_stage"] = nll_by_stage(history, decode.path("nll_by_stage.png"))
     skipped = {name: note for name, note in written.items() if isinstance(note, Skipped)}
@@ -121,17 +113,13 @@ def nll_by_stage(history, path):
                                     "Test NLL at the end of each stage (k = 1000, the first 2,000 test images)")
 
 
-def _samples(decode, latent_dim, seed):
+def _samples(decode, seed):
     if decode.vae.conditional:  # row d: label d; column j: the same z_j
-        z = np.tile(fixed_latent_draws(latent_dim, seed, 10), (CLASSES, 1))
+        z = np.tile(decode.vae.prior.draw(10, seed), (CLASSES, 1))
         images = decode(z, np.repeat(np.arange(CLASSES), 10)).reshape(CLASSES, 10, 28, 28)
         return plots.samples_by_digit(images, decode.path("samples.png"), note=decode.note)
-    if hasattr(decode.vae, "prior_components"):  # a learned prior: draws from it
-        from mnist_vae.vampprior import prior_draws
-
-        return plots.samples(decode(prior_draws(decode.vae, 64, seed)), decode.path("samples.png"),
-                             title="Samples: decoded draws z ~ p(z), the learned VampPrior", note=decode.note)
-    return plots.samples(decode(fixed_latent_draws(latent_dim, seed)), decode.path("samples.png"), note=decode.note)
+    return plots.samples(decode(decode.vae.prior.draw(64, seed)), decode.path("samples.png"),
+                         title=f"Samples: decoded draws z ~ {decode.vae.sampled_from}", note=decode.note)
 
 
 def _manifold(decode, z_mean):
@@ -170,9 +158,6 @@ def describe(vae):
     """The model in a line, for explorer.html's heading: its decoder, latent size, likelihood, and what its
     pixels show."""
     conv = any(layer.__class__.__name__ == "Conv2DTranspose" for layer in vae.decoder.layers)
-    likelihood = getattr(vae, "likelihood", "bernoulli")
-    latent_dim = int(vae.decoder.inputs[0].shape[-1])
-    space = (f"two stochastic layers: the top layer z2 ({latent_dim}-D) decoded through the mean of p(z1 | z2)"
-             if hasattr(vae, "log_weight_terms") else f"{latent_dim}-D latent space")
-    return (f"{'conv' if conv else 'dense'} decoder, {space}, {likelihood} likelihood"
+    likelihood = vae.likelihood
+    return (f"{'conv' if conv else 'dense'} decoder, {vae.latent_label}, {likelihood} likelihood"
             + (", conditional on the digit label" if vae.conditional else "") + "; " + SHOWN[likelihood])

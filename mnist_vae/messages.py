@@ -100,3 +100,12 @@ def early_stopping_line(chosen):
         return f"early stopping: {stopped_early(chosen)}: the numbers below are epoch {chosen['chosen_epoch']}'s"
     return (f"early stopping did not stop the run; the numbers below are of epoch {chosen['chosen_epoch']}, the best "
             "on the validation slice")
+
+
+def backend_line(config, devices):
+    """What a run trains on, with a hint where a faster choice is at hand."""
+    line = f"backend: {config.backend}" + ("" if devices.replicas == 1 else f", {devices.replicas} replicas")
+    if config.arch == "conv" and config.backend == "jax" and config.jit != "off" and not devices.gpu:
+        line += ("\nhint: XLA's transposed convolutions are slow on a CPU: --backend tensorflow trains the conv "
+                 "model about 10x faster here")
+    return line

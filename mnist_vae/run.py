@@ -2,8 +2,8 @@
 
 Entering creates the folder (or takes the one --resume names), locks it, removes what a killed process left
 behind, gives a non-chief worker a scratch copy to write into, and installs the signal handlers. Inside, the
-run trains (run.fit) and run.conclude writes what it earned and picks the exit code. Leaving cleans up, in
-one place (_clean_up), whether the run finished, failed or was stopped by a signal.
+run trains (train.py's fit, inside run.training) and run.conclude writes what it earned and picks the exit
+code. Leaving cleans up, in one place (_clean_up), whether the run finished, failed or was stopped by a signal.
 """
 import contextlib
 import hashlib
@@ -121,15 +121,18 @@ class Run:
         write_json(os.path.join(self.dir, "config.json"), self.config)
         return self.config
 
-    def fit(self, vae, batches, steps, done, callbacks, saver):
-        """Train the epochs still to do; a full disk or a lost worker is one line saying what is kept."""
-        if done >= self.settings.epochs or self.trained:
-            return  # the history decides the run already (trained to its end, or stopped early): no epoch to train
+    @property
+    def verbose(self):
+        """fit's verbosity: a progress bar on a terminal, one line per epoch in a log."""
+        return 1 if sys.stdout.isatty() else 2
+
+    @contextlib.contextmanager
+    def training(self, saver):
+        """Around fit: the training's time, and a full disk or a lost worker as one line saying what is kept
+        (a signal is the guard's: fit stops at the step, and conclude says what was kept)."""
         began = self.seconds["start-up"] = time.time() - self.started
         try:
-            vae.fit(batches, epochs=self.settings.epochs, steps_per_epoch=steps, initial_epoch=done,
-                    shuffle=False,  # the batches come shuffled by (seed, epoch)
-                    callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+            yield
             if self.guard.stopped and saver.epoch is not None and len(saver.rows) <= saver.epoch:
                 # Keras printed the stopped epoch's line as if it had finished: say that it is not kept.
                 print(f"epoch {saver.epoch + 1} was stopped part-way: the numbers printed for it are discarded; "

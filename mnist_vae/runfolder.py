@@ -164,24 +164,6 @@ class RunFolder:
         data.check_fingerprint(splits, config.get("data_sha256"), self.path)
         return splits
 
-    def model(self, model_path=None):
-        """(model.keras loaded in Keras' safe mode, the epoch it was trained to): refused in one line when it is
-        not the model the run's settings build."""
-        import keras
-
-        import model  # noqa: F401  (registers the custom classes for loading)
-        from mnist_vae import two_layer, vampprior  # noqa: F401  (and the VampPrior's, the two-layer model's)
-        from mnist_vae.build import check_model_matches
-
-        model_path = model_path or self.file("model.keras")
-        try:  # evaluating needs no optimizer: the training compile is left out
-            vae = keras.saving.load_model(model_path, compile=False)
-        except Exception as e:
-            raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: "
-                           f"{str(e).splitlines()[0][:200]})") from None
-        check_model_matches(vae, self.config, model_path)
-        return vae, self.model_epoch(vae)
-
     def model_epoch(self, vae):
         """The epoch a model of this run was trained to, from its count of training steps."""
         from keras import ops

@@ -23,40 +23,11 @@ import keras
 from keras import layers, ops
 
 import losses
-from model import IMAGE_SHAPE, VAE, Clamp, hidden_sizes
-
-NOISE_PER_TOP_DIM = 3  # z1 (2d) and z2 (d) per draw
+from model import IMAGE_SHAPE, VAE, dense_stack, gaussian_head, hidden_names, hidden_sizes
 
 
 def z1_dim(latent_dim):
     return 2 * latent_dim
-
-
-def _stack(widths, activation, prefix):
-    """Dense hidden layers (made once, so that two models can share them) and a function applying them."""
-    made = []
-    for i, width in enumerate(widths):
-        name = f"{prefix}_hidden_{i + 1}"
-        if activation == "gated":
-            made.append((layers.Dense(width, name=f"{name}_linear"),
-                         layers.Dense(width, activation="sigmoid", name=f"{name}_gate"), layers.Multiply(name=name)))
-        else:
-            made.append((layers.Dense(width, activation=activation, name=name),))
-
-    def apply(x):
-        for parts in made:
-            x = parts[2]([parts[0](x), parts[1](x)]) if len(parts) == 3 else parts[0](x)
-        return x
-
-    return apply
-
-
-def _gaussian_head(x, dim, name, log_var_range):
-    mean = layers.Dense(dim, name=f"{name}_mean")(x)
-    log_var = layers.Dense(dim, name=f"{name}_log_var" if log_var_range is None else f"{name}_log_var_unclamped")(x)
-    if log_var_range is not None:
-        log_var = Clamp(*log_var_range, name=f"{name}_log_var")(log_var)
-    return mean, log_var
 
 
 def build_networks(latent_dim=50, hidden="200,200", activation="tanh", log_var_range=None):
@@ -64,16 +35,19 @@ def build_networks(latent_dim=50, hidden="200,200", activation="tanh", log_var_r
     d1, widths = z1_dim(latent_dim), hidden_sizes(hidden)
     middle = (d1,) * len(widths)
     image = keras.Input(IMAGE_SHAPE, name="image")
-    q_z1 = keras.Model(image, _gaussian_head(_stack(widths, activation, "q_z1")(layers.Flatten()(image)), d1, "z1",
-                                             log_var_range), name="q_z1")
+    def stack(x, widths, prefix):
+        return dense_stack(x, widths, activation, hidden_names(len(widths), prefix))
+
+    def head(x, dim, name):
+        return gaussian_head(x, dim, f"{name}_mean", f"{name}_log_var", log_var_range)
+
+    q_z1 = keras.Model(image, head(stack(layers.Flatten()(image), widths, "q_z1"), d1, "z1"), name="q_z1")
     z1 = keras.Input((d1,), name="z1")
-    q_z2 = keras.Model(z1, _gaussian_head(_stack(middle, activation, "q_z2")(z1), latent_dim, "z", log_var_range),
-                       name="q_z2")
+    q_z2 = keras.Model(z1, head(stack(z1, middle, "q_z2"), latent_dim, "z"), name="q_z2")
     z2 = keras.Input((latent_dim,), name="z")
-    p_z1 = keras.Model(z2, _gaussian_head(_stack(middle[::-1], activation, "p_z1")(z2), d1, "prior_z1",
-                                          log_var_range), name="p_z1")
+    p_z1 = keras.Model(z2, head(stack(z2, middle[::-1], "p_z1"), d1, "prior_z1"), name="p_z1")
     z1_again = keras.Input((d1,), name="z1")
-    x = layers.Dense(28 * 28, name="pixel_logits")(_stack(widths[::-1], activation, "p_x")(z1_again))
+    x = layers.Dense(28 * 28, name="pixel_logits")(stack(z1_again, widths[::-1], "p_x"))
     logits = layers.Activation("linear", dtype="float32", name="logits")(layers.Reshape(IMAGE_SHAPE)(x))
     return q_z1, q_z2, p_z1, keras.Model(z1_again, logits, name="p_x")
 
@@ -99,7 +73,7 @@ def _apply_chain(model, x, skip_suffix="_log_var"):
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class TwoLayerVAE(VAE):
     """The VAE with two stochastic layers (see the module's docstring): the same trainer, objectives and
-    outputs as model.py's VAE; the forward pass draws both layers and returns each draw's log-weight terms."""
+    outputs as model.py's VAE, whose log_weight_terms it overrides to draw both layers."""
 
     def __init__(self, q_z1, q_z2, p_z1, p_x, **kwargs):
         if kwargs.get("conditional"):
@@ -114,13 +88,38 @@ class TwoLayerVAE(VAE):
         self.q_z1, self.q_z2, self.p_z1, self.p_x = q_z1, q_z2, p_z1, p_x
         self.z1_dim, self.z2_dim = int(q_z1.outputs[0].shape[-1]), int(q_z2.outputs[0].shape[-1])
 
+    stochastic_layers = 2
+
     @property
     def noise_dim(self):
         return self.z1_dim + self.z2_dim
 
-    def log_weight_terms(self, images, eps, training=False):
-        """(log p(x | z1), log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)), each (N, k), for the
-        draws made with noise eps (N, k, z1_dim + z2_dim); also z2 (N, k, z2_dim) and the logits (N k rows)."""
+    @property
+    def kl_has_closed_form(self):
+        return False  # neither layer's KL has one
+
+    @property
+    def kl_label(self):
+        return "KL of both layers, one-draw ESTIMATE: log q(z1, z2|x) − log p(z1, z2)"
+
+    @property
+    def latent_label(self):
+        return (f"two stochastic layers: the top layer z2 ({self.latent_dim}-D) decoded through the mean of "
+                "p(z1 | z2)")
+
+    @property
+    def sampled_from(self):
+        return "N(0, I) (z2; z1 the mean of p(z1 | z2))"
+
+    def log_weight_terms(self, images, eps=None, y=None, posterior=None, training=False):
+        """VAE.log_weight_terms for both layers: log p(x | z1) and log p(z1 | z2) + log p(z2) - log q(z1 | x) -
+        log q(z2 | z1) per draw, made with noise eps (N, 3d) (one draw per image) or (N, k, 3d); "z" holds the top
+        layer's draws z2, "kl" is None (no closed form). y and posterior are not read: both layers are drawn here."""
+        if eps is None:
+            shape = (ops.shape(images)[0], *((self.k,) if self.objective == "iwae" else ()), self.noise_dim)
+            eps = keras.random.normal(shape, seed=self.sampling.seed_generator)
+        single = len(eps.shape) == 2
+        eps = ops.expand_dims(eps, 1) if single else eps
         n, k = ops.shape(eps)[0], eps.shape[1]
         mean_1, log_var_1 = (ops.expand_dims(t, 1) for t in self.q_z1(images, training=training))
         z1 = losses.reparameterize(mean_1, log_var_1, eps[..., :self.z1_dim])  # (N, k, d1)
@@ -132,31 +131,13 @@ class TwoLayerVAE(VAE):
         logits = self.p_x(z1_rows, training=training)
         log_px = -losses.reconstruction_loss(ops.repeat(images, k, axis=0), logits, self.likelihood)
         log_ratio = (losses.gaussian_log_density(z1_rows, prior_mean, prior_log_var)
-                     + losses.standard_normal_log_density(z2_rows)
+                     + self.prior.log_density(z2_rows)
                      - losses.gaussian_log_density(z2_rows, mean_2, log_var_2))
-        log_ratio = ops.reshape(log_ratio, (n, k)) - log_q1
-        return ops.reshape(log_px, (n, k)), log_ratio, ops.reshape(z2_rows, (n, k, self.z2_dim)), logits
-
-    def call(self, inputs, training=False):
-        """inputs: images, or a batch {"image", "eps"} whose eps is (N, 3d) for one draw per image or (N, k, 3d)
-        for k. Returns the logits, the top layer's draws z and the log-weight terms of every draw."""
-        images, eps = (inputs["image"], inputs.get("eps")) if isinstance(inputs, dict) else (inputs, None)
-        if eps is None:
-            shape = (ops.shape(images)[0], self.k if self.objective == "iwae" else 1, self.noise_dim)
-            eps = keras.random.normal(shape, seed=self.sampling.seed_generator)
-        single = len(eps.shape) == 2
-        log_px, log_ratio, z, logits = self.log_weight_terms(images, ops.expand_dims(eps, 1) if single else eps,
-                                                             training)
-        return {"logits": logits, "z": z[:, 0] if single else z, "log_px": log_px, "log_ratio": log_ratio}
-
-    def loss_terms(self, inputs, outputs):
-        """(reconstruction, KL estimate, loss) per image: -log p(x|z1) and -[log p(z1,z2) - log q(z1,z2|x)]
-        averaged over the draws, and the objective at the current KL weight (the ELBO's with one draw, the
-        negative importance-weighted bound with k)."""
-        log_px, log_ratio = outputs["log_px"], outputs["log_ratio"]
-        log_w = log_px + self.kl_weight.value * log_ratio
-        loss = -log_w[:, 0] if log_w.shape[1] == 1 and self.objective == "elbo" else losses.iwae_loss(log_w)
-        return -ops.mean(log_px, axis=-1), -ops.mean(log_ratio, axis=-1), loss
+        log_px, log_ratio = ops.reshape(log_px, (n, k)), ops.reshape(log_ratio, (n, k)) - log_q1
+        z = ops.reshape(z2_rows, (n, k, self.z2_dim))
+        if single:
+            log_px, log_ratio, z = log_px[:, 0], log_ratio[:, 0], z[:, 0]
+        return {"log_px": log_px, "log_ratio": log_ratio, "kl": None, "z": z, "logits": logits}
 
     def get_config(self):
         config = {**super().get_config(), **{name: keras.saving.serialize_keras_object(getattr(self, name))

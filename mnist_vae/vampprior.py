@@ -11,6 +11,7 @@ at the start, as the authors' code does (so they begin as flat grey images, 0.49
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 import losses
@@ -37,6 +38,50 @@ def log_mixture_density(z, means, log_vars):
     return ops.reshape(log_p, ops.shape(z)[:-1])
 
 
+class VampPrior:
+    """p(z) = (1/K) sum_k q(z | u_k), answering model.StandardNormal's questions for a VAE's pseudo-inputs: no
+    closed-form KL, a mixture to draw from and to show in explorer.html, and it changes as the model learns."""
+    name, short_name = "p(z), the learned VampPrior", "VampPrior"
+    closed_form = False
+    learned = depends_on_encoder = True  # the encoder at the pseudo-inputs
+
+    def __init__(self, vae):
+        self.vae = vae
+
+    def components(self):
+        """(means, log-variances) (K, d) of the prior's components: the encoder at the pseudo-inputs."""
+        means, log_vars = self.vae.encoder(self.vae.pseudo_input_images())
+        return means, log_vars
+
+    def log_density(self, z):
+        """log p(z) for z (..., d): the mixture over the pseudo-inputs (log_mixture_density)."""
+        return log_mixture_density(z, *self.components())
+
+    def kl(self, z_mean, z_log_var):
+        return None
+
+    def draw(self, n, seed):
+        """n draws z ~ p(z) as NumPy (n, d), fixed by the seed: a component k uniformly, then z ~ q(z | u_k)."""
+        means, log_vars = self._numpy_components(np.float32)
+        rng = np.random.default_rng(seed)
+        chosen = rng.integers(0, len(means), n)
+        noise = rng.standard_normal((n, means.shape[1]), dtype=np.float32)
+        return means[chosen] + np.exp(0.5 * log_vars[chosen]) * noise
+
+    def kl_per_dim(self, z_mean, z_log_var, noise):
+        return kl_per_dim_estimate(self._numpy_components(np.float64), z_mean, z_log_var, noise)
+
+    def rows_per_call(self, most):
+        return rows_per_call(self.vae.pseudo_inputs, self.vae.latent_dim, most)
+
+    def page_data(self):
+        means, log_vars = self._numpy_components(np.float64)
+        return {"name": "the learned VampPrior", "means": means, "log_vars": log_vars}
+
+    def _numpy_components(self, dtype):
+        return tuple(np.asarray(ops.convert_to_numpy(t), dtype) for t in self.components())
+
+
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class VampPriorVAE(VAE):
     """The VAE of model.py with the VampPrior: the same encoder, decoder, objectives and training step; the prior
@@ -50,51 +95,14 @@ class VampPriorVAE(VAE):
         self.pseudo_input_logits = self.add_weight(
             shape=(self.pseudo_inputs, *encoder.inputs[0].shape[1:]), name="pseudo_input_logits",
             initializer=keras.initializers.RandomNormal(INIT_MEAN, INIT_STD, seed=self.seed))
+        self.prior = VampPrior(self)
 
     def pseudo_input_images(self):
         """The K pseudo-inputs u_k as images in [0, 1]."""
         return ops.sigmoid(self.pseudo_input_logits)
 
-    def prior_components(self):
-        """(means, log-variances) (K, d) of the prior's components: the encoder at the pseudo-inputs."""
-        means, log_vars = self.encoder(self.pseudo_input_images())
-        return means, log_vars
-
-    def log_prior(self, z):
-        """log p(z) for z (..., d): the mixture over the pseudo-inputs (log_mixture_density)."""
-        return log_mixture_density(z, *self.prior_components())
-
-    def loss_terms(self, inputs, outputs):
-        """(reconstruction, kl, loss) per image as VAE.loss_terms, with the KL term the single-draw estimate
-        log q(z|x) - log p(z) (the mean over the k draws under IWAE)."""
-        images = inputs["image"] if isinstance(inputs, dict) else inputs
-        z, z_mean, z_log_var, kl_weight = outputs["z"], outputs["z_mean"], outputs["z_log_var"], self.kl_weight.value
-        if len(z.shape) == 2:
-            reconstruction = losses.reconstruction_loss(images, outputs["logits"], self.likelihood)
-            kl = losses.gaussian_log_density(z, z_mean, z_log_var) - self.log_prior(z)
-            return reconstruction, kl, losses.weighted_elbo_loss(reconstruction, kl, kl_weight)
-        k = z.shape[1]
-        reconstruction = ops.reshape(losses.reconstruction_loss(ops.repeat(images, k, axis=0), outputs["logits"],
-                                                                self.likelihood), (-1, k))
-        mean, log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
-        log_pz = self.log_prior(z)
-        kl = ops.mean(losses.gaussian_log_density(z, mean, log_var) - log_pz, axis=-1)
-        log_w = losses.log_importance_weights(-reconstruction, z, mean, log_var, kl_weight, log_pz=log_pz)
-        return ops.mean(reconstruction, axis=-1), kl, losses.iwae_loss(log_w)
-
     def get_config(self):
         return {**super().get_config(), "pseudo_inputs": self.pseudo_inputs}
-
-
-def prior_draws(vae, n, seed):
-    """n draws z ~ p(z) as NumPy (n, d), fixed by the seed: a component k uniformly, then z ~ q(z | u_k)."""
-    import numpy as np
-
-    means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in vae.prior_components())
-    rng = np.random.default_rng([seed, 32])
-    chosen = rng.integers(0, len(means), n)
-    noise = rng.standard_normal((n, means.shape[1]), dtype=np.float32)
-    return means[chosen] + np.exp(0.5 * log_vars[chosen]) * noise
 
 
 # Values of one (rows, K, d) block of the mixture's log-densities that one call computes: the evaluation's calls
@@ -108,14 +116,13 @@ def rows_per_call(pseudo_inputs, latent_dim, most):
     return max(1, min(most, MIXTURE_VALUES_PER_CALL // (pseudo_inputs * latent_dim)))
 
 
-def kl_per_dim_estimate(vae, z_mean, z_log_var, noise, images_per_chunk=500):
+def kl_per_dim_estimate(components, z_mean, z_log_var, noise, images_per_chunk=500):
     """Per latent dimension j, the mean over images of log q(z_j|x) - log p_j(z_j) at one draw z per image
     (noise), p_j being the learned prior's marginal in dimension j, a mixture of K 1-D Gaussians: what
     kl_per_dim.png shows for a VampPrior. The prior does not factorise over dimensions, so these do not add up to
-    the KL term; they say which dimensions the posteriors use."""
-    import numpy as np
-
-    means, log_vars = (np.asarray(ops.convert_to_numpy(t), np.float64) for t in vae.prior_components())
+    the KL term; they say which dimensions the posteriors use. components: the prior's (means, log_vars) (K, d)."""
+    means, log_vars = components
+    noise = np.asarray(noise).reshape(np.shape(z_mean))
     z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
     z = z_mean + np.exp(0.5 * z_log_var) * noise
     log_q = -0.5 * (losses.LOG_2PI + z_log_var + noise ** 2)  # (N, d), per dimension

@@ -226,7 +226,7 @@ def test_a_hostile_run_name_is_shown_as_text_and_runs_nothing(name, browser, tmp
     assert len(browser.execute_script("return vaeDecode([0.5, -1])")) == 784  # the decoder works
     assert browser.execute_script("return window.explorer.points") == 30
     config = {"command": HOSTILE_TEXT, "data": HOSTILE_TEXT, "run_dir": str(run_dir), "epochs": 1}
-    page = report.write(str(run_dir), config, {"epochs": 1, "partial": False}, None, [])
+    page = report.write(str(run_dir), config, {"epochs": 1, "partial": False}, None, [], "finished: 1 epoch")
     browser.get("file://" + page)
     assert browser.execute_script("return window.pwned") is None
     assert browser.find_element("tag name", "h1").text == f"VAE run {name}"
@@ -242,7 +242,7 @@ def test_draws_come_from_the_learned_prior_when_the_model_has_one(browser, tmp_p
     plain = model_with_varied_outputs("dense", 3)
     vae = VampPriorVAE(plain.encoder, plain.decoder, pseudo_inputs=3, seed=0)
     means = np.array([[2.0, 0, 0], [0, -2.0, 0], [0, 0, 3.0]], np.float32)
-    vae.prior_components = lambda: (means, np.full((3, 3), -20.0, np.float32))  # sharp: std 5e-5
+    vae.prior.components = lambda: (means, np.full((3, 3), -20.0, np.float32))  # sharp: std 5e-5
     path, _ = write_page(tmp_path, vae)
     open_page(browser, path)
     button = browser.find_element("id", "sample")

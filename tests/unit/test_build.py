@@ -1,11 +1,11 @@
-"""mnist_vae/build.py: the memory and step checks that refuse a run before it starts, and the check that a
-saved model is the one its run's settings build."""
+"""mnist_vae/build.py and the family table's arithmetic (mnist_vae/families.py): the memory and step checks that
+refuse a run before it starts, and the check that a saved model is the one its run's settings build."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mnist_vae import build, settings
+from mnist_vae import build, families, settings
 from mnist_vae.rundir import RunError
 
 
@@ -17,9 +17,8 @@ def test_the_counted_weights_are_those_of_the_built_model(arch, hidden, conditio
     config = args(arch=arch, hidden=hidden, conditional=conditional, latent_dim=latent_dim, activation=activation,
                   prior=prior, pseudo_inputs=7)
     vae = build.model_of(config)
-    pseudo_inputs = 7 if prior == "vampprior" else 0
     trainable = sum(int(np.prod(v.shape)) for v in vae.trainable_variables)  # the networks and pseudo-inputs
-    assert build.parameter_count(arch, latent_dim, hidden, conditional, pseudo_inputs, activation) == trainable
+    assert families.of(config).parameters(config) == trainable
 
 
 def args(**changes):
@@ -86,7 +85,7 @@ def test_the_vampprior_memory_count_covers_measured_peaks_at_two_sizes(tmp_path)
         flags = ["--preset", "vampprior", "--pseudo-inputs", size, "--epochs", "1", "--validation", "100",
                  "--iw-samples", "10", "--no-sample-quality", "--limit", "800"]  # the bound at its rows cap
         peaks.append(_peak_bytes([*flags, "--data", MNIST_DIR, "--out", tmp_path]))
-        counted.append(build.vampprior_bytes(resolve([str(f) for f in flags])[0]))
+        counted.append(families.vampprior_bytes(resolve([str(f) for f in flags])[0]))
     assert all(c >= p for c, p in zip(counted, peaks)), (counted, peaks)
     measured = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
     per_input = (counted[1] - counted[0]) / (sizes[1] - sizes[0])

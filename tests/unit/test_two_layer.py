@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import TINY, read_history, run_main, to_numpy
 
-from mnist_vae import evaluation
-from mnist_vae.build import parameter_count
+from mnist_vae import evaluation, families
+from mnist_vae.config import from_saved
 from mnist_vae.two_layer import TwoLayerVAE, build_two_layer_vae
 
 
@@ -56,7 +56,8 @@ def hand_log_weights(vae, images, eps):
 def test_the_log_weights_are_the_two_layers_densities_worked_by_hand(vae):
     model, images = vae
     eps = np.random.default_rng(2).standard_normal((len(images), 3, model.noise_dim)).astype(np.float32)
-    log_px, log_ratio = (to_numpy(t) for t in model.log_weight_terms(images, eps)[:2])
+    terms = model.log_weight_terms(images, eps)
+    log_px, log_ratio = (to_numpy(terms[name]) for name in ("log_px", "log_ratio"))
     np.testing.assert_allclose(log_px + log_ratio, hand_log_weights(model, images, eps.astype(np.float64)),
                                rtol=1e-5, atol=1e-2)
     # the forward pass and the training loss: one draw per image is the ELBO's integrand, the KL its estimate
@@ -83,7 +84,7 @@ def test_the_iwae_loss_is_the_negative_bound_and_equals_the_elbo_at_k_1(vae):
 
 def test_the_evaluated_bound_is_the_elbo_at_k_1_and_tightens_with_k(vae):
     model, images = vae
-    q1 = [to_numpy(t) for t in model.q_z1(images)]
+    q1 = [to_numpy(t) for t in model.encoder(images)]  # the top layer's: the bound draws both layers itself
 
     def weights():  # compiled anew for each k: one shape of draws per compiled function
         return evaluation.importance_weights(model, len(images))(None)
@@ -109,7 +110,8 @@ def test_the_views_are_the_networks_mean_paths(vae):
     np.testing.assert_allclose(to_numpy(model.decoder(z2)), to_numpy(model.p_x(model.p_z1(z2)[0])), rtol=1e-6,
                                atol=1e-5)
     weights = sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # each shared layer counted once
-    assert weights == parameter_count("dense", 2, "12", activation="tanh", stochastic_layers=2)
+    settings = from_saved({"latent_dim": 2, "hidden": "12", "activation": "tanh", "stochastic_layers": 2})
+    assert weights == families.of(settings).parameters(settings)
 
 
 def test_it_saves_and_reloads_with_its_views_sharing_the_networks_weights(tmp_path, vae):
@@ -118,8 +120,9 @@ def test_it_saves_and_reloads_with_its_views_sharing_the_networks_weights(tmp_pa
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded, TwoLayerVAE)
     eps = np.random.default_rng(5).standard_normal((len(images), 2, loaded.noise_dim)).astype(np.float32)
-    for a, b in zip(model.log_weight_terms(images, eps)[:2], loaded.log_weight_terms(images, eps)[:2]):
-        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    for name in ("log_px", "log_ratio"):
+        np.testing.assert_array_equal(to_numpy(model.log_weight_terms(images, eps)[name]),
+                                      to_numpy(loaded.log_weight_terms(images, eps)[name]))
     assert loaded.decoder.get_layer("pixel_logits") is loaded.p_x.get_layer("pixel_logits")
 
 

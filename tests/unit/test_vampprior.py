@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY, run_main, to_numpy
 
 from mnist_vae import evaluation
-from mnist_vae.vampprior import VampPriorVAE, log_mixture_density, prior_draws
+from mnist_vae.vampprior import VampPriorVAE, log_mixture_density
 from model import build_vae
 
 
@@ -41,9 +41,9 @@ def test_log_p_z_is_the_mixture_of_the_posteriors_at_the_pseudo_inputs(vae):
     model, _ = vae
     means, log_vars = (to_numpy(t) for t in model.encoder(to_numpy(model.pseudo_input_images())))
     z = np.random.default_rng(0).normal(0, 2, (50, 3)).astype(np.float32)
-    np.testing.assert_allclose(to_numpy(model.log_prior(z)), direct_log_mixture(z, means, log_vars), atol=1e-4)
+    np.testing.assert_allclose(to_numpy(model.prior.log_density(z)), direct_log_mixture(z, means, log_vars), atol=1e-4)
     # any leading axes: (images, draws, d) as the importance-weighted bound passes them
-    np.testing.assert_allclose(to_numpy(model.log_prior(z.reshape(5, 10, 3))).ravel(),
+    np.testing.assert_allclose(to_numpy(model.prior.log_density(z.reshape(5, 10, 3))).ravel(),
                                direct_log_mixture(z, means, log_vars), atol=1e-4)
 
 
@@ -63,11 +63,11 @@ def test_the_kl_estimate_is_unbiased(vae):
     z_mean, z_log_var = (to_numpy(t).astype(np.float64) for t in model.encoder(images[:1]))
     draws = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(2).standard_normal((200_000, 3))
     log_q = -0.5 * np.sum(np.log(2 * np.pi) + z_log_var + (draws - z_mean) ** 2 / np.exp(z_log_var), axis=1)
-    means, log_vars = (to_numpy(t) for t in model.prior_components())
+    means, log_vars = (to_numpy(t) for t in model.prior.components())
     reference = np.mean(log_q - direct_log_mixture(draws, means, log_vars))
     copies = 4000
-    estimates = evaluation.kl_term(model, np.repeat(z_mean, copies, 0).astype(np.float32),
-                                   np.repeat(z_log_var, copies, 0).astype(np.float32), {})
+    repeated = (np.repeat(a, copies, 0).astype(np.float32) for a in (images[:1], z_mean, z_log_var))
+    estimates = evaluation.kl_term(model, *repeated, {})
     stderr = estimates.std() / math.sqrt(copies)
     assert abs(estimates.mean() - reference) < 4 * stderr + 1e-3, (estimates.mean(), reference, stderr)
 
@@ -85,7 +85,7 @@ def test_the_bound_is_the_elbo_at_k_1_and_tightens_with_k(vae):
     import losses
 
     elbo = -(to_numpy(losses.reconstruction_loss(images, logits)) +
-             to_numpy(losses.gaussian_log_density(z, z_mean, z_log_var)) - to_numpy(model.log_prior(z)))
+             to_numpy(losses.gaussian_log_density(z, z_mean, z_log_var)) - to_numpy(model.prior.log_density(z)))
     np.testing.assert_allclose(one, elbo, rtol=1e-4, atol=1e-3)  # k = 1: the single-draw ELBO
     bounds = [evaluation.iw_bound(images, z_mean, z_log_var, weights(), k, seed=(8, 0)).mean() for k in (1, 20, 1000)]
     assert bounds[0] + 0.5 < bounds[1] < bounds[2], bounds  # on 64 images: far beyond the draws' noise
@@ -106,7 +106,7 @@ def test_a_vampprior_run_trains_draws_from_its_prior_reloads_and_evaluates(tmp_p
     assert "ESTIMATE" in open(run / "report.html").read()
     loaded = keras.saving.load_model(run / "model.keras")
     assert isinstance(loaded, VampPriorVAE) and loaded.pseudo_inputs == 12
-    assert prior_draws(loaded, 5, seed=0).shape == (5, 2)
+    assert loaded.prior.draw(5, seed=0).shape == (5, 2)
     again = run_main("evaluate", run, "--iw-samples", "5", "--no-sample-quality")
     assert again.returncode == 0, again.stderr
     assert json.load(open(run / "eval.json"))["nll_iw"] == pytest.approx(results["nll_iw"], rel=1e-5)
