@@ -41,6 +41,7 @@ def parse_args(argv=None):
 
 
 def run(args):
+    from mnist_vae import build
     from mnist_vae.rundir import RunLock
     from mnist_vae.stopping import SignalGuard
 
@@ -53,7 +54,7 @@ def run(args):
                                                          "each either as before or complete"):
         trained, model_path = folder.model_to_evaluate()
         splits = folder.splits(args.data)
-        vae, epoch = folder.model(model_path)
+        vae, epoch = build.saved_model(folder, model_path)
         chosen = folder.early_stopping  # --early-stopping's model.keras is the best epoch's, by design
         if epoch is not None and epoch < trained and not args.older_model and not (
                 chosen and epoch == chosen["chosen_epoch"]):

@@ -26,6 +26,7 @@ def parse_args(argv=None):
 
 
 def run(args):
+    from mnist_vae import build
     from mnist_vae.rundir import RunLock
     from mnist_vae.runfolder import RunFolder
 
@@ -38,7 +39,7 @@ def run(args):
     backends.start_keras()
     with RunLock(args.run_dir):
         _, model_path = folder.model_to_evaluate()
-        vae, epoch = folder.model(model_path)
+        vae, epoch = build.saved_model(folder, model_path)
         path = write_onnx(float32_decoder(vae, folder.settings), os.path.join(args.run_dir, "decoder.onnx"))
     inputs = "z and label (one-hot)" if vae.conditional else "z"
     print(f"wrote {path}: the decoder of epoch {epoch}, {inputs} -> logits and pixel_means (float32)")

@@ -5,6 +5,7 @@ import time
 
 from mnist_vae import card, checkpoints, data, evaluation, explorer, figures, messages, report
 from mnist_vae.rundir import atomic_write, read_state, write_json
+from mnist_vae.runfolder import RunFolder
 from model import LOSS_TERMS
 
 
@@ -46,7 +47,8 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
                                                   metrics_file, results, frames)
         written.update(pages)
     else:
-        written["report"] = report.write(run_dir, config, metrics_file, results, rows)
+        written["report"] = report.write(run_dir, config, metrics_file, results, rows,
+                                         _status(run_dir, config, metrics_file, results))
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)
     seconds["figures and pages"] = time.time() - began
     return metrics, results, written, skipped
@@ -90,8 +92,14 @@ def write_figures_and_report(vae, run_dir, x_test, y_test, posterior, rows, conf
                                          about=figures.describe(vae))
     if results:  # an evaluated model: its card, from the report's own rows (before the report, which lists it)
         written["card"] = card.write(run_dir, config, metrics, results)
-    written["report"] = report.write(run_dir, config, metrics, results, rows)
+    written["report"] = report.write(run_dir, config, metrics, results, rows,
+                                     _status(run_dir, config, metrics, results))
     return written, skipped
+
+
+def _status(run_dir, config, metrics, results):
+    """report.html's line of where the run stands (its epochs, the model's, and how training ended)."""
+    return RunFolder(run_dir).status(metrics, results, planned=config.get("epochs"))
 
 
 def _metrics_of(results):

@@ -5,6 +5,7 @@ report.html name the published figure a preset's run is to be held against.
 """
 from dataclasses import dataclass
 
+IW_SAMPLES = 1000  # importance samples per image for the NLL (--iw-samples' default; the papers' presets use 5000)
 PAPER_STAGES = 8  # Burda et al.'s schedule: stages i = 0..7, 3^i passes each at lr * 10^(-i/7)
 
 

@@ -13,7 +13,6 @@ from mnist_vae.pages import Markup, escape
 from mnist_vae.pages import render as render_page
 from mnist_vae.progress import duration
 from mnist_vae.rundir import write_text
-from mnist_vae.runfolder import RunFolder
 from mnist_vae.settings import preset_overrides
 
 # Each figure the run may have, with what to look for in it.
@@ -105,10 +104,10 @@ def _table(header, rows):
     return Markup(f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def render(run_dir, config, metrics, evaluation, history):
+def render(run_dir, config, metrics, evaluation, history, status):
     """The page as text. config, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
-    the rows of history.csv (dicts of numbers)."""
-    status = RunFolder(run_dir).status(metrics, evaluation, planned=config.get("epochs"))
+    the rows of history.csv (dicts of numbers); status: the line saying where the run stands
+    (runfolder.RunFolder.status)."""
     binarize = config.get("binarize", "none")
     grey = binarize == "none" and not is_density(config, evaluation)
     warning = Markup(f'<p class="warning">{escape(messages.GREY_WARNING)}</p>' if grey else "")
@@ -242,8 +241,8 @@ def time_line(training_seconds, evaluation=None):
             + (f"; evaluation {duration(evaluation['seconds'])}" if evaluation and "seconds" in evaluation else ""))
 
 
-def write(run_dir, config, metrics, evaluation, history):
+def write(run_dir, config, metrics, evaluation, history, status):
     """Write <run>/report.html (atomically) and return its path."""
-    page = render(run_dir, config, metrics, evaluation, history)
+    page = render(run_dir, config, metrics, evaluation, history, status)
 
     return write_text(os.path.join(run_dir, "report.html"), page)

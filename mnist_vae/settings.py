@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from mnist_vae.backends import BACKENDS
 from mnist_vae.cli import HelpFormatter, folder_name, hidden_layers, number_in_range, path_text
 from mnist_vae.data import BINARIZE_MODES, VAL_SPLIT
-from mnist_vae.evaluation import IW_SAMPLES
-from mnist_vae.presets import PAPER_STAGES, PRESETS, staged_passes
+from mnist_vae.presets import IW_SAMPLES, PAPER_STAGES, PRESETS, staged_passes
 from mnist_vae.rundir import CONFIG_FORMAT, RunError, read_config
 
 IWAE_K = 5  # --k's default under --objective iwae (the ELBO draws one z per image)

@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import run_main
 
+from mnist_vae.runfolder import RunFolder
+
 pytestmark = pytest.mark.backend_independent
 
 
@@ -53,7 +55,9 @@ def test_a_report_of_an_older_model_says_whose_numbers_it_shows(finished_run):
 
     config = json.load(open(os.path.join(finished_run, "config.json")))
     evaluation = {**json.load(open(os.path.join(finished_run, "eval.json"))), "epoch": 4}
-    page = report.render(finished_run, {**config, "epochs": 40}, {"epochs": 10, "partial": True}, evaluation, [])
+    metrics = {"epochs": 10, "partial": True}
+    status = RunFolder(finished_run).status(metrics, evaluation, planned=40)
+    page = report.render(finished_run, {**config, "epochs": 40}, metrics, evaluation, [], status)
     assert "stopped after 10 of 40 epochs" in page
     assert "The numbers and figures below are of the model of epoch 4 (evaluate.py --older-model)" in page
     assert "model of epoch 4)" in page  # each number names its model
@@ -109,6 +113,6 @@ def test_evaluate_refreshes_the_report_and_a_stopped_run_says_so(tmp_path, finis
 
     config, rows = read(run, "config.json"), [{"epoch": 1, "loss": 500.0, "val_loss": 480.5}]
     metrics = {"loss": 480.5, "reconstruction_loss": 470.0, "kl_loss": 10.5, "epochs": 1, "partial": True}
-    text = report.render(str(run), config, metrics, None, rows)
+    text = report.render(str(run), config, metrics, None, rows, RunFolder(run).status(metrics, None, planned=2))
     assert "stopped after 1 of 2 epochs; python train.py --resume continues it" in text
     assert ("metrics.json", "loss", 480.5) in Page(text).numbers
