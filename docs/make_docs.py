@@ -172,13 +172,12 @@ def sharpness(run_dirs, data_path, shown=12):
     backends.select_backend(backends.default_backend())
     keras = start_keras()
     import losses
-    import model  # noqa: F401  (registers the custom classes for loading)
-    from mnist_vae import data, evaluation
+    from mnist_vae import build, data, evaluation
 
     rows, names = [], []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
-        config, splits, (vae, _) = folder.config, folder.splits(data_path), folder.model()
+        config, splits, (vae, _) = folder.config, folder.splits(data_path), build.saved_model(folder)
         x = data.as_float(splits.x_test)
         z_mean = evaluation.encode(vae, x)["z_mean"]
         means = keras.ops.convert_to_numpy(losses.pixel_means(vae.decoder.predict(z_mean, verbose=0), vae.likelihood))
@@ -242,13 +241,12 @@ def paired(run_dirs, data_path):
 
     backends.select_backend(backends.default_backend())
     start_keras()
-    import model  # noqa: F401  (registers the custom classes for loading)
-    from mnist_vae import data, evaluation
+    from mnist_vae import build, data, evaluation
 
     per_image = []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
-        splits, (vae, _) = folder.splits(data_path), folder.model()
+        splits, (vae, _) = folder.splits(data_path), build.saved_model(folder)
         _, posterior = evaluation.evaluate_model(vae, data.as_float(splits.x_test), folder.settings.iw_samples,
                                                labels=splits.y_test)
         per_image.append(posterior["per_image"])
@@ -330,6 +328,12 @@ def _samples(run, key, digits=2):
     """A sample-quality number of the run's eval.json, or a dash where its samples were not scored."""
     value = (run["eval"].get("sample_quality") or {}).get(key)
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _share(run, key):
+    """A sample-quality share of the run's eval.json as a percentage, or a dash where its samples were not scored."""
+    value = (run["eval"].get("sample_quality") or {}).get(key)
+    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 def _number(run, key):
@@ -651,8 +655,8 @@ def _kl_section(runs, data):
         f"These runs finished {' to '.join(sorted({runs[name]['finished'] for name, _ in KL_RUNS}))}.",
         "",
         "| run | command | beta | test loss | reconstruction | KL | NLL (IW) | active units | sample FD | "
-        "digit coverage KL | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "read confidently | digit coverage KL | wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, _ in KL_RUNS:
         run = runs[name]
@@ -660,7 +664,8 @@ def _kl_section(runs, data):
                      f"{_number(run, 'negative_elbo')} | {_number(run, 'reconstruction_loss')} | "
                      f"{_number(run, 'kl_loss')} | {_number(run, 'nll_iw')} | "
                      f"{run['eval']['active_units']} | {_samples(run, 'frechet_distance')} | "
-                     f"{_samples(run, 'coverage_kl', 3)} | {run['minutes']:.0f} min |")
+                     f"{_share(run, 'confident_share')} | {_samples(run, 'coverage_kl', 3)} | "
+                     f"{run['minutes']:.0f} min |")
     lines.append("")
     for d in (2, 20):
         right, wrong = runs[f"docs-z{d}-beta-1"]["eval"], runs[f"docs-z{d}-beta-avg"]["eval"]
@@ -674,7 +679,12 @@ def _kl_section(runs, data):
             f"from {right['reconstruction_loss']:.2f} to {wrong['reconstruction_loss']:.2f} and the samples' "
             f"Fréchet distance from {_samples(runs[f'docs-z{d}-beta-1'], 'frechet_distance')} to "
             f"{_samples(runs[f'docs-z{d}-beta-avg'], 'frechet_distance')}.")
-    lines.append("")
+    lines += ["", "What the samples, the codes and the KL per dimension look like (the README shows the first pair):",
+              ""]
+    for kind, title, dims, beta in (("samples", "samples", 20, "0.05"), ("latent_scatter", "latent space", 2, "0.5"),
+                                    ("kl_per_dim", "KL per dimension", 20, "0.05")):
+        lines += [f"| {dims}-D, `--beta 1`: {title} | {dims}-D, `--beta {beta}`: {title} |", "| --- | --- |",
+                  f"| ![{kind}](z{dims}-beta-1-{kind}.png) | ![{kind}](z{dims}-beta-avg-{kind}.png) |", ""]
     return lines
 
 

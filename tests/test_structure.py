@@ -130,6 +130,19 @@ def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework()
 TESTED_ELSEWHERE = {"distribute": "tests/backends/test_distribute.py"}  # several devices and processes
 
 
+def test_contributings_module_table_names_every_module_once():
+    """CONTRIBUTING.md's layout table: a row for every script, model.py, losses.py and every package module."""
+    import re
+
+    text = open(os.path.join(ROOT, "CONTRIBUTING.md"), encoding="utf-8").read()
+    table = text[text.index("| file | its one job |"):text.index("## The import rule")]
+    first_cells = [row.split("|")[1] for row in table.splitlines()[2:] if row.startswith("|")]
+    named = [name for cell in first_cells for name in re.findall(r"`(?:mnist_vae/)?(\w+)\.py`", cell)]
+    assert sorted(set(named)) == sorted(named), "a module named in two rows"
+    modules = TOP_LEVEL | set(PACKAGE_MODULES)
+    assert set(named) - {"make_docs"} == modules, set(named) ^ modules
+
+
 def test_every_module_has_its_tests_beside_its_name():
     """tests/unit/test_<module>.py for each package module, tests/math/test_<name>.py for model.py and losses.py,
     tests/programs/test_<name>.py for each program the user runs (CONTRIBUTING.md, "The tests")."""
