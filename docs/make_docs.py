@@ -546,11 +546,13 @@ def _two_layer_gains(iwae):
 
 
 def _vampprior_section(runs, data):
-    """The VampPrior against the standard prior under Tomczak & Welling's one-layer protocol, shortened."""
+    """The VampPrior against the standard prior under Tomczak & Welling's one-layer protocol, beside the paper's
+    figures and the two public re-runs of the same model (presets.Rerun), each labelled with what it is."""
     from mnist_vae.presets import PRESETS
 
     vamp, standard = (runs[name] for name, _ in VAMP_RUNS)
     config = vamp["config"]
+    reruns = PRESETS["vampprior"].reruns
     lines = [
         f"## Tomczak & Welling 2018 (VAE with a VampPrior), Table 2: one stochastic layer, the first "
         f"{VAMP_EPOCHS} epochs",
@@ -559,45 +561,71 @@ def _vampprior_section(runs, data):
         f"[{config['log_var_min']:g}, {config['log_var_max']:g}] as in the authors' code, K = "
         f"{config['pseudo_inputs']} pseudo-inputs, Adam at {config['lr']:g}, batch {config['batch_size']}, "
         f"dynamically binarized training images, a KL warm-up over {config['kl_warmup']} epochs, "
-        f"{config['validation']:,} training images held out for validation. The protocol runs up to 2,000 epochs "
-        "and stops once the validation bound has not improved for 50; **these runs stopped at epoch "
-        f"{VAMP_EPOCHS}**, the longest that fit this machine's session beside the other runs (both rows the same "
-        "length): their numbers are not the protocol's, so compare the two rows with each other first, and with "
-        "the published figures only with that said. The model evaluated is the epoch early stopping chose (the "
-        "best validation bound after the warm-up). NLL: the importance-weighted bound with k = 5000 (the learned "
-        "prior's mixture as log p(z)); the VampPrior's KL is a one-draw estimate.",
+        f"{config['validation']:,} training images held out for validation (chosen by the seed; the authors' code "
+        "holds out the last 10,000; [how else these presets differ from it]"
+        "(quoting-numbers.md#a-learned-prior---prior-vampprior)). "
+        "The protocol runs up to 2,000 epochs and stops once the validation bound has not improved for 50; **these "
+        f"runs stopped at epoch {VAMP_EPOCHS}** (the longest that fit one session beside the other runs; both rows "
+        "the same length): their numbers are not the protocol's. The model evaluated is the epoch early stopping "
+        "chose (the best validation bound after the warm-up). NLL: the importance-weighted bound with k = 5000 (the "
+        "learned prior's mixture as log p(z)); the VampPrior's KL is a one-draw estimate.",
         "",
-        "| run | command | NLL, ours | published | ours - published | negative ELBO | KL | active units | "
-        "epoch chosen (of trained) | sample FD | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Beside each row: the paper's figure and two public re-runs of the same model and protocol, "
+        + "; ".join(f"**{rerun.kind}**: {rerun.who}, checked in {rerun.checked}" for rerun in reruns) + ".",
+        "",
+        "| run | command | NLL, ours | paper | " + " | ".join(rerun.kind for rerun in reruns)
+        + " | ours - re-runs | negative ELBO | KL | active units | epoch chosen (of trained) | sample FD | "
+        "wall time |",
+        "| --- " * (11 + len(reruns)) + "|",
     ]
     for run in (vamp, standard):
         stopping = run["eval"].get("early_stopping") or {}
         kl = _number(run, "kl_loss") + (" (estimate)" if run["eval"].get("kl_is_estimate") else "")
-        lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | "
-                     f"{PRESETS[run['config']['preset']].figure} | {_beside(run)[0]:+.2f} | "
-                     f"{_number(run, 'negative_elbo')} | {kl} | {run['eval']['active_units']} | "
+        recipe = PRESETS[run["config"]["preset"]]
+        lines.append(f"| {run['name']} | {_command(run, data)} | {_number(run, 'nll_iw')} | {recipe.figure} | "
+                     + " | ".join(_rerun_figure(rerun) for rerun in recipe.reruns) + " | "
+                     + " / ".join(f"{run['eval']['nll_iw'] - rerun.figure:+.2f}" for rerun in recipe.reruns)
+                     + f" | {_number(run, 'negative_elbo')} | {kl} | {run['eval']['active_units']} | "
                      f"{stopping.get('chosen_epoch', '–')} ({stopping.get('trained_epochs', '–')}) | "
                      f"{_samples(run, 'frechet_distance')} | {run['minutes']:.0f} min |")
-    return lines + [""] + [_vampprior_gap(run) for run in (vamp, standard)] + _vampprior_comparison(vamp, standard)
+    return (lines + [""] + [_vampprior_gap(run) for run in (vamp, standard)] + [""] + VAMPPRIOR_KNOWN
+            + _vampprior_comparison(vamp, standard))
+
+
+def _rerun_figure(rerun):
+    return f"{rerun.figure}" + (f" ± {rerun.spread}" if rerun.spread is not None else "")
+
+
+# What is known and what is not about the distance between the paper's figures, the re-runs and ours.
+VAMPPRIOR_KNOWN = [
+    "What is known: both public re-runs of this model beat the paper's figures with the same protocol, by 3.1 to "
+    "4.5 nats (84.45 and 84.04 against 88.56 with N(0, I); 82.43 and 81.96 against 85.57 with the VampPrior), and "
+    "nobody has said why; so the paper's figures are a loose anchor, and the distance that says how far these rows "
+    "are from the protocol's end is the one to the re-runs. At the same epoch the pace matches: the Exemplar VAE's "
+    "own log (its exemplar-prior model, the authors' optimiser; pretrained_model/.../whole_log.txt in "
+    "sajadn/Exemplar-VAE) reaches a validation -ELBO of 88.62 at epoch 199, our VampPrior row a test -ELBO of 88.14 "
+    "at epoch 199. What is not known: whether the rest of the gap closes over the remaining epochs (the protocol's "
+    "runs below carry on), and how much of it the differences from the authors' code (validation images, the "
+    "pseudo-inputs' start, the pixel clamp, initialisation, optimiser) account for: nothing here measured them.",
+    "",
+]
 
 
 def _vampprior_gap(run):
-    """A VampPrior-protocol row's distance to its published figure, and where its best epoch came, in a line."""
-    gap, outside = _beside(run)
+    """A VampPrior-protocol row's distance to the re-runs and the paper's figure, and where its best epoch came."""
+    from mnist_vae.presets import PRESETS
+
+    recipe = PRESETS[run["config"]["preset"]]
+    ours = run["eval"]["nll_iw"]
     stopping = run["eval"].get("early_stopping") or {}
     chosen, trained_epochs = stopping.get("chosen_epoch"), stopping.get("trained_epochs")
     still = chosen is not None and trained_epochs and chosen > 0.9 * trained_epochs
     where = (f"its best validation bound came at epoch {chosen} of {trained_epochs}"
              + (", so it was still improving when it stopped" if still else ""))
-    if outside and gap < 0:
-        return (f"- {run['name']}: {-gap:.2f} nats below (better than) the published figure although shorter; "
-                f"{where}. Where this setup departs from the paper's: Glorot initialisation (theirs He's) and "
-                "Keras' Adam (theirs normalises the gradients); one run and seed, as the paper's.")
-    if outside:
-        return (f"- {run['name']}: {gap:.2f} nats above the published figure; {where}, at epoch {VAMP_EPOCHS} of "
-                "the protocol's up to 2,000.")
-    return f"- {run['name']}: within its standard error of the published figure ({gap:+.2f}); {where}."
+    behind = " and ".join(f"{ours - rerun.figure:+.2f} nats from the {rerun.kind} ({_rerun_figure(rerun)})"
+                          for rerun in recipe.reruns)
+    return (f"- {run['name']}: {behind}; {ours - recipe.figure:+.2f} from the paper's {recipe.figure}; {where}, at "
+            f"epoch {trained_epochs} of the protocol's up to 2,000.")
 
 
 def _vampprior_comparison(vamp, standard):

@@ -6,7 +6,8 @@ the mixture of the encoder's own posteriors at K learned pseudo-inputs u_k (imag
 encoder and decoder are the learner's (model.py); only the prior changes, so the KL term has no closed form:
 each image's KL is the single-draw estimate log q(z|x) - log p(z), and the importance-weighted bound uses the
 mixture as log p(z). The pseudo-inputs are sigmoid(W) for a learned W (K, 28, 28, 1) drawn from N(-0.05, 0.01)
-at the start, as the authors' code does (so they begin as flat grey images, 0.49 everywhere).
+at the start, so they begin as flat grey images, 0.49 everywhere (the authors' code starts them near black, a hard
+tanh of N(0.05, 0.01): docs/quoting-numbers.md lists how the presets differ from it).
 """
 import math
 
@@ -18,7 +19,7 @@ import losses
 from model import VAE
 
 PSEUDO_INPUTS = 500  # K, the paper's for MNIST
-INIT_MEAN, INIT_STD = -0.05, 0.01  # of W, with u = sigmoid(W) (the authors' pseudoinputs_mean and _std)
+INIT_MEAN, INIT_STD = -0.05, 0.01  # of W, with u = sigmoid(W) (experiment.py's defaults in the authors' code)
 
 
 def log_mixture_density(z, means, log_vars):
