@@ -11,6 +11,8 @@ import losses
 from mnist_vae import explorer, report
 from model import build_vae, decoder_inputs
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def model_with_varied_outputs(arch, latent_dim, conditional=False, likelihood="bernoulli", hidden=32, activation="relu",
                               seed=0):

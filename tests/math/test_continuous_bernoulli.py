@@ -12,6 +12,8 @@ from keras import ops
 
 import losses
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 CB = "continuous-bernoulli"
 # Logits from -20 to 20, with the series' neighbourhood of 0 (|l| < 0.1) and its edge sampled densely.
 LOGITS = np.array([-20, -7.5, -2, -1, -0.5, -0.1001, -0.1, -0.0999, -0.03, -1e-4, 0, 1e-6, 1e-3, 0.05, 0.0999,

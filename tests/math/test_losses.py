@@ -8,6 +8,8 @@ from keras import ops
 
 import losses
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def test_terms_on_fixed_numbers():
     """Worked by hand, so that every backend is held to the same numbers (run under each one in CI)."""

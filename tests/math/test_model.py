@@ -18,6 +18,8 @@ import losses
 from mnist_vae import data
 from model import Sampling, build_vae
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def test_sampling_shape_mean_and_std():
     n = 200_000

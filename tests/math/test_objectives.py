@@ -12,6 +12,8 @@ import losses
 from mnist_vae import data, evaluation, pipeline
 from model import build_vae, noise_shape
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def _batch(images, k=None, latent_dim=3, labels=None, seed=0, step=0):
     noise = latent_dim if k is None else (k, latent_dim)

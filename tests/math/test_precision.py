@@ -8,6 +8,8 @@ from conftest import TINY, per_example_losses, run_program
 from mnist_vae import data, pipeline
 from model import build_vae
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def short_training(policy, images):
     keras.mixed_precision.set_global_policy(policy)

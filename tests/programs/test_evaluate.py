@@ -15,6 +15,8 @@ from conftest import (
     write_npz,
 )
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 PLOTS = ["loss.png", "reconstructions.png", "samples.png", "latent_scatter.png", "latent_manifold.png",
          "interpolation.png", "kl_per_dim.png"]
 

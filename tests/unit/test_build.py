@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_vae import build, families, settings
+from mnist_vae.config import from_saved
 from mnist_vae.rundir import RunError
 
 
@@ -37,7 +38,7 @@ def test_a_run_too_large_or_too_long_is_refused_before_it_starts():
 
 
 def test_a_model_that_is_not_the_runs_own_is_refused():
-    config = {**settings.DEFAULTS, "hidden": 16, "k": 1}
+    config = from_saved({**settings.DEFAULTS, "hidden": 16, "k": 1})
     build.check_model_matches(build.model_of(args(hidden=16)), config, "model.keras")  # its own: fine
     for other, message in ((args(hidden=16, latent_dim=50), "its z has 50 dimensions where config.json says 2"),
                            (args(hidden=17), "its layers are not those"),

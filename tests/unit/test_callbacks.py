@@ -1,5 +1,9 @@
 """mnist_vae/callbacks.py: the KL warm-up's weight per epoch."""
+import pytest
+
 from mnist_vae.callbacks import kl_weight_at
+
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
 
 
 def test_warmup_schedule():

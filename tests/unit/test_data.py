@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from mnist_vae import data, pipeline
 from mnist_vae.data import DataError
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def _digits(n, seed=0):
     rng = np.random.default_rng(seed)

@@ -11,6 +11,8 @@ from conftest import TINY, gradients, read_history, run_main, to_numpy
 from mnist_vae import dreg as dreg_gradient
 from model import build_vae
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 K, DRAWS = 5, 120
 
 

@@ -8,6 +8,8 @@ from conftest import checkpoint_arrays, read_history, run_main
 
 from mnist_vae import early_stopping
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def rows(*losses):
     return [{"epoch": i + 1, "validation_loss": v} for i, v in enumerate(losses)]

@@ -11,6 +11,8 @@ from keras import ops
 
 from mnist_vae import console, data, evaluation
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 # A linear-Gaussian model: z ~ N(0, 1), x | z ~ N(a z, s^2 I). Everything is known in closed form.
 A = np.array([1.5, -0.5, 2.0])
 

@@ -15,6 +15,8 @@ from mnist_vae.config import from_saved
 from mnist_vae.vampprior import kl_per_dim_estimate, log_mixture_density
 from model import VAE, build_decoder, build_encoder
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 SEPARATION = 2.0  # the two components' means: +-SEPARATION along z[0]
 
 

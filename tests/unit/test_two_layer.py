@@ -14,6 +14,8 @@ from mnist_vae import evaluation, families
 from mnist_vae.config import from_saved
 from mnist_vae.two_layer import TwoLayerVAE, build_two_layer_vae
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 @pytest.fixture(scope="module")
 def vae(digits):

@@ -14,6 +14,8 @@ from mnist_vae import evaluation
 from mnist_vae.vampprior import VampPriorVAE, log_mixture_density
 from model import build_vae
 
+pytestmark = pytest.mark.backend_core  # CI runs these on PyTorch too (pytest.ini)
+
 
 def direct_log_mixture(z, means, log_vars):
     """log (1/K) sum_k N(z; means_k, exp(log_vars_k)), in float64, component by component."""
