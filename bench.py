@@ -215,12 +215,13 @@ def _prepared_run(keras, argv, args, marks):
 
 def _timed_epochs(keras, run, args, marks):
     """Seconds of each epoch's training part and of each whole epoch as train.py runs it: training, then train.py's
-    own callbacks (build.callbacks: the held-out pass, progress.gif's frame, the NaN check, the checkpoint into a
+    own callbacks (callbacks.for_fit: the held-out pass, progress.gif's frame, the NaN check, the checkpoint into a
     scratch run folder) and its console line per epoch (into /dev/null: only its cost is wanted)."""
     import contextlib
     import tempfile
 
-    from mnist_vae import build, checkpoints, pipeline
+    from mnist_vae import callbacks as run_callbacks
+    from mnist_vae import checkpoints, pipeline
     from mnist_vae.callbacks import SampleFrames
     from mnist_vae.stopping import SignalGuard
 
@@ -248,7 +249,7 @@ def _timed_epochs(keras, run, args, marks):
     with tempfile.TemporaryDirectory() as scratch, SignalGuard() as guard, open(os.devnull, "w") as null:
         held_out = pipeline.held_out_batches(run["splits"].x_test, seed=0, noise_dim=run["noise"])
         saver = checkpoints.EpochCheckpoint(scratch, frames=frames.frames)
-        callbacks = build.callbacks(options, scratch, guard, held_out, frames, saver)
+        callbacks = run_callbacks.for_fit(options, scratch, guard, held_out, frames, saver)
         with contextlib.redirect_stdout(null):
             run["vae"].fit(run["batches"], epochs=args.epochs, steps_per_epoch=run["steps"], verbose=2,
                            shuffle=False, callbacks=[timer, *callbacks, EpochEnd()])

@@ -72,7 +72,7 @@ def load_data(config, saved=None):
 def fit_and_save(run, config, devices, splits):
     import keras
 
-    from mnist_vae import build, checkpoints, pipeline
+    from mnist_vae import build, callbacks, checkpoints, pipeline
     from mnist_vae.callbacks import SampleFrames
     from model import noise_shape
 
@@ -107,9 +107,9 @@ def fit_and_save(run, config, devices, splits):
 
     # 7. Fit: each epoch ends with the held-out loss, progress.gif's frame and a checkpoint.
     frames = SampleFrames(config.seed, frames=checkpoints.read_frames(run.dir, done))
-    saver = build.checkpoint_saver(config, run.dir, state, frames.frames)
-    fit_callbacks = build.callbacks(config, run.dir, run.guard, held_out, frames, saver, validation,
-                                    build.stage_nll(config, splits.x_test, splits.y_test))
+    saver = callbacks.checkpoint_saver(config, run.dir, state, frames.frames)
+    fit_callbacks = callbacks.for_fit(config, run.dir, run.guard, held_out, frames, saver, validation,
+                                      callbacks.stage_nll(config, splits.x_test, splits.y_test))
     if not run.trained:  # unless the history already ends the run (all epochs trained, or stopped early)
         with run.training(saver):  # a full disk or a lost worker: one line saying what is kept
             vae.fit(batches, epochs=config.epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=fit_callbacks,

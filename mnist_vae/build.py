@@ -1,9 +1,8 @@
 """Building the model a run trains (train.py compiles it with Adam and fits it): refused up front when it cannot
 fit in memory, built from its family's row (families.py), the compile options that measured fastest per backend
-(docs/performance.md), made ready on the run's devices and restored from the checkpoint, the callbacks fit runs
-it with, and the check that a saved model is the one a run's settings build."""
+(docs/performance.md), made ready on the run's devices and restored from the checkpoint, and a run's saved
+model loaded and checked to be the one its settings build."""
 import importlib
-import os
 import platform
 
 from mnist_vae.backends import has_gpu
@@ -14,7 +13,6 @@ CONV_DECODER_ACTIVATIONS = 7 * 7 * 64 + 14 * 14 * 64 + 28 * 28 * 32 + 784
 PIXELS = 28 * 28
 MAX_STEPS = 2**31 - 1  # the model counts its training steps in an int32
 
-STAGE_NLL_IMAGES = 2000  # held-out images whose NLL a staged run records at the end of each stage
 
 
 def check_run_fits(config, train_images):
@@ -103,15 +101,14 @@ def layer_signature(vae):
         for part in (vae.encoder, vae.decoder) for layer in part.layers]
 
 
-def check_model_matches(vae, saved, model_path):
-    """A RunError unless vae is a VAE of the kind and shapes that saved (a config.json's dict) builds (a
+def check_model_matches(vae, settings, model_path):
+    """A RunError unless vae is a VAE of the kind and shapes that the run's settings (a config.Config) build (a
     model.keras copied in from another run, or not a VAE at all, is refused in one line)."""
-    from mnist_vae.config import from_saved
     from model import VAE
 
     if not isinstance(vae, VAE):
         raise RunError(f"{model_path} is a {vae.__class__.__name__}, not a VAE of model.py: not this run's model")
-    expected = model_of(from_saved(saved))
+    expected = model_of(settings)
     if layer_signature(vae) != layer_signature(expected):
         found, saved = (int(m.decoder.inputs[0].shape[-1]) for m in (vae, expected))
         how = (f"its z has {found} dimensions where config.json says {saved}" if found != saved else
@@ -133,7 +130,7 @@ def saved_model(folder, model_path=None):
     except Exception as e:
         raise RunError(f"{model_path}: cannot load ({e.__class__.__name__}: "
                        f"{str(e).splitlines()[0][:200]})") from None
-    check_model_matches(vae, folder.config, model_path)
+    check_model_matches(vae, folder.settings, model_path)
     return vae, folder.model_epoch(vae)
 
 
@@ -176,62 +173,6 @@ def made_ready(vae, config, devices, run_dir, state):
         if state["epoch"] < config.epochs:
             print(f"resuming {run_dir} after epoch {state['epoch']}")
     return vae
-
-
-def stage_nll(config, x_test, y_test):
-    """For a staged run, the callback that records the test NLL at the end of each stage (callbacks.StageNLL):
-    k = 1000 on the first STAGE_NLL_IMAGES test images, a few percent of the run's time. None otherwise."""
-    from mnist_vae import data
-    from mnist_vae.callbacks import StageNLL
-    from mnist_vae.presets import IW_SAMPLES, staged_passes
-
-    if config.lr_schedule != "staged":
-        return None
-    labels = y_test[:STAGE_NLL_IMAGES] if config.conditional else None
-    return StageNLL(data.as_float(x_test[:STAGE_NLL_IMAGES]), labels, IW_SAMPLES,
-                    [staged_passes(stage) for stage in range(1, config.stages + 1)])
-
-
-def checkpoint_saver(config, run_dir, state, frames):
-    """The epoch checkpoint (checkpoints.EpochCheckpoint), continuing a resumed run's history; with
-    --early-stopping it also keeps the best epoch's weights."""
-    from mnist_vae import checkpoints, early_stopping
-
-    best_epoch_of = None
-    if config.early_stopping:
-        def best_epoch_of(rows):
-            return early_stopping.progress(rows, config.early_stopping, config.kl_warmup)[1]
-    return checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames,
-                                       best_epoch_of=best_epoch_of, best=(state or {}).get("best_weights"),
-                                       training_seconds=state.get("training_seconds") if state else 0.0)
-
-
-def callbacks(config, run_dir, guard, held_out, frames, saver, validation=None, stage_end=None):
-    """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
-    learning rate, the held-out (and validation) loss and a stage's NLL (into the logs), the epoch's frame, the
-    NaN stop, the checkpoint (it commits what the others added), TensorBoard's logs of what it committed, and early
-    stopping's judgement."""
-    import keras
-
-    from mnist_vae import early_stopping
-    from mnist_vae.callbacks import HeldOutLoss, KLWarmup
-    from mnist_vae.presets import learning_rate_at
-
-    tensorboard = []
-    if config.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
-        from mnist_vae.tensorboard import CommittedEpochLogs
-
-        tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
-    # Keras' own scheduler sets a staged rate at each epoch's start: a function of the epoch, so resuming
-    # mid-stage continues the schedule exactly. A constant rate is the optimizer's own, restored with it.
-    schedule = [] if config.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
-        lambda epoch, _: learning_rate_at(epoch, config.lr, config.lr_schedule))]
-    validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
-    early = [early_stopping.callback(config.early_stopping, saver.rows, config.kl_warmup)] if (
-        config.early_stopping) else []  # last: it judges an epoch the others have finished
-    return [guard.callback(), KLWarmup(config.beta, config.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
-            *([stage_end] if stage_end else []), frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard,
-            *early]
 
 
 def versions(backend):

@@ -1,5 +1,8 @@
-"""The callbacks a run trains with besides Keras' own: the KL warm-up, the held-out loss per epoch and
-progress.gif's frames (the checkpoint's is checkpoints.EpochCheckpoint, the signals' stopping.SignalGuard)."""
+"""The callbacks a run trains with besides Keras' own: the KL warm-up, the held-out loss per epoch, a stage's
+NLL and progress.gif's frames (the checkpoint's is checkpoints.EpochCheckpoint, the signals'
+stopping.SignalGuard), and the list fit runs, in the order each epoch's end needs them (for_fit)."""
+import os
+
 import keras
 import numpy as np
 
@@ -83,3 +86,59 @@ class SampleFrames(keras.callbacks.Callback):
         # A compiled call: a fraction of an eager one's cost (docs/performance.md).
         logits = np.asarray(self.model.decoder.predict_on_batch(inputs), np.float32)
         self.frames.append(pixels_of(logits, self.model.likelihood))
+
+
+# The callbacks of a run, assembled (train.py and bench.py fit with them).
+STAGE_NLL_IMAGES = 2000  # held-out images whose NLL a staged run records at the end of each stage
+
+
+def stage_nll(config, x_test, y_test):
+    """For a staged run, the callback that records the test NLL at the end of each stage (callbacks.StageNLL):
+    k = 1000 on the first STAGE_NLL_IMAGES test images, a few percent of the run's time. None otherwise."""
+    from mnist_vae import data
+    from mnist_vae.presets import IW_SAMPLES, staged_passes
+
+    if config.lr_schedule != "staged":
+        return None
+    labels = y_test[:STAGE_NLL_IMAGES] if config.conditional else None
+    return StageNLL(data.as_float(x_test[:STAGE_NLL_IMAGES]), labels, IW_SAMPLES,
+                    [staged_passes(stage) for stage in range(1, config.stages + 1)])
+
+
+def checkpoint_saver(config, run_dir, state, frames):
+    """The epoch checkpoint (checkpoints.EpochCheckpoint), continuing a resumed run's history; with
+    --early-stopping it also keeps the best epoch's weights."""
+    from mnist_vae import checkpoints, early_stopping
+
+    best_epoch_of = None
+    if config.early_stopping:
+        def best_epoch_of(rows):
+            return early_stopping.progress(rows, config.early_stopping, config.kl_warmup)[1]
+    return checkpoints.EpochCheckpoint(run_dir, state["history"] if state else [], frames=frames,
+                                       best_epoch_of=best_epoch_of, best=(state or {}).get("best_weights"),
+                                       training_seconds=state.get("training_seconds") if state else 0.0)
+
+
+def for_fit(config, run_dir, guard, held_out, frames, saver, validation=None, stage_end=None):
+    """fit's callbacks, in the order they must see each epoch's end: the signal check, the KL weight and
+    learning rate, the held-out (and validation) loss and a stage's NLL (into the logs), the epoch's frame, the
+    NaN stop, the checkpoint (it commits what the others added), TensorBoard's logs of what it committed, and early
+    stopping's judgement."""
+    from mnist_vae import early_stopping
+    from mnist_vae.presets import learning_rate_at
+
+    tensorboard = []
+    if config.tensorboard:  # after the checkpoint: it logs what the checkpoint committed
+        from mnist_vae.tensorboard import CommittedEpochLogs
+
+        tensorboard = [CommittedEpochLogs(os.path.join(run_dir, "tensorboard"), saver, frames.frames)]
+    # Keras' own scheduler sets a staged rate at each epoch's start: a function of the epoch, so resuming
+    # mid-stage continues the schedule exactly. A constant rate is the optimizer's own, restored with it.
+    schedule = [] if config.lr_schedule == "constant" else [keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: learning_rate_at(epoch, config.lr, config.lr_schedule))]
+    validating = [HeldOutLoss(validation, prefix="validation_")] if validation else []
+    early = [early_stopping.callback(config.early_stopping, saver.rows, config.kl_warmup)] if (
+        config.early_stopping) else []  # last: it judges an epoch the others have finished
+    return [guard.callback(), KLWarmup(config.beta, config.kl_warmup), *schedule, HeldOutLoss(held_out), *validating,
+            *([stage_end] if stage_end else []), frames, keras.callbacks.TerminateOnNaN(), saver, *tensorboard,
+            *early]
