@@ -26,13 +26,13 @@ def check_run_fits(config, train_images):
     weights = family.parameters(config)
     needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
     if needed > memory_bytes():
-        hidden = f" --hidden {config.hidden}" if config.arch == "dense" else ""
+        hidden = f" --hidden {','.join(map(str, config.hidden))}" if config.arch == "dense" else ""
         raise RunError(f"--arch {config.arch}{hidden} --latent-dim {config.latent_dim}: the model would "
                        f"have {weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
                        f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
     # One training step decodes batch x k rows; their activations are kept for the backward pass.
     rows = config.batch_size * (config.k if config.objective == "iwae" else 1)
-    per_row = (sum(int(w) for w in str(config.hidden).split(",")) + 3 * PIXELS if config.arch == "dense"
+    per_row = (sum(config.hidden) + 3 * PIXELS if config.arch == "dense"
                else CONV_DECODER_ACTIVATIONS)
     needed = rows * per_row * 4 * 3  # float32 activations, their gradients and the loss's per-pixel terms
     if needed > memory_bytes() // 2:

@@ -59,6 +59,17 @@ def number_in_range(kind, low, low_ok=True, high=None):
     return parse
 
 
+def hidden_widths(hidden):
+    """--hidden's widths as a tuple: 512, "200,200", (200, 200) or [200, 200] -> (512,) or (200, 200)."""
+    parts = hidden if isinstance(hidden, (list, tuple)) else str(hidden).split(",")
+    return tuple(int(part) for part in parts)
+
+
+def hidden_text(widths):
+    """--hidden as its flag and config.json write it: (512,) -> 512, (200, 200) -> "200,200"."""
+    return widths[0] if len(widths) == 1 else ",".join(str(width) for width in widths)
+
+
 def hidden_layers(text):
     """An argparse type: hidden-layer widths, "512" -> 512 or "200,200" -> "200,200" (several widths stay text,
     so config.json keeps them as given and the flag reads them back)."""

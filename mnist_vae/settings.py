@@ -233,18 +233,19 @@ def preset_overrides(config):
     return found
 
 
-def reproduce_command(args):
-    """The train.py command that repeats this run: every setting that changes the result and differs from its
-    default, shell-quoted."""
-    words = ["python", "train.py"] + (["--preset", args.preset] if getattr(args, "preset", None) else [])
-    expected = defaults(getattr(args, "preset", None))
-    if args.lr_schedule == "staged":
-        expected["epochs"] = staged_passes(args.stages)  # --stages says how long the run is
+def reproduce_command(config):
+    """The train.py command that repeats this run (a config.Config): every setting that changes the result and
+    differs from its default, shell-quoted."""
+    values = config.as_dict()  # the record's form: each value as its flag writes it
+    words = ["python", "train.py"] + (["--preset", config.preset] if config.preset else [])
+    expected = defaults(config.preset)
+    if config.lr_schedule == "staged":
+        expected["epochs"] = staged_passes(config.stages)  # --stages says how long the run is
     for setting in SETTINGS:
-        value = getattr(args, setting.name)
+        value = values[setting.name]
         if not setting.result or value == expected[setting.name] or setting.name == "preset":
             continue
-        if setting.name == "k" and (args.objective != "iwae" or value == resolved_k("iwae", expected["k"])):
+        if setting.name == "k" and (config.objective != "iwae" or value == resolved_k("iwae", expected["k"])):
             continue  # the ELBO's one sample, and IWAE's (or the preset's) default
         words += [setting.flag] if value is True else [setting.flag, str(value)]
     return shlex.join(words)

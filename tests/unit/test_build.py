@@ -1,7 +1,5 @@
 """mnist_vae/build.py and the family table's arithmetic (mnist_vae/families.py): the memory and step checks that
 refuse a run before it starts, and the check that a saved model is the one its run's settings build."""
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -23,7 +21,7 @@ def test_the_counted_weights_are_those_of_the_built_model(arch, hidden, conditio
 
 
 def args(**changes):
-    return SimpleNamespace(**{**settings.DEFAULTS, "k": 1, **changes})
+    return from_saved({**settings.DEFAULTS, "k": 1, **changes})
 
 
 @pytest.mark.backend_independent

@@ -1,6 +1,7 @@
 """mnist_vae/config.py: the command line (and a resumed run's config.json) resolved once into a frozen Config."""
 import dataclasses
 import json
+import typing
 
 import pytest
 from conftest import run_main
@@ -15,10 +16,29 @@ def test_the_config_is_frozen_and_has_every_setting_typed():
     assert saved is None and isinstance(config, Config) and config.latent_dim == 20 and config.k == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
-    assert [f.name for f in dataclasses.fields(Config)] == [s.name for s in settings.SETTINGS]
-    types = {f.name: f.type for f in dataclasses.fields(Config)}
-    assert (types["epochs"], types["lr"], types["conditional"], types["arch"]) == (int, float, bool, str)
     assert config.replace(epochs=3).epochs == 3 and config.epochs == 30  # a changed copy, never a change
+
+
+@pytest.mark.backend_independent
+def test_the_configs_written_out_fields_are_the_settings_table():
+    """Config's fields are written out and typed in config.py; each is a setting of settings.SETTINGS, in order,
+    with its flag's default, and typed as its flag parses (None allowed where the default is None)."""
+    fields = dataclasses.fields(Config)
+    assert [f.name for f in fields] == [s.name for s in settings.SETTINGS]
+    for field, setting in zip(fields, settings.SETTINGS):
+        if setting.name == "hidden":  # parsed once, into a tuple of widths
+            assert field.type == tuple[int, ...] and field.default == (setting.default,)
+            continue
+        assert field.default == setting.default, setting.name
+        if setting.action == "store_true" or setting.default is not None:
+            assert field.type == (bool if setting.action == "store_true" else type(setting.default)), setting.name
+        else:  # no default: typed by what its flag parses, or None
+            assert type(None) in typing.get_args(field.type) and len(typing.get_args(field.type)) == 2, setting.name
+    assert object not in {f.type for f in fields}
+    for given, widths in ((512, (512,)), ("200,200", (200, 200)), ([300, 300], (300, 300)), ((7,), (7,))):
+        config = from_saved({**settings.DEFAULTS, "hidden": given})
+        assert config.hidden == widths and config.as_dict()["hidden"] == (widths[0] if len(widths) == 1 else
+                                                                           ",".join(map(str, widths)))
 
 
 @pytest.mark.backend_independent

@@ -60,8 +60,10 @@ def test_non_finite_numbers_are_refused(argv):
 def test_a_flag_beside_a_preset_overrides_that_setting_only():
     args, given = settings.parse_args(["--preset", "iwae-k5", "--batch-size", "100", "--stages", "6"])
     assert (args.batch_size, args.stages, args.k, args.hidden, args.adam_epsilon) == (100, 6, 5, "200,200", 1e-4)
-    args.epochs = staged_passes(args.stages)  # what train.py makes of --stages
-    assert settings.reproduce_command(args) == "python train.py --preset iwae-k5 --batch-size 100 --stages 6"
+    from mnist_vae.config import Config
+
+    config = Config(**{**vars(args), "epochs": staged_passes(args.stages)})  # what train.py makes of --stages
+    assert settings.reproduce_command(config) == "python train.py --preset iwae-k5 --batch-size 100 --stages 6"
     plain, _ = settings.parse_args(["--batch-size", "100"])
     assert (plain.preset, plain.hidden, plain.activation, plain.lr_schedule) == (None, 512, "relu", "constant")
 
