@@ -9,7 +9,6 @@ Pure Python: no Keras.
 import dataclasses
 import importlib.util
 import os
-import types
 
 from mnist_vae import cli, families, presets, settings
 from mnist_vae.backends import default_backend
@@ -121,7 +120,7 @@ def _check_flags(values, given):
     if values["early_stopping"] and not values["validation"]:
         raise cli.UsageError(f"--early-stopping {values['early_stopping']} judges the validation slice's loss: it "
                              "needs --validation N (training images held out for it; the IWAE recipe holds out 400)")
-    family_refusal = families.refusal(types.SimpleNamespace(**values), given)  # what the model's family refuses
+    family_refusal = families.refusal(Config(**values), given)  # what the model's family refuses
     if family_refusal:
         raise cli.UsageError(family_refusal)
     if values["gradient"] == "dreg" and values["objective"] != "iwae":

@@ -11,8 +11,6 @@ import dataclasses
 import importlib
 from typing import Callable
 
-from mnist_vae import cli
-
 PIXELS, CLASSES = 28 * 28, 10
 CONV_FEATURES = 7 * 7 * 64  # the conv encoder's flattened features, and the conv decoder's first dense layer
 CONVOLUTIONS = (9 * 1 + 1) * 32 + (9 * 32 + 1) * 64 + (9 * 64 + 1) * 64 + (9 * 64 + 1) * 32 + (9 * 32 + 1) * 1
@@ -20,7 +18,7 @@ CONVOLUTIONS = (9 * 1 + 1) * 32 + (9 * 32 + 1) * 64 + (9 * 64 + 1) * 64 + (9 * 6
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """One row. Every function takes the run's settings (a config.Config, or anything with its attributes)."""
+    """One row. Every function takes the run's settings (a config.Config: hidden a tuple of widths)."""
     name: str
     module: str  # whose classes a saved model of the family needs (imported before it loads)
     chosen_by: Callable  # settings -> whether these settings build this family
@@ -48,7 +46,7 @@ def _vae_parameters(s):
     if s.arch == "conv":
         heads = 2 * (CONV_FEATURES + label + 1) * s.latent_dim
         return CONVOLUTIONS + heads + (s.latent_dim + label + 1) * CONV_FEATURES
-    widths = cli.hidden_widths(s.hidden)
+    widths = s.hidden
     encoder = _dense_weights([PIXELS + label, *widths]) + 2 * (widths[-1] + 1) * s.latent_dim
     decoder = _dense_weights([s.latent_dim + label, *widths[::-1], PIXELS])
     gates = (_dense_weights([PIXELS + label, *widths]) + _dense_weights([s.latent_dim + label, *widths[::-1]])
@@ -84,7 +82,7 @@ def vampprior_bytes(s):
     from mnist_vae.vampprior import MIXTURE_VALUES_PER_CALL
 
     rows = s.batch_size * (s.k if s.objective == "iwae" else 1)
-    per_input = 16 * PIXELS + 4 * (3 * PIXELS + 4 * sum(cli.hidden_widths(s.hidden)) + rows * s.latent_dim)
+    per_input = 16 * PIXELS + 4 * (3 * PIXELS + 4 * sum(s.hidden) + rows * s.latent_dim)
     return s.pseudo_inputs * per_input + 3 * 4 * MIXTURE_VALUES_PER_CALL + (1 << 30)
 
 
@@ -113,7 +111,7 @@ VAMPPRIOR = Family(
 # --- two stochastic layers (mnist_vae/two_layer.py) ---
 
 def _two_layer_parameters(s):
-    d1, widths = 2 * s.latent_dim, cli.hidden_widths(s.hidden)  # z1 has twice z2's dimensions (two_layer.z1_dim)
+    d1, widths = 2 * s.latent_dim, s.hidden  # z1 has twice z2's dimensions (two_layer.z1_dim)
     middle = [d1] * len(widths)
     stacks = [[PIXELS, *widths], [d1, *middle], [s.latent_dim, *middle], [d1, *widths[::-1]]]
     heads = (2 * (widths[-1] + 1) * d1 + 2 * (d1 + 1) * s.latent_dim + 2 * (d1 + 1) * d1
