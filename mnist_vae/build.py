@@ -50,7 +50,7 @@ def check_run_fits(config, train_images):
 
 
 def speed_options(config, steps_per_epoch, devices, epochs_to_run=None):
-    """compile() options that measurably speed training up on each backend (bench.py; docs/performance.md).
+    """compile() options that measurably speed training up on each backend (tools/bench.py; docs/performance.md).
 
     --jit auto: TensorFlow compiles dense models with XLA (and everything on a GPU; its CPU convolutions are
     slower under XLA). JAX always compiles (op by op it is many times slower). PyTorch compiles dense models

@@ -88,7 +88,7 @@ class SampleFrames(keras.callbacks.Callback):
         self.frames.append(pixels_of(logits, self.model.likelihood))
 
 
-# The callbacks of a run, assembled (train.py and bench.py fit with them).
+# The callbacks of a run, assembled (train.py and tools/bench.py fit with them).
 STAGE_NLL_IMAGES = 2000  # held-out images whose NLL a staged run records at the end of each stage
 
 

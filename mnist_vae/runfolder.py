@@ -3,7 +3,7 @@
 Its settings (config.json, checked as the flags check them), where training stands (the checkpoint's
 state), its history, metrics and evaluation, whether it is complete or was stopped in its final save, which
 model its numbers belong to, its data as training saw it, and its model. train.py --resume, evaluate.py,
-compare.py, report.html and docs/make_docs.py all ask it. Reading only: rundir.py writes.
+compare.py, report.html and tools/make_docs.py all ask it. Reading only: rundir.py writes.
 Pure Python at import; the model is loaded (through Keras) only when asked for.
 """
 import datetime

@@ -9,7 +9,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mnist_vae"
-SCRIPTS = {"train", "evaluate", "compare", "bench", "export"}  # what a user runs
+SCRIPTS = {"train", "evaluate", "compare", "export"}  # what a user runs
+TOOLS = {"bench", "bench_references", "make_docs", "results_page"}  # tools/: measuring, and remaking the docs
+LONGEST_TOOL = 500  # lines: a tool split by job
 CORE = {"model", "losses"}  # what a learner reads first: the model and its loss
 TOP_LEVEL = SCRIPTS | CORE
 PACKAGE_MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, PACKAGE))
@@ -21,6 +23,8 @@ pytestmark = pytest.mark.backend_independent
 
 
 def path_of(module):
+    if module in TOOLS:
+        return os.path.join(ROOT, "tools", module + ".py")
     return os.path.join(ROOT, module + ".py") if module in TOP_LEVEL else os.path.join(ROOT, PACKAGE, module + ".py")
 
 
@@ -54,7 +58,7 @@ def test_imports_run_one_way_scripts_then_package_then_model_and_losses():
     for module in CORE:
         assert imports(module) & project <= {"losses"}, module  # model.py imports losses.py, and nothing else
     for module in PACKAGE_MODULES:
-        assert not imports(module) & SCRIPTS, module
+        assert not imports(module) & (SCRIPTS | TOOLS), module
     for module in SCRIPTS:
         assert not imports(module) & (SCRIPTS - {module}), module
 
@@ -78,9 +82,8 @@ def test_package_modules_import_each_other_without_cycles():
 
 
 def test_no_function_outside_the_tests_is_long():
-    """The package, the scripts, model.py, losses.py and docs/make_docs.py (templates are files of their own)."""
-    paths = [path_of(m) for m in sorted(TOP_LEVEL | set(PACKAGE_MODULES))]
-    paths.append(os.path.join(ROOT, "docs", "make_docs.py"))
+    """The package, the scripts, model.py, losses.py and the tools (templates are files of their own)."""
+    paths = [path_of(m) for m in sorted(TOP_LEVEL | set(PACKAGE_MODULES) | TOOLS)]
     for path in paths:
         for node in ast.walk(ast.parse(open(path).read())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -110,7 +113,7 @@ def test_the_flags_choices_are_the_models_own():
 # The import rule (CONTRIBUTING.md): the backend is chosen before Keras is imported, and bad input is refused
 # before any framework starts, so these load without Keras or any backend. The rest may import Keras at the top.
 NEEDS_KERAS = {"callbacks", "checkpoints", "dreg", "figures", "outputs", "tensorboard", "two_layer", "vampprior"}
-KERAS_FREE = sorted(SCRIPTS) + [f"{PACKAGE}.{m}" for m in PACKAGE_MODULES if m not in NEEDS_KERAS]
+KERAS_FREE = sorted(SCRIPTS) + ["bench"] + [f"{PACKAGE}.{m}" for m in PACKAGE_MODULES if m not in NEEDS_KERAS]
 
 
 def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework():
@@ -118,6 +121,7 @@ def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework()
     import sys
 
     check = ("import importlib, sys\n"
+             "sys.path.insert(0, 'tools')\n"
              f"for name in {KERAS_FREE!r}:\n"
              "    importlib.import_module(name)\n"
              "    loaded = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
@@ -130,6 +134,13 @@ def test_the_modules_that_run_before_the_backend_is_chosen_import_no_framework()
 TESTED_ELSEWHERE = {"distribute": "tests/backends/test_distribute.py"}  # several devices and processes
 
 
+def test_the_tools_live_apart_each_split_by_job():
+    assert {name[:-3] for name in os.listdir(os.path.join(ROOT, "tools")) if name.endswith(".py")} == TOOLS
+    for module in TOOLS:
+        lines = sum(1 for _ in open(path_of(module), encoding="utf-8"))
+        assert lines <= LONGEST_TOOL, (module, lines)
+
+
 def test_contributings_module_table_names_every_module_once():
     """CONTRIBUTING.md's layout table: a row for every script, model.py, losses.py and every package module."""
     import re
@@ -137,10 +148,10 @@ def test_contributings_module_table_names_every_module_once():
     text = open(os.path.join(ROOT, "CONTRIBUTING.md"), encoding="utf-8").read()
     table = text[text.index("| file | its one job |"):text.index("## The import rule")]
     first_cells = [row.split("|")[1] for row in table.splitlines()[2:] if row.startswith("|")]
-    named = [name for cell in first_cells for name in re.findall(r"`(?:mnist_vae/)?(\w+)\.py`", cell)]
+    named = [name for cell in first_cells for name in re.findall(r"`(?:mnist_vae/|tools/)?(\w+)\.py`", cell)]
     assert sorted(set(named)) == sorted(named), "a module named in two rows"
-    modules = TOP_LEVEL | set(PACKAGE_MODULES)
-    assert set(named) - {"make_docs"} == modules, set(named) ^ modules
+    modules = TOP_LEVEL | set(PACKAGE_MODULES) | TOOLS
+    assert set(named) == modules, set(named) ^ modules
 
 
 def test_every_module_has_its_tests_beside_its_name():
@@ -148,7 +159,7 @@ def test_every_module_has_its_tests_beside_its_name():
     tests/programs/test_<name>.py for each program the user runs (CONTRIBUTING.md, "The tests")."""
     expected = {m: TESTED_ELSEWHERE.get(m, f"tests/unit/test_{m}.py") for m in PACKAGE_MODULES}
     expected.update({m: f"tests/math/test_{m}.py" for m in CORE})
-    expected.update({m: f"tests/programs/test_{m}.py" for m in SCRIPTS})
+    expected.update({m: f"tests/programs/test_{m}.py" for m in SCRIPTS | {"bench"}})
     missing = sorted(path for path in expected.values() if not os.path.isfile(os.path.join(ROOT, path)))
     assert not missing
     unit = {name for name in os.listdir(os.path.join(ROOT, "tests", "unit")) if name.endswith(".py")}

@@ -11,9 +11,11 @@ pytestmark = [pytest.mark.backend_independent, pytest.mark.slow, pytest.mark.mul
 
 from conftest import ROOT  # noqa: E402  (the repository root)
 
+BENCH = os.path.join(ROOT, "tools", "bench.py")
+
 
 def test_bench_prints_one_json_line_per_configuration_and_a_table(small_npz):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+    result = subprocess.run([sys.executable, BENCH, "--data", small_npz, "--configs",
                              "dense-512-2", "--epochs", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -36,7 +38,7 @@ def test_bench_prints_one_json_line_per_configuration_and_a_table(small_npz):
 
 def test_bench_memory_measures_a_run_on_the_full_split_only(small_npz):
     """--memory refuses a smaller set rather than understate the memory (the real run is minutes: not here)."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--memory"],
+    result = subprocess.run([sys.executable, BENCH, "--data", small_npz, "--memory"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 1 and "60000 training and 10000 test images" in result.stderr
     assert "Traceback" not in result.stderr
@@ -44,17 +46,17 @@ def test_bench_memory_measures_a_run_on_the_full_split_only(small_npz):
 
 def test_bench_refuses_bad_flags_and_exits_non_zero_when_every_configuration_fails(tmp_path):
     for flags in (["--epochs", "0"], ["--batch-size", "0"], ["--limit", "-3"]):
-        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *flags], capture_output=True,
+        result = subprocess.run([sys.executable, BENCH, *flags], capture_output=True,
                                 text=True, timeout=120, cwd=ROOT)
         assert result.returncode == 2 and "error: argument" in result.stderr, flags
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", str(tmp_path / "nonexistent"),
+    result = subprocess.run([sys.executable, BENCH, "--data", str(tmp_path / "nonexistent"),
                              "--configs", "dense-512-2", "--epochs", "2"], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 1 and "1 of 1 configurations failed" in result.stderr.splitlines()[-1]
 
 
 def test_the_small_batch_regime_runs_beside_its_hand_fused_reference(small_npz):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+    result = subprocess.run([sys.executable, BENCH, "--data", small_npz, "--configs",
                              "iwae-k5", "--epochs", "2", "--eval-k", "10"], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -71,7 +73,7 @@ def test_the_small_batch_regime_runs_beside_its_hand_fused_reference(small_npz):
 
 def test_dense_400_20_runs_beside_a_plain_pytorch_loop(small_npz):
     """Whole epochs through train.py's own callbacks, and the plain PyTorch loop's whole epochs, with their ratio."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--data", small_npz, "--configs",
+    result = subprocess.run([sys.executable, BENCH, "--data", small_npz, "--configs",
                              "dense-400-20", "--epochs", "2", "--eval-k", "10"], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
