@@ -30,7 +30,7 @@ def read_run(run_dir):
     from mnist_vae.settings import DEFAULTS
 
     folder = RunFolder(run_dir)
-    config = {**DEFAULTS, **folder.config}  # a setting newer than the run: it ran at the default
+    config = {**DEFAULTS, **folder.record}  # a setting newer than the run: it ran at the default
     metrics, evaluation = folder.numbers()
     return {"name": folder.name, "config": config, "metrics": metrics, "eval": evaluation,
             "history": folder.history(metrics["epochs"])}

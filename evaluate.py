@@ -47,7 +47,7 @@ def run(args):
 
     backend = backends.select_backend(args.backend or backends.default_backend())
     folder = RunFolder(args.run_dir)
-    folder.config  # an edited or foreign config.json is refused before Keras starts
+    folder.record  # an edited or foreign config.json is refused before Keras starts
     backends.start_keras()
     # Every file is written atomically: a signal leaves each one as it was or complete.
     with RunLock(args.run_dir), SignalGuard(lambda name: f"interrupted by {name}; eval.json and the figures are "
@@ -70,7 +70,7 @@ def evaluate_run(args, folder, backend, splits, vae, epoch):
     from mnist_vae import data
     from mnist_vae.outputs import write_evaluation, write_figures_and_report
 
-    config = folder.config
+    config = folder.record
     x_test = data.as_float(splits.x_test[:args.max_images])
     partial = len(x_test) < len(splits.x_test)
     binarize = folder.settings.binarize

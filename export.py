@@ -34,7 +34,7 @@ def run(args):
     if missing:
         raise cli.UserError(f"exporting ONNX needs {', '.join(missing)}: pip install -r requirements-export.txt")
     folder = RunFolder(args.run_dir)
-    folder.config  # an edited or foreign config.json is refused before Keras starts
+    folder.record  # an edited or foreign config.json is refused before Keras starts
     backends.select_backend("tensorflow")  # tf2onnx converts TensorFlow's graph, whatever the run trained on
     backends.start_keras()
     with RunLock(args.run_dir):

@@ -25,11 +25,11 @@ def _yaml(value):
     return json.dumps(value)
 
 
-def metadata(name, config, evaluation):
+def metadata(name, record, evaluation):
     """The card's YAML block: the library, tags and one result per metric (model-index)."""
-    likelihood = messages.is_likelihood(config.get("binarize", "none"), config.get("likelihood", "bernoulli"))
+    likelihood = messages.is_likelihood(record.get("binarize", "none"), record.get("likelihood", "bernoulli"))
     lines = ["---", "library_name: keras", "tags:", "- variational-autoencoder", "- mnist",
-             f"- {_yaml(config.get('backend'))}", "datasets:", "- mnist", "model-index:", f"- name: {_yaml(name)}",
+             f"- {_yaml(record.get('backend'))}", "datasets:", "- mnist", "model-index:", f"- name: {_yaml(name)}",
              "  results:", "  - task:", "      type: image-generation", "      name: density estimation",
              "    dataset:", "      type: mnist", "      name: MNIST", "      split: test", "    metrics:"]
     for key, what in METRICS:
@@ -56,25 +56,25 @@ def sample_quality_prose(evaluation):
             "scored by the same classifier, not with papers that use other networks.")
 
 
-def render(run_dir, config, metrics, evaluation):
+def render(run_dir, record, metrics, evaluation):
     """The card as text (evaluation: eval.json's dict)."""
     name = os.path.basename(os.path.normpath(run_dir))
-    rows = report.key_numbers(config, metrics, evaluation)
-    pixels = messages.pixels_note(config.get("binarize", "none"), config.get("likelihood", "bernoulli"))
+    rows = report.key_numbers(record, metrics, evaluation)
+    pixels = messages.pixels_note(record.get("binarize", "none"), record.get("likelihood", "bernoulli"))
     described = markdown.text(
-        f"a {config.get('arch')} VAE, {config.get('latent_dim')}-D latent space, "
-        f"{'conditional on the digit label, ' if config.get('conditional') else ''}"
-        f"{config.get('likelihood')} likelihood, trained on the "
-        f"{'ELBO' if config.get('objective') == 'elbo' else 'IWAE bound, k = ' + str(config.get('k'))}")
+        f"a {record.get('arch')} VAE, {record.get('latent_dim')}-D latent space, "
+        f"{'conditional on the digit label, ' if record.get('conditional') else ''}"
+        f"{record.get('likelihood')} likelihood, trained on the "
+        f"{'ELBO' if record.get('objective') == 'elbo' else 'IWAE bound, k = ' + str(record.get('k'))}")
     # Everything a user typed (the run's name, the data's path, the command) is escaped for Markdown.
-    lines = metadata(name, config, evaluation) + [
+    lines = metadata(name, record, evaluation) + [
         "", f"# {markdown.text(name)}", "", f"This is {described}, by this project's `train.py`.", "",
         "## Training", "",
-        f"- Data: {markdown.text(config.get('data_source'))}: {config.get('train_images'):,} training images, "
-        f"{config.get('test_images'):,} test images; {markdown.text(pixels)}.",
-        f"- Budget: {messages.count(metrics.get('epochs') or 0, 'epoch')} at batch {config.get('batch_size')}, Adam at "
-        f"{config.get('lr')}; seed {config.get('seed')}; backend {markdown.text(config.get('backend'))}.",
-        f"- Reproduce: {markdown.code(config.get('command'))}", "",
+        f"- Data: {markdown.text(record.get('data_source'))}: {record.get('train_images'):,} training images, "
+        f"{record.get('test_images'):,} test images; {markdown.text(pixels)}.",
+        f"- Budget: {messages.count(metrics.get('epochs') or 0, 'epoch')} at batch {record.get('batch_size')}, Adam at "
+        f"{record.get('lr')}; seed {record.get('seed')}; backend {markdown.text(record.get('backend'))}.",
+        f"- Reproduce: {markdown.code(record.get('command'))}", "",
         "## Held-out numbers", "",
         f"| | {markdown.cell(report.numbers_of(metrics, evaluation))} |", "| --- | --- |",
         *(f"| {markdown.cell(label)} | {markdown.cell(value)} |" for label, value in rows), "",
@@ -82,7 +82,7 @@ def render(run_dir, config, metrics, evaluation):
         "runs would (one run, one seed). Quote a negative log-likelihood only from binarized pixels.", "",
         "## Sample quality", "", sample_quality_prose(evaluation), "",
         "## Use", "",
-        "```python", "import keras", *families.loading_imports(from_saved(config)),
+        "```python", "import keras", *families.loading_imports(from_saved(record)),
         "vae = keras.saving.load_model(\"model.keras\")  # any Keras backend; safe mode", "```", "",
         "`python export.py RUN` writes `decoder.onnx` (z to pixels) for ONNX Runtime.", "",
         "## Limits", "",
@@ -92,8 +92,8 @@ def render(run_dir, config, metrics, evaluation):
     return "\n".join(lines)
 
 
-def write(run_dir, config, metrics, evaluation):
+def write(run_dir, record, metrics, evaluation):
     """Write <run>/README.md (atomically) and return its path."""
-    text = render(run_dir, config, metrics, evaluation)
+    text = render(run_dir, record, metrics, evaluation)
 
     return write_text(os.path.join(run_dir, "README.md"), text)

@@ -13,6 +13,7 @@ import os
 from mnist_vae import cli, families, presets, settings
 from mnist_vae.backends import default_backend
 from mnist_vae.distribute import SUPPORTED
+from mnist_vae.rundir import RunError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +78,16 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def from_saved(saved):
-    """The Config a saved config.json describes (its extra keys left out; settings it lacks at their defaults)."""
-    return Config(**{name: saved.get(name, default) for name, default in settings.DEFAULTS.items()})
+def from_saved(saved, where="config.json"):
+    """The Config a saved run record describes (its extra keys left out; settings it lacks at their defaults),
+    through the same checks as a command line's (check_settings): a record that contradicts itself was edited or
+    damaged, a RunError naming `where`."""
+    values = {name: saved.get(name, default) for name, default in settings.DEFAULTS.items()}
+    try:
+        check_settings(values)
+    except cli.UsageError as e:
+        raise RunError(f"{where}: {e}; the file was edited or damaged") from None
+    return Config(**values)
 
 
 def resolve(argv=None):
@@ -113,8 +121,10 @@ def _check_flags_that_do_nothing(values, given):
             raise cli.UsageError(f"--{name.replace('_', '-')} {values[name]} {because}")
 
 
-def _check_flags(values, given):
-    """The checks between flags (each flag's own range is argparse's)."""
+def check_settings(values, given=frozenset()):
+    """The checks between settings (each flag's own range is argparse's), one set for a command line (resolve) and a
+    saved run record (from_saved): a contradiction is a cli.UsageError. given: the flags typed, which some messages
+    name (a saved record has none)."""
     if values["objective"] == "elbo" and values["k"] not in (None, 1) and "k" in given:
         raise cli.UsageError(f"--k {values['k']} needs --objective iwae (the ELBO draws one z per image)")
     if values["early_stopping"] and not values["validation"]:
@@ -147,6 +157,11 @@ def _check_flags(values, given):
                   f"{'comes' if one else 'come'} from --preset {values['preset']} and {'is' if one else 'are'} for")
         raise cli.UsageError(f"{' '.join(dense_only)} {source} the dense model's hidden and output layers; the conv "
                              "model keeps ReLU and a zero output bias")
+
+
+def _check_flags(values, given):
+    """check_settings, and what only a command line can contradict: a resumed run's engine, a missing package."""
+    check_settings(values, given)
     if values["resume"] and "distribute" not in given and values["distribute"] not in SUPPORTED[values["backend"]]:
         raise cli.UsageError(f"{values['resume']} was trained with --distribute {values['distribute']}, which the "
                              f"{values['backend']} backend does not offer: add --distribute none to continue it on "

@@ -9,7 +9,7 @@ from mnist_vae.runfolder import RunFolder
 from model import LOSS_TERMS
 
 
-def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames=None, seconds=None):
+def write_outputs(vae, run_dir, splits, rows, settings, record, complete, frames=None, seconds=None):
     """Partial runs use the model of the last completed epoch and report that epoch's test numbers.
     Returns (metrics, eval results or None, {name: path written}, {figure: why it was skipped}). seconds: a dict
     that gets the time each part took ("saving the model", "evaluation", "figures and pages")."""
@@ -43,12 +43,12 @@ def write_outputs(vae, run_dir, splits, rows, settings, config, complete, frames
     }
     skipped = {}
     if rows:
-        pages, skipped = write_figures_and_report(vae, run_dir, x_test, splits.y_test, posterior, rows, config,
+        pages, skipped = write_figures_and_report(vae, run_dir, x_test, splits.y_test, posterior, rows, record,
                                                   metrics_file, results, frames)
         written.update(pages)
     else:
-        written["report"] = report.write(run_dir, config, metrics_file, results, rows,
-                                         _status(run_dir, config, metrics_file, results))
+        written["report"] = report.write(run_dir, record, metrics_file, results, rows,
+                                         _status(run_dir, record, metrics_file, results))
     written["metrics"] = write_json(os.path.join(run_dir, "metrics.json"), metrics_file)
     seconds["figures and pages"] = time.time() - began
     return metrics, results, written, skipped
@@ -82,24 +82,24 @@ def write_evaluation(vae, run_dir, splits, iw_samples, epoch, binarize, max_imag
     return results, posterior, write_json(os.path.join(run_dir, name), results)
 
 
-def write_figures_and_report(vae, run_dir, x_test, y_test, posterior, rows, config, metrics, results, frames=None):
+def write_figures_and_report(vae, run_dir, x_test, y_test, posterior, rows, record, metrics, results, frames=None):
     """Every figure, explorer.html, report.html and (for an evaluated model) the model card README.md, for
     train.py and evaluate.py alike. Returns
     ({name: path written}, {figure: why it was skipped})."""
     written, skipped = figures.save_all(vae, x_test, y_test, checkpoints.history_columns(rows) if rows else None,
-                                        run_dir, posterior, seed=config.get("seed", 0), frames=frames)
+                                        run_dir, posterior, seed=record.get("seed", 0), frames=frames)
     written["explorer"] = explorer.write(run_dir, vae, posterior["z_mean"], y_test, x_test,
                                          about=figures.describe(vae))
     if results:  # an evaluated model: its card, from the report's own rows (before the report, which lists it)
-        written["card"] = card.write(run_dir, config, metrics, results)
-    written["report"] = report.write(run_dir, config, metrics, results, rows,
-                                     _status(run_dir, config, metrics, results))
+        written["card"] = card.write(run_dir, record, metrics, results)
+    written["report"] = report.write(run_dir, record, metrics, results, rows,
+                                     _status(run_dir, record, metrics, results))
     return written, skipped
 
 
-def _status(run_dir, config, metrics, results):
+def _status(run_dir, record, metrics, results):
     """report.html's line of where the run stands (its epochs, the model's, and how training ended)."""
-    return RunFolder(run_dir).status(metrics, results, planned=config.get("epochs"))
+    return RunFolder(run_dir).status(metrics, results, planned=record.get("epochs"))
 
 
 def _metrics_of(results):

@@ -104,14 +104,14 @@ def _table(header, rows):
     return Markup(f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def render(run_dir, config, metrics, evaluation, history, status):
-    """The page as text. config, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
+def render(run_dir, record, metrics, evaluation, history, status):
+    """The page as text. record, metrics: the run's dicts; evaluation: eval.json's dict or None; history:
     the rows of history.csv (dicts of numbers); status: the line saying where the run stands
     (runfolder.RunFolder.status)."""
-    binarize = config.get("binarize", "none")
-    grey = binarize == "none" and not is_density(config, evaluation)
+    binarize = record.get("binarize", "none")
+    grey = binarize == "none" and not is_density(record, evaluation)
     warning = Markup(f'<p class="warning">{escape(messages.GREY_WARNING)}</p>' if grey else "")
-    captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if config.get("conditional") else {})}
+    captions = {**dict(FIGURES), **(CONDITIONAL_FIGURES if record.get("conditional") else {})}
     figures = Markup("".join(
         f'<figure><img src="{escape(file)}" alt="{escape(file)}"><figcaption><b>{escape(file)}</b>: '
         f'{escape(caption)}</figcaption></figure>'
@@ -122,21 +122,21 @@ def render(run_dir, config, metrics, evaluation, history, status):
     columns = list(dict.fromkeys(c for row in history for c in row))  # a staged run's NLL: at stage ends only
     history_table = _table(columns, [[f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
                                       for c in columns] for row in history])
-    settings = {k: v for k, v in config.items() if k not in ("versions", "command")}
+    settings = {k: v for k, v in record.items() if k not in ("versions", "command")}
     return render_page(
         "report", name=os.path.basename(os.path.normpath(run_dir)), status=status, explorer=explorer,
-        command=config.get("command", ""),
-        numbers=_table(("", numbers_of(metrics, evaluation)), key_numbers(config, metrics, evaluation)),
+        command=record.get("command", ""),
+        numbers=_table(("", numbers_of(metrics, evaluation)), key_numbers(record, metrics, evaluation)),
         warning=warning, figures=figures, history=history_table,
         settings=_table(("setting", "value"), [[k, str(v)] for k, v in settings.items()]),
         files=_table(("file", "what it holds"), [[name, what] for name, what in FILES if name in (
             "report.html", "metrics.json") or os.path.exists(os.path.join(run_dir, name))]),
-        versions=", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items()))
+        versions=", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()))
 
 
-def is_density(config, evaluation=None):
+def is_density(record, evaluation=None):
     """Whether the run's numbers bound a density of grey pixels (the continuous Bernoulli)."""
-    return (evaluation or {}).get("likelihood", config.get("likelihood")) == "continuous-bernoulli"
+    return (evaluation or {}).get("likelihood", record.get("likelihood")) == "continuous-bernoulli"
 
 
 def numbers_of(metrics, evaluation):
@@ -186,10 +186,10 @@ def sample_quality_rows(scores):
     return rows
 
 
-def key_numbers(config, metrics, evaluation):
+def key_numbers(record, metrics, evaluation):
     """The rows of the key numbers, each (what it is, a Number or a line of text): report.html and the model
     card show these same rows."""
-    density = is_density(config, evaluation)
+    density = is_density(record, evaluation)
     numbers = []
     if evaluation:
         for key, _, label in TERMS:
@@ -213,22 +213,22 @@ def key_numbers(config, metrics, evaluation):
             if metrics.get(key) is not None:
                 numbers.append([f"{label} (test, the last completed epoch: {metrics.get('epochs')})",
                                 _number("metrics.json", key, metrics[key])])
-    if config.get("preset"):  # the published figure this run is to be held against
-        overrides = preset_overrides(config)
-        numbers.append(["published recipe", presets.published_line(config["preset"], overrides)])
+    if record.get("preset"):  # the published figure this run is to be held against
+        overrides = preset_overrides(record)
+        numbers.append(["published recipe", presets.published_line(record["preset"], overrides)])
         if evaluation and not overrides:
-            numbers.append(["beside the published figure", presets.compared_line(config["preset"], evaluation)])
-    schedule = presets.schedule_line(config.get("lr", 0), config.get("lr_schedule", "constant"),
-                                     config.get("stages", presets.PAPER_STAGES), config.get("epochs", 1))
+            numbers.append(["beside the published figure", presets.compared_line(record["preset"], evaluation)])
+    schedule = presets.schedule_line(record.get("lr", 0), record.get("lr_schedule", "constant"),
+                                     record.get("stages", presets.PAPER_STAGES), record.get("epochs", 1))
     if schedule:
         numbers.append(["learning-rate schedule", schedule])
     if metrics.get("training_seconds") is not None:
         numbers.append(["wall time", time_line(metrics["training_seconds"], evaluation)])
-    numbers.append(["binarization", f"--binarize {config.get('binarize', 'none')}"])
-    numbers.append(["training objective", "ELBO" if config.get("objective", "elbo") == "elbo" else
-                    f"IWAE bound, k = {config.get('k')} samples per image (history's loss column; its other "
+    numbers.append(["binarization", f"--binarize {record.get('binarize', 'none')}"])
+    numbers.append(["training objective", "ELBO" if record.get("objective", "elbo") == "elbo" else
+                    f"IWAE bound, k = {record.get('k')} samples per image (history's loss column; its other "
                     "columns are the ELBO's terms)"])
-    if config.get("conditional"):
+    if record.get("conditional"):
         numbers.append(["model", "conditional on the digit label: the numbers bound log p(x | label)"])
     numbers.append(["likelihood p(x|z)", "continuous Bernoulli: the numbers bound a true density of the grey "
                     "images (nats per image; they may be negative)" if density else "Bernoulli"])
@@ -241,8 +241,8 @@ def time_line(training_seconds, evaluation=None):
             + (f"; evaluation {duration(evaluation['seconds'])}" if evaluation and "seconds" in evaluation else ""))
 
 
-def write(run_dir, config, metrics, evaluation, history, status):
+def write(run_dir, record, metrics, evaluation, history, status):
     """Write <run>/report.html (atomically) and return its path."""
-    page = render(run_dir, config, metrics, evaluation, history, status)
+    page = render(run_dir, record, metrics, evaluation, history, status)
 
     return write_text(os.path.join(run_dir, "report.html"), page)

@@ -114,12 +114,12 @@ class Run:
 
     def write_config(self, splits, versions, command):
         """config.json: the settings, the data's sizes and fingerprint, the versions, the reproduce command."""
-        self.config = {**self.settings.as_dict(), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
+        self.record = {**self.settings.as_dict(), "resume": None, "format": CONFIG_FORMAT, "run_dir": self.dir,
                        "data_source": splits.source, "train_images": len(splits.x_train),
                        "test_images": len(splits.x_test), "data_sha256": fingerprint(splits), "versions": versions,
                        "command": command}
-        write_json(os.path.join(self.dir, "config.json"), self.config)
-        return self.config
+        write_json(os.path.join(self.dir, "config.json"), self.record)
+        return self.record
 
     @property
     def verbose(self):
@@ -167,7 +167,7 @@ class Run:
             return 128 + interrupted.signum
         try:
             metrics, results, written, skipped = write_outputs(
-                vae, self.dir, splits, saver.rows, self.settings, self.config, complete,
+                vae, self.dir, splits, saver.rows, self.settings, self.record, complete,
                 frames=frames[:epochs_kept], seconds=self.seconds)  # no broken epoch's frame
         except OSError as e:
             raise RunError(write_error(e, messages.all_epochs(epochs_kept, "checkpointed"),

@@ -31,8 +31,8 @@ class RunFolder:
         return os.path.join(self.path, name)
 
     @functools.cached_property
-    def config(self):
-        """config.json as a dict, every setting checked (an edited or foreign one is a RunError)."""
+    def record(self):
+        """The run record, config.json, as a dict, every setting checked (an edited or foreign one is a RunError)."""
         from mnist_vae.settings import saved_config
 
         return saved_config(self.path)
@@ -42,7 +42,7 @@ class RunFolder:
         """The run's settings as a config.Config."""
         from mnist_vae.config import from_saved
 
-        return from_saved(self.config)
+        return from_saved(self.record, self.file("config.json"))
 
     @property
     def state(self):
@@ -54,10 +54,10 @@ class RunFolder:
         """What --early-stopping chose, from the checkpoint's history (early_stopping.summary), or None."""
         from mnist_vae import early_stopping
 
-        patience, state = self.config.get("early_stopping") or 0, self.state
+        patience, state = self.record.get("early_stopping") or 0, self.state
         if not patience or not state:
             return None
-        return early_stopping.summary(state["history"], patience, self.config.get("kl_warmup") or 0)
+        return early_stopping.summary(state["history"], patience, self.record.get("kl_warmup") or 0)
 
     @property
     def epochs_trained(self):
@@ -87,7 +87,7 @@ class RunFolder:
     def model_to_evaluate(self):
         """(epochs in the checkpoint, path of model.keras): what --resume and evaluate.py make of the folder. A
         RunError with the command that moves the run on when there is no finished model."""
-        trained, planned = self.epochs_trained, self.config.get("epochs")
+        trained, planned = self.epochs_trained, self.record.get("epochs")
         model_path, resume = self.file("model.keras"), messages.resume_command(self.path)
         stopped_early = bool((self.early_stopping or {}).get("stopped_early"))  # no epoch left to train either
         finished = trained and (not isinstance(planned, int) or trained >= planned or stopped_early)
@@ -123,7 +123,7 @@ class RunFolder:
     def status(self, metrics, evaluation=None, planned=None):
         """The run's state in one line, for its report: complete or stopped, and whose numbers are shown.
         metrics, evaluation: the numbers the report shows; planned: the epochs planned (default: config.json's)."""
-        epochs, planned = metrics.get("epochs"), planned or self.config.get("epochs")
+        epochs, planned = metrics.get("epochs"), planned or self.record.get("epochs")
         status = (f"complete: {messages.count(epochs or 0, 'epoch')}" if not metrics.get("partial")
                   else f"stopped after {epochs} of {planned} epochs; python train.py --resume continues it")
         model_epoch = (evaluation or {}).get("epoch", epochs)
@@ -150,7 +150,7 @@ class RunFolder:
         """The run's images as its training saw them (from data_path where the data has moved since)."""
         from mnist_vae import data
 
-        config, settings = self.config, self.settings
+        config, settings = self.record, self.settings
         try:
             splits = data.load_for_run(data_path or settings.data, settings.dataset, settings.val_split,
                                        settings.limit, settings.binarize, settings.seed, settings.validation)
@@ -169,7 +169,7 @@ class RunFolder:
         from keras import ops
 
         try:
-            steps_per_epoch = -(-self.config["train_images"] // self.config["batch_size"])
+            steps_per_epoch = -(-self.record["train_images"] // self.record["batch_size"])
             return int(ops.convert_to_numpy(vae.steps_taken.value)) // steps_per_epoch
         except (KeyError, TypeError, ZeroDivisionError, AttributeError):
             return None

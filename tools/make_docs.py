@@ -46,7 +46,7 @@ def trained(run_name, flags, data):
     """outputs/<run_name>, trained with these train.py flags unless it has finished already."""
     run_dir = os.path.join(ROOT, "outputs", run_name)
     if os.path.exists(os.path.join(run_dir, "config.json")):  # never mix numbers from different data
-        source = RunFolder(run_dir).config["data_source"]
+        source = RunFolder(run_dir).record["data_source"]
         wanted = os.path.abspath(data) if data else "keras.datasets.mnist"
         if source != wanted:
             sys.exit(f"{run_dir} was trained on {source}, not {wanted}: move it away to train it anew")
@@ -183,7 +183,7 @@ def sharpness(run_dirs, data_path, shown=12):
     rows, names = [], []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
-        config, splits, (vae, _) = folder.config, folder.splits(data_path), build.saved_model(folder)
+        config, splits, (vae, _) = folder.record, folder.splits(data_path), build.saved_model(folder)
         x = data.as_float(splits.x_test)
         z_mean = evaluation.encode(vae, x)["z_mean"]
         means = keras.ops.convert_to_numpy(losses.pixel_means(vae.decoder.predict(z_mean, verbose=0), vae.likelihood))

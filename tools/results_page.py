@@ -180,9 +180,9 @@ def _nll_curves(iwae, unfinished=None):
     presets = [run["config"]["preset"] for run in iwae]
     for name, folder in (unfinished or {}).items():
         if folder is not None and name in IWAE_RUNS:
-            curves[f"{name} (unfinished: {folder.epochs_trained} of {folder.config['epochs']} passes)"] = \
+            curves[f"{name} (unfinished: {folder.epochs_trained} of {folder.record['epochs']} passes)"] = \
                 plots.stage_points(folder.history())
-            presets.append(folder.config["preset"])
+            presets.append(folder.record["preset"])
     published = [(f"{preset}, published ({PRESETS[preset].figure})", staged_passes(PAPER_STAGES),
                   PRESETS[preset].figure) for preset in presets]
     plots.nll_against_passes(curves, os.path.join(DOCS, "results-nll-by-stage.png"),
@@ -255,7 +255,7 @@ def _wall_time(run, passes):
 def _progress(folder):
     """How far an unfinished run got, and at what pace (its checkpoint's training time, where it kept one)."""
     done, seconds = folder.epochs_trained, (folder.state or {}).get("training_seconds")
-    return (f"{done} of {folder.config['epochs']} passes"
+    return (f"{done} of {folder.record['epochs']} passes"
             + (f", {seconds / done:.0f} s each so far" if seconds and done else ""))
 
 
@@ -458,6 +458,6 @@ def read_result(run_dir):
     """A finished run folder's config, eval.json, finishing date and wall time (RunFolder.wall_time)."""
     folder = RunFolder(run_dir)
     minutes, finished = folder.wall_time()
-    return {"name": folder.name, "config": folder.config, "eval": folder.evaluation, "minutes": minutes,
+    return {"name": folder.name, "config": folder.record, "eval": folder.evaluation, "minutes": minutes,
             "finished": finished, "dir": run_dir}
 

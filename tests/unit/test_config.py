@@ -117,3 +117,18 @@ def test_numbers_that_float32_cannot_tell_from_zero_and_paths_that_are_not_utf8_
         result = run_main("train", *argv)
         assert result.returncode == 2 and "is not valid UTF-8" in result.stderr, argv
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.backend_independent
+def test_a_saved_record_passes_the_command_lines_checks():
+    """from_saved and resolve share check_settings: a config.json whose settings contradict each other (edited by
+    hand) is refused in one line naming the file, as the same flags on a command line are."""
+    from mnist_vae.rundir import RunError
+
+    for contradiction, message in (({"prior": "vampprior", "conditional": True}, "leave out --conditional"),
+                                   ({"stochastic_layers": 2, "arch": "conv"}, "leave out --arch conv"),
+                                   ({"early_stopping": 5}, "needs --validation N"),
+                                   ({"log_var_min": 2.0, "log_var_max": -6.0}, "must be below --log-var-max")):
+        with pytest.raises(RunError, match=f"run/config.json: .*{message}.*; the file was edited or damaged"):
+            from_saved({**settings.DEFAULTS, "k": 1, **contradiction}, "run/config.json")
+    assert from_saved({**settings.DEFAULTS, "k": 1, "prior": "vampprior"}).prior == "vampprior"
