@@ -29,6 +29,7 @@ def test_the_onnx_decoder_draws_what_keras_draws(case, tmp_path, small_npz):
 
     import losses
     import model
+    from mnist_vae import build
     from mnist_vae.runfolder import RunFolder
 
     trained = run_main("train", "--data", small_npz, "--epochs", "1", *TINY, *CASES[case], "--out", tmp_path,
@@ -51,7 +52,7 @@ def test_the_onnx_decoder_draws_what_keras_draws(case, tmp_path, small_npz):
     feeds = {"z": z, **({"label": model.one_hot(labels)} if conditional else {})}
     logits, means = session.run(None, feeds)
     # Keras' own decoder on the same weights, in float32 (the run's own policy for all but the mixed one).
-    vae, _ = folder.model()
+    vae, _ = build.saved_model(folder)
     keras.mixed_precision.set_global_policy("float32")
     if settings.stochastic_layers == 2:  # trained in float32: its decoder (z2 through p(z1|z2)'s mean) as loaded
         decoder = vae.decoder

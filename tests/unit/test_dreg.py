@@ -1,12 +1,11 @@
 """mnist_vae/dreg.py: DReG's loss has the IWAE bound's value; its decoder gradient is the plain one, draw by draw;
 its encoder gradient has the plain one's expectation (Monte-Carlo averages over draws, within their standard
 errors) and a smaller variance. On every backend the suite runs on."""
-import json
 
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, gradients, read_history, run_main, to_numpy
+from conftest import gradients, to_numpy
 
 from mnist_vae import dreg as dreg_gradient
 from model import build_vae
@@ -81,16 +80,3 @@ def test_the_encoder_gradient_is_unbiased_with_a_smaller_variance(models):
     # A smaller variance for the encoder, summed over its parameters: the score-function term is gone (measured
     # here: about 7% of the plain gradient's).
     assert dreg_g.var(axis=0).sum() < 0.5 * plain_g.var(axis=0).sum()
-
-
-@pytest.mark.slow
-def test_a_dreg_run_trains_saves_the_plain_vae_and_evaluates(tmp_path, small_npz):
-    flags = ["--data", small_npz, *TINY, "--objective", "iwae", "--k", "3", "--out", tmp_path]
-    result = run_main("train", *flags, "--gradient", "dreg", "--epochs", "3", "--run-name", "dreg")
-    assert result.returncode == 0, result.stderr[-2000:]
-    history = read_history(tmp_path / "dreg")
-    assert history[-1]["loss"] < history[0]["loss"]  # the bound improves under DReG's gradient
-    config = json.load(open(tmp_path / "dreg" / "config.json"))
-    assert config["gradient"] == "dreg" and "--gradient dreg" in config["command"]
-    evaluated = run_main("evaluate", tmp_path / "dreg", "--iw-samples", "5", "--no-sample-quality")
-    assert evaluated.returncode == 0, evaluated.stderr  # model.keras: the plain VAE, loaded as any other

@@ -1,14 +1,12 @@
 """mnist_vae/two_layer.py: the two-stochastic-layer model's log-weights against a hand computation (NumPy,
 float64), its bound at k = 1 against its ELBO and tightening with k, its views (encoder, decoder) against its
-networks, save/reload, and a run that trains, resumes exactly mid-stage, evaluates and draws. On every backend
-the suite runs on."""
-import json
-import math
+networks and save/reload (its run end to end: tests/programs/test_train_families.py). On every backend the suite
+runs on."""
 
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, read_history, run_main, to_numpy
+from conftest import to_numpy
 
 from mnist_vae import evaluation, families
 from mnist_vae.config import from_saved
@@ -126,28 +124,3 @@ def test_it_saves_and_reloads_with_its_views_sharing_the_networks_weights(tmp_pa
         np.testing.assert_array_equal(to_numpy(model.log_weight_terms(images, eps)[name]),
                                       to_numpy(loaded.log_weight_terms(images, eps)[name]))
     assert loaded.decoder.get_layer("pixel_logits") is loaded.p_x.get_layer("pixel_logits")
-
-
-@pytest.mark.slow
-def test_a_two_layer_run_resumes_mid_stage_exactly_evaluates_and_draws(tmp_path, small_npz):
-    flags = ["--data", small_npz, *TINY, "--stochastic-layers", "2", "--latent-dim", "2", "--activation", "tanh",
-             "--objective", "iwae", "--k", "3", "--binarize", "dynamic", "--lr-schedule", "staged", "--out", tmp_path]
-    whole = run_main("train", *flags, "--stages", "3", "--run-name", "whole")  # 1 + 3 + 9 passes
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    first = run_main("train", *flags, "--stages", "3", "--epochs", "6", "--run-name", "parts")  # stops in stage 2
-    assert first.returncode == 0, first.stderr[-2000:]
-    resumed = run_main("train", "--resume", tmp_path / "parts", "--epochs", "13")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    history = read_history(tmp_path / "whole")
-    assert read_history(tmp_path / "parts") == history
-    assert history[-1]["loss"] < history[0]["loss"] - 5  # it learns: the bound improves over the 13 passes
-    results = json.load(open(tmp_path / "whole" / "eval.json"))
-    assert results["stochastic_layers"] == 2 and results["kl_is_estimate"]
-    assert math.isfinite(results["nll_iw"]) and results["nll_iw"] < results["negative_elbo"] + 1
-    assert "two stochastic layers" in whole.stdout and "KL, estimated" in whole.stdout
-    assert "(z2; z1 the mean of p(z1 | z2))" in results["sample_quality"]["protocol"]
-    page = open(tmp_path / "whole" / "explorer.html").read()
-    assert '"latent_dim":2' in page and "the top layer z2 (2-D)" in page  # the page moves z2
-    again = run_main("evaluate", tmp_path / "whole", "--iw-samples", "5", "--no-sample-quality")
-    assert again.returncode == 0, again.stderr
-    assert json.load(open(tmp_path / "whole" / "eval.json"))["nll_iw"] == pytest.approx(results["nll_iw"], rel=1e-5)

@@ -1,14 +1,12 @@
 """mnist_vae/vampprior.py: log p(z) against a direct mixture in NumPy float64, the KL estimate against a
 high-sample Monte-Carlo value, the importance-weighted bound under the learned prior (the ELBO at k = 1,
-tighter with k), and a run that trains, draws from the prior, reloads and evaluates. On every backend the suite
-runs on."""
-import json
+tighter with k). Its run end to end: tests/programs/test_train_families.py. On every backend the suite runs on."""
 import math
 
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, run_main, to_numpy
+from conftest import to_numpy
 
 from mnist_vae import evaluation
 from mnist_vae.vampprior import VampPriorVAE, log_mixture_density
@@ -91,24 +89,3 @@ def test_the_bound_is_the_elbo_at_k_1_and_tightens_with_k(vae):
     np.testing.assert_allclose(one, elbo, rtol=1e-4, atol=1e-3)  # k = 1: the single-draw ELBO
     bounds = [evaluation.iw_bound(images, z_mean, z_log_var, weights(), k, seed=(8, 0)).mean() for k in (1, 20, 1000)]
     assert bounds[0] + 0.5 < bounds[1] < bounds[2], bounds  # on 64 images: far beyond the draws' noise
-
-
-@pytest.mark.slow
-def test_a_vampprior_run_trains_draws_from_its_prior_reloads_and_evaluates(tmp_path, small_npz):
-    flags = ["--data", small_npz, *TINY, "--prior", "vampprior", "--pseudo-inputs", "12", "--out", tmp_path]
-    result = run_main("train", *flags, "--epochs", "2", "--run-name", "v")
-    assert result.returncode == 0, result.stderr[-2000:]
-    run = tmp_path / "v"
-    results = json.load(open(run / "eval.json"))
-    assert results["kl_is_estimate"] is True and results["nll_iw"] < results["negative_elbo"] + 1
-    assert "decoded from z ~ p(z), the learned VampPrior" in results["sample_quality"]["protocol"]
-    assert "KL, estimated" in result.stdout
-    page = open(run / "explorer.html").read()
-    assert '"prior":{"name":"the learned VampPrior"' in page
-    assert "ESTIMATE" in open(run / "report.html").read()
-    loaded = keras.saving.load_model(run / "model.keras")
-    assert isinstance(loaded, VampPriorVAE) and loaded.pseudo_inputs == 12
-    assert loaded.prior.draw(5, seed=0).shape == (5, 2)
-    again = run_main("evaluate", run, "--iw-samples", "5", "--no-sample-quality")
-    assert again.returncode == 0, again.stderr
-    assert json.load(open(run / "eval.json"))["nll_iw"] == pytest.approx(results["nll_iw"], rel=1e-5)
