@@ -12,7 +12,7 @@ from model import LOSS_TERMS, one_hot
 
 def kl_weight_at(epoch, beta, warmup_epochs):
     """KL weight for a 0-based epoch: beta * (epoch + 1) / warmup_epochs, rising linearly to beta at the last
-    warm-up epoch (the VampPrior code's warm-up). Its first epoch is weighed too: at 0 the KL would leave the
+    warm-up epoch (Tomczak & Welling's code's warm-up). Its first epoch is weighed too: at 0 the KL would leave the
     posterior variances (and a learned prior's) free to collapse, which the next epoch's KL then punishes hugely."""
     return beta if warmup_epochs <= 0 else beta * min(1.0, (epoch + 1) / warmup_epochs)
 

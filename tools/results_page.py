@@ -26,6 +26,9 @@ VAMP_EPOCHS = 200
 VAMP_RUNS = [(f"results-vampprior-{VAMP_EPOCHS}", ["--preset", "vampprior", "--epochs", str(VAMP_EPOCHS)]),
              (f"results-vampprior-standard-{VAMP_EPOCHS}",
               ["--preset", "vampprior-standard", "--epochs", str(VAMP_EPOCHS)])]
+# The VampPrior rows' whole protocol (up to 2,000 epochs, stopped after 50 without a better validation bound), run in
+# the background across sessions with --resume from a worktree of a fixed commit; --in-progress names their folder.
+PROTOCOL_RUNS = [("vampprior-protocol", "vampprior"), ("vampprior-standard", "vampprior-standard")]
 KL_RUNS = [(f"docs-z{d}-beta-{name}", ["--epochs", "30", "--beta", str(beta), "--latent-dim", str(d)])
            for d in (2, 20) for name, beta in (("1", 1.0), ("avg", 1.0 / d))]
 # How these folders were made, where it is not in them (wall times depend on what else the machine ran): data
@@ -50,7 +53,7 @@ def results(args):
         runs[name] = read_result(trained(name, flags, args.data))
     data = args.data or "(the download)"
     lines = (_results_header(runs, data) + _pytorch_section(runs, data) + _iwae_section(runs, data, unfinished)
-             + _vampprior_section(runs, data) + _kl_section(runs, data))
+             + _vampprior_section(runs, data) + protocol_section(args.in_progress) + _kl_section(runs, data))
     with open(os.path.join(DOCS, "results.md"), "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {os.path.join(DOCS, 'results.md')}")
@@ -400,11 +403,55 @@ def _vampprior_comparison(vamp, standard):
         "",
         *(f"- {run['name']}: {RUN_NOTES[run['name']]}." for run in (vamp, standard) if run["name"] in RUN_NOTES),
         "",
-        f"Not run, said plainly: the protocol's remaining epochs (up to 2,000, or until 50 without improvement); "
-        f"`--resume` carries these folders on (`python train.py --resume outputs/{vamp['name']} --epochs 2000`), "
-        "and no GPU machine was lent to this work.",
+        "The protocol's whole length for both rows follows in the next section.",
         "",
     ]
+
+
+def protocol_section(in_progress):
+    """The VampPrior rows run through their whole protocol (PROTOCOL_RUNS, in the --in-progress folder): how far each
+    has got, its training time, its best validation bound and how long since, its curve; once early stopping has
+    ended one and it is evaluated, its NLL beside the re-runs."""
+    from mnist_vae import early_stopping, plots
+    from mnist_vae.presets import PRESETS
+
+    if not in_progress:
+        return []
+    lines = ["## The VampPrior protocol to its end", "",
+             "Both rows with the whole protocol: `python train.py --preset vampprior` (and `vampprior-standard`) "
+             "on the full split, up to 2,000 epochs, stopped once 50 epochs after the warm-up bring no better "
+             "validation bound; trained in the background across sessions with `--resume`, one CPU thread each "
+             "(nice 19) on 2 cores that also ran this project's tests.", "",
+             "| run | epochs trained | training time | best validation bound (epoch) | epochs since | state | NLL | "
+             "re-runs |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    curves, chosen = {}, {}
+    for name, preset in PROTOCOL_RUNS:
+        folder = RunFolder(os.path.join(in_progress, name))
+        if not os.path.isdir(folder.path) or not folder.state:
+            lines.append(f"| {name} | not started | | | | | | |")
+            continue
+        state, history = folder.state, folder.history()
+        patience, warmup = folder.record["early_stopping"], folder.record["kl_warmup"]
+        best, best_epoch, stopped = early_stopping.progress(state["history"], patience, warmup)
+        since = len(state["history"]) - best_epoch if best_epoch is not None else None
+        evaluation = folder.evaluation
+        status = ("stopped early, evaluated" if stopped and evaluation else "stopped early" if stopped
+                  else f"training (stops after {patience - (since or 0)} more without a better bound)")
+        nll = f"{evaluation['nll_iw']:.2f} ± {evaluation['nll_iw_stderr']:.2f}" if evaluation else "–"
+        reruns = " / ".join(f"{rerun.figure}" for rerun in PRESETS[preset].reruns)
+        lines.append(f"| {name} | {state['epoch']} | {state.get('training_seconds', 0) / 3600:.1f} h | "
+                     f"{best:.2f} ({best_epoch}) | {since} | {status} | {nll} | {reruns} |")
+        label = f"{name} ({'VampPrior' if preset == 'vampprior' else 'N(0, I)'})"
+        curves[label] = ([int(e) for e in history["epoch"]], [a + b for a, b in zip(
+            history["validation_reconstruction_loss"], history["validation_kl_loss"])])
+        chosen[label] = best_epoch
+    if curves:
+        plots.validation_bounds(curves, os.path.join(DOCS, "results-vampprior-protocol.png"),
+                                "Validation negative ELBO, the whole protocol so far", chosen, 100)
+        lines += ["", '<img src="results-vampprior-protocol.png" alt="validation bound against epochs, the whole '
+                      'protocol so far" width="640">']
+    return lines + ["", "A row that is still training is not a result: its NLL is written here once early stopping "
+                        "has ended it and the run has evaluated its chosen epoch (k = 5000).", ""]
 
 
 def _kl_section(runs, data):
