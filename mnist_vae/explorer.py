@@ -27,11 +27,22 @@ def _floats(array):
     return _b64(np.asarray(array, dtype="<f4"))
 
 
+def _chain(model):
+    """model's layers in order, a nested functional model's (a view made of other networks) in place of it."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _chain(layer)
+        else:
+            yield layer
+
+
 def decoder_spec(decoder):
     """The decoder as a chain of layers the page's JavaScript runs: dense, reshape, transposed convolution.
     Raises ValueError for a layer it cannot run (so a new architecture fails loudly, not silently)."""
     layers = []
-    for layer in decoder.layers:
+    for layer in _chain(decoder):
         kind = layer.__class__.__name__
         activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
         if activation not in ("relu", "tanh", "linear", "sigmoid"):

@@ -76,10 +76,10 @@ def nll_against_passes(curves, path, title, published=()):
     return _save(fig, path)
 
 
-def validation_bounds(curves, path, title, chosen=None, warmup=0):
+def validation_bounds(curves, path, title, chosen=None, warmup=0, marked="chosen"):
     """curves: {label: (epochs, negative ELBO on the validation images)}; chosen: {label: the epoch early
-    stopping chose}, marked on its curve; warmup: the KL warm-up's epochs, shaded (their bound is not what
-    training optimised yet)."""
+    stopping chose}, marked on its curve (and named by `marked`: "best so far" for a run still training); warmup:
+    the KL warm-up's epochs, shaded (their bound is not what training optimised yet)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if warmup:
         ax.axvspan(0.5, warmup + 0.5, color="0.92", label=f"KL warm-up ({warmup} epochs)")
@@ -88,7 +88,7 @@ def validation_bounds(curves, path, title, chosen=None, warmup=0):
         epoch = (chosen or {}).get(label)
         if epoch is not None and epoch in list(epochs):
             ax.plot([epoch], [values[list(epochs).index(epoch)]], "o", color=colour, markersize=7,
-                    label=f"chosen: epoch {epoch}")
+                    label=f"{marked}: epoch {epoch}")
     finite = np.concatenate([np.asarray(v, float)[len(v) // 4:] for _, v in curves.values()])
     if finite.size:  # the first epochs' bounds are far above the rest: zoom on where the runs are compared
         ax.set_ylim(finite.min() - 1, np.percentile(finite, 99) + 2)

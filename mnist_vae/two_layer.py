@@ -52,24 +52,6 @@ def build_networks(latent_dim=50, hidden="200,200", activation="tanh", log_var_r
     return q_z1, q_z2, p_z1, keras.Model(z1_again, logits, name="p_x")
 
 
-def _apply_chain(model, x, skip_suffix="_log_var"):
-    """Call model's layers on x one after the other, as a chain (a gated layer's halves on the same input),
-    leaving out its log-variance head: the mean path of a network, for the views."""
-    halves = []
-    for layer in model.layers:
-        name = layer.name
-        if isinstance(layer, layers.InputLayer) or skip_suffix in name:
-            continue
-        if name.endswith("_linear") or name.endswith("_gate"):
-            halves.append(layer)
-        elif isinstance(layer, layers.Multiply):
-            linear, gate = sorted(halves, key=lambda h: h.name.endswith("_gate"))
-            x, halves = layer([linear(x), gate(x)]), []
-        else:
-            x = layer(x)
-    return x
-
-
 @keras.saving.register_keras_serializable(package="mnist_vae")
 class TwoLayerVAE(VAE):
     """The VAE with two stochastic layers (see the module's docstring): the same trainer, objectives and
@@ -83,7 +65,9 @@ class TwoLayerVAE(VAE):
         image = keras.Input(IMAGE_SHAPE, name="image")
         encoder = keras.Model(image, q_z2(q_z1(image)[0]), name="encoder")
         z2 = keras.Input(p_z1.inputs[0].shape[1:], name="z")
-        decoder = keras.Model(z2, _apply_chain(p_x, _apply_chain(p_z1, z2)), name="decoder")
+        prior_mean = keras.Model(p_z1.inputs, p_z1.outputs[0], name="p_z1_mean")  # p(z1|z2)'s mean path alone
+        logits = layers.Activation("linear", dtype="float32", name="logits")(p_x(prior_mean(z2)))  # as every decoder
+        decoder = keras.Model(z2, logits, name="decoder")
         super().__init__(encoder, decoder, **kwargs)
         self.q_z1, self.q_z2, self.p_z1, self.p_x = q_z1, q_z2, p_z1, p_x
         self.z1_dim, self.z2_dim = int(q_z1.outputs[0].shape[-1]), int(q_z2.outputs[0].shape[-1])

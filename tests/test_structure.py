@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mnist_vae"
 SCRIPTS = {"train", "evaluate", "compare", "export"}  # what a user runs
-TOOLS = {"bench", "bench_references", "make_docs", "results_page"}  # tools/: measuring, and remaking the docs
+TOOLS = {"bench", "bench_references", "make_docs", "results_page", "results_vampprior"}  # tools/: measuring, the docs
 LONGEST_TOOL = 500  # lines: a tool split by job
 CORE = {"model", "losses"}  # what a learner reads first: the model and its loss
 TOP_LEVEL = SCRIPTS | CORE
