@@ -174,5 +174,6 @@ def protocol_section(in_progress):
                                 marked="best so far" if any(running.values()) else "chosen")
         lines += ["", '<img src="results-vampprior-protocol.png" alt="validation bound against epochs, the whole '
                       'protocol so far" width="640">']
-    return lines + ["", "A row that is still training is not a result: its NLL is written here once early stopping "
-                        "has ended it and the run has evaluated its chosen epoch (k = 5000).", ""]
+    notes = [f"- {name}: {RUN_NOTES[name]}." for name, _ in PROTOCOL_RUNS if name in RUN_NOTES]
+    return lines + ["", *notes, "", "A row that is still training is not a result: its NLL is written here once early "
+                    "stopping has ended it and the run has evaluated its chosen epoch (k = 5000).", ""]
