@@ -86,8 +86,9 @@ def main():
                    help="with --results: leave out the IWAE runs not finished in outputs/ (the page names them) "
                         "rather than train them")
     p.add_argument("--in-progress", metavar="DIR",
-                   help="with --finished-only: the folder (outside the repository) where unfinished runs are "
-                        "training, so the page says how far each got and draws its curve so far")
+                   help="the folder (outside the repository) where unfinished runs are training, so the page says "
+                        "how far each got and draws its curve so far: the IWAE rows left out by --finished-only, and "
+                        "the VampPrior protocol's rows (tools/results_vampprior.py)")
     args = p.parse_args()
     if args.results:
         return results(args)
