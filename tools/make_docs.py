@@ -86,9 +86,8 @@ def main():
                    help="with --results: leave out the IWAE runs not finished in outputs/ (the page names them) "
                         "rather than train them")
     p.add_argument("--in-progress", metavar="DIR",
-                   help="the folder (outside the repository) where unfinished runs are training, so the page says "
-                        "how far each got and draws its curve so far: the IWAE rows left out by --finished-only, and "
-                        "the VampPrior protocol's rows (tools/results_vampprior.py)")
+                   help="where unfinished runs train (outside the repository): the IWAE rows --finished-only leaves "
+                        "out and the VampPrior protocol's rows; the page says how far each got and draws its curve")
     args = p.parse_args()
     if args.results:
         return results(args)
