@@ -26,7 +26,7 @@ def check_run_fits(config, train_images):
     weights = family.parameters(config)
     needed = weights * 4 * 4  # float32 weights, their gradients and Adam's two moments
     if needed > memory_bytes():
-        hidden = f" --hidden {','.join(map(str, config.hidden))}" if config.arch == "dense" else ""
+        hidden = f" --hidden {config.as_dict()['hidden']}" if config.arch == "dense" else ""  # as the flag writes it
         raise RunError(f"--arch {config.arch}{hidden} --latent-dim {config.latent_dim}: the model would "
                        f"have {weights / 1e6:,.0f} million weights, about {needed / 1e9:,.0f} GB with Adam's state, "
                        f"more than this machine's {memory_bytes() / 1e9:,.0f} GB of memory")
